@@ -1,0 +1,162 @@
+// Handles, errors, creation, conversion, metadata, random generators and threads.
+#include "common.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+#include <cstring>
+
+namespace metarun {
+
+static thread_local std::string g_last_error;
+static std::atomic<int64_t> g_live{0};
+
+void set_last_error(const std::string& message) { g_last_error = message.empty() ? "native error" : message; }
+void clear_last_error() { g_last_error.clear(); }
+Handle wrap(at::Tensor t) {
+  auto* h = new at::Tensor(std::move(t));
+  g_live.fetch_add(1, std::memory_order_relaxed);
+  return h;
+}
+
+static at::Generator* G(void* g) { return static_cast<at::Generator*>(g); }
+static c10::optional<at::Generator> optgen(void* g) {
+  return g == nullptr ? c10::optional<at::Generator>() : c10::optional<at::Generator>(*G(g));
+}
+
+static void require_device(const at::Device& d) {
+  if (d.is_cuda() && !torch::cuda::is_available()) {
+    throw std::runtime_error(
+        "CUDA was requested, but this libtorch has no CUDA support or sees no GPU. Build MetaRun against a CUDA "
+        "libtorch (METARUN_LIBTORCH=/path/to/libtorch, see README) or use device: cpu.");
+  }
+}
+
+}  // namespace metarun
+
+using namespace metarun;
+
+// ---- errors, lifetime, library facts ----
+MR_EXPORT const char* mr_last_error() { return g_last_error.empty() ? nullptr : g_last_error.c_str(); }
+MR_EXPORT void mr_free(Handle h) {
+  if (h != nullptr) {
+    delete h;
+    g_live.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+MR_EXPORT int64_t mr_live_tensors() { return g_live.load(); }
+MR_EXPORT const char* mr_torch_version() {
+  static const std::string v = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                               std::to_string(TORCH_VERSION_PATCH);
+  return v.c_str();
+}
+MR_EXPORT int mr_cuda_device_count() {
+  MR_GUARD(-1, return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;)
+}
+MR_EXPORT int mr_set_num_threads(int n) { MR_STATUS(at::set_num_threads(n);) }
+MR_EXPORT int mr_get_num_threads() { return at::get_num_threads(); }
+MR_EXPORT int mr_set_grad_enabled(int enabled) {
+  bool previous = at::GradMode::is_enabled();
+  at::GradMode::set_enabled(enabled != 0);
+  return previous ? 1 : 0;
+}
+MR_EXPORT int mr_manual_seed(uint64_t seed) {
+  MR_STATUS(at::manual_seed(seed); if (torch::cuda::is_available()) torch::cuda::manual_seed_all(seed);)
+}
+
+// ---- generators: independent random streams whose state can be saved and restored ----
+MR_EXPORT void* mr_generator_new(uint64_t seed, int device_type, int device_index) {
+  MR_GUARD(nullptr, {
+    auto d = device(device_type, device_index);
+    require_device(d);
+    auto g = at::globalContext().defaultGenerator(d).clone();
+    g.set_current_seed(seed);
+    return new at::Generator(std::move(g));
+  })
+}
+MR_EXPORT void mr_generator_free(void* g) { delete G(g); }
+MR_EXPORT Handle mr_generator_get_state(void* g) {
+  MR_TENSOR([&] {
+    std::lock_guard<std::mutex> lock(G(g)->mutex());
+    return G(g)->get_state();
+  }())
+}
+MR_EXPORT int mr_generator_set_state(void* g, Handle state) {
+  MR_STATUS(std::lock_guard<std::mutex> lock(G(g)->mutex()); G(g)->set_state(T(state));)
+}
+
+// ---- creation ----
+MR_EXPORT Handle mr_empty(const int64_t* shape, int n, int dtype, int dt, int di) {
+  MR_TENSOR((require_device(device(dt, di)), at::empty(dims(shape, n), options(dtype, dt, di))))
+}
+MR_EXPORT Handle mr_full(const int64_t* shape, int n, double value, int dtype, int dt, int di) {
+  MR_TENSOR((require_device(device(dt, di)), at::full(dims(shape, n), value, options(dtype, dt, di))))
+}
+MR_EXPORT Handle mr_randn(const int64_t* shape, int n, int dtype, int dt, int di, void* gen) {
+  MR_TENSOR((require_device(device(dt, di)), at::randn(dims(shape, n), optgen(gen), options(dtype, dt, di))))
+}
+MR_EXPORT Handle mr_rand(const int64_t* shape, int n, int dtype, int dt, int di, void* gen) {
+  MR_TENSOR((require_device(device(dt, di)), at::rand(dims(shape, n), optgen(gen), options(dtype, dt, di))))
+}
+MR_EXPORT Handle mr_randint(int64_t low, int64_t high, const int64_t* shape, int n, int dtype, int dt, int di, void* gen) {
+  MR_TENSOR((require_device(device(dt, di)), at::randint(low, high, dims(shape, n), optgen(gen), options(dtype, dt, di))))
+}
+MR_EXPORT Handle mr_arange(double start, double end, double step, int dtype, int dt, int di) {
+  MR_TENSOR((require_device(device(dt, di)), at::arange(start, end, step, options(dtype, dt, di))))
+}
+// Copies `bytes` of host memory into a new CPU tensor; the caller keeps its buffer.
+MR_EXPORT Handle mr_from_data(const void* data, int64_t bytes, const int64_t* shape, int n, int dtype) {
+  MR_TENSOR([&] {
+    auto t = at::empty(dims(shape, n), at::TensorOptions().dtype(static_cast<at::ScalarType>(dtype)));
+    if (static_cast<int64_t>(t.nbytes()) != bytes)
+      throw std::invalid_argument("buffer holds " + std::to_string(bytes) + " bytes but the shape needs " +
+                                  std::to_string(t.nbytes()));
+    if (bytes > 0) std::memcpy(t.data_ptr(), data, static_cast<size_t>(bytes));
+    return t;
+  }())
+}
+
+// ---- conversion and copies ----
+// dtype < 0 keeps the dtype; device_type < 0 keeps the device.
+MR_EXPORT Handle mr_to(Handle h, int dtype, int dt, int di, int copy) {
+  MR_TENSOR([&] {
+    auto& t = T(h);
+    auto st = dtype < 0 ? t.scalar_type() : static_cast<at::ScalarType>(dtype);
+    auto d = dt < 0 ? t.device() : device(dt, di);
+    require_device(d);
+    return t.to(d, st, /*non_blocking=*/false, copy != 0);
+  }())
+}
+// Copies the tensor's elements (row-major) into host memory of exactly `bytes` bytes.
+MR_EXPORT int mr_copy_to_host(Handle h, void* dst, int64_t bytes) {
+  MR_STATUS({
+    auto t = T(h).detach().to(at::kCPU).contiguous();
+    if (static_cast<int64_t>(t.nbytes()) != bytes)
+      throw std::invalid_argument("destination holds " + std::to_string(bytes) + " bytes but the tensor has " +
+                                  std::to_string(t.nbytes()));
+    if (bytes > 0) std::memcpy(dst, t.data_ptr(), static_cast<size_t>(bytes));
+  })
+}
+MR_EXPORT int mr_item(Handle h, double* out) { MR_STATUS(*out = T(h).item<double>();) }
+
+// ---- metadata ----
+MR_EXPORT int mr_ndim(Handle h) { MR_GUARD(-1, return static_cast<int>(T(h).dim());) }
+MR_EXPORT int mr_shape(Handle h, int64_t* out) {
+  MR_STATUS(auto s = T(h).sizes(); std::copy(s.begin(), s.end(), out);)
+}
+MR_EXPORT int mr_dtype(Handle h) { MR_GUARD(-1, return static_cast<int>(T(h).scalar_type());) }
+MR_EXPORT int mr_device(Handle h, int* type, int* index) {
+  MR_STATUS(auto d = T(h).device(); *type = static_cast<int>(d.type()); *index = d.has_index() ? d.index() : 0;)
+}
+MR_EXPORT int mr_requires_grad(Handle h) { MR_GUARD(-1, return T(h).requires_grad() ? 1 : 0;) }
+MR_EXPORT int mr_set_requires_grad(Handle h, int on) { MR_STATUS(T(h).requires_grad_(on != 0);) }
+// The accumulated .grad of a leaf, or nullptr with no error when it has none.
+MR_EXPORT Handle mr_grad_of(Handle h) {
+  MR_GUARD(nullptr, {
+    auto g = T(h).grad();
+    return g.defined() ? wrap(g) : nullptr;
+  })
+}
+MR_EXPORT int mr_zero_grad(Handle h) {
+  MR_STATUS(auto& g = T(h).mutable_grad(); if (g.defined()) g = at::Tensor();)
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what MetaRun needs (as root) or says exactly what to install, then builds it
+# incrementally: the C++ through CMake, the C# through dotnet (which drives CMake too).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+packages=(libtorch-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "metarun: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    echo "metarun: missing system packages. Install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 10
+  fi
+fi
+command -v dotnet >/dev/null || { echo "metarun: the .NET 10 SDK (dotnet) is not on PATH; install it first" >&2; exit 10; }
+
+cd "$root"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet build MetaRun.sln -c Release -nologo -clp:ErrorsOnly -v:q >&2
+touch "$root/src/MetaRun/bin/.built"

@@ -1,0 +1,67 @@
+using static MetaRun.Torch.Native;
+
+namespace MetaRun.Torch;
+
+public enum Reduction
+{
+    None = 0,
+    Mean = 1,
+    Sum = 2,
+}
+
+public enum InterpolationMode
+{
+    Bilinear = 0,
+    Bicubic = 1,
+    Area = 2,
+}
+
+/// <summary>
+/// Stateless neural-network functions. Parameters are arguments, never hidden state, so that a
+/// model can be run with adapted parameters (MAML's fast weights) as easily as with its own.
+/// </summary>
+public static class F
+{
+    private static IntPtr H(Tensor? t) => t?.Handle ?? IntPtr.Zero;
+
+    public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
+        new(mr_conv2d(input.Handle, weight.Handle, H(bias), stride, stride, padding, padding, dilation, dilation, groups));
+
+    public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null) => new(mr_linear(input.Handle, weight.Handle, H(bias)));
+
+    /// <summary>
+    /// Batch normalization. In training mode it normalizes with the batch's own statistics (and
+    /// updates running statistics when given); otherwise with the running statistics.
+    /// </summary>
+    public static Tensor BatchNorm(Tensor input, Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias,
+        bool training, double momentum = 0.1, double eps = 1e-5) =>
+        new(mr_batch_norm(input.Handle, H(weight), H(bias), H(runningMean), H(runningVar), training ? 1 : 0, momentum, eps));
+
+    public static Tensor MaxPool2d(Tensor input, int kernel, int? stride = null, int padding = 0) =>
+        new(mr_max_pool2d(input.Handle, kernel, stride ?? kernel, padding));
+
+    public static Tensor AvgPool2d(Tensor input, int kernel, int? stride = null, int padding = 0) =>
+        new(mr_avg_pool2d(input.Handle, kernel, stride ?? kernel, padding));
+
+    public static Tensor AdaptiveAvgPool2d(Tensor input, int height, int width) => new(mr_adaptive_avg_pool2d(input.Handle, height, width));
+
+    public static Tensor Relu(Tensor input) => input.Relu();
+    public static Tensor LeakyRelu(Tensor input, double slope = 0.01) => new(mr_leaky_relu(input.Handle, slope));
+    public static Tensor LogSoftmax(Tensor input, long dim) => new(mr_log_softmax(input.Handle, dim));
+    public static Tensor Softmax(Tensor input, long dim) => new(mr_softmax(input.Handle, dim));
+
+    /// <summary>Inverted dropout; the mask comes from <paramref name="generator"/> (or the default one).</summary>
+    public static Tensor Dropout(Tensor input, double p, bool training, Generator? generator = null) =>
+        new(mr_dropout(input.Handle, p, training ? 1 : 0, generator?.Handle ?? IntPtr.Zero));
+
+    /// <summary>Cross-entropy of logits [N, C] against int64 class indices [N].</summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor target, Reduction reduction = Reduction.Mean) =>
+        new(mr_cross_entropy(logits.Handle, target.Handle, (int)reduction));
+
+    public static Tensor MseLoss(Tensor input, Tensor target, Reduction reduction = Reduction.Mean) =>
+        new(mr_mse_loss(input.Handle, target.Handle, (int)reduction));
+
+    /// <summary>Resizes [N, C, H, W] images. Antialiasing (bilinear/bicubic) low-pass filters when shrinking.</summary>
+    public static Tensor Interpolate(Tensor input, int height, int width, InterpolationMode mode = InterpolationMode.Bilinear, bool antialias = false) =>
+        new(mr_interpolate(input.Handle, height, width, (int)mode, antialias ? 1 : 0));
+}
