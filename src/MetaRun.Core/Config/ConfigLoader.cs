@@ -1,0 +1,171 @@
+using System.Globalization;
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace MetaRun.Config;
+
+/// <summary>
+/// Reads a run's YAML into <see cref="RunConfig"/>, applying --set overrides with the same checks.
+/// Unknown keys, wrong types and out-of-range values are errors naming the file, key and line.
+/// </summary>
+public static class ConfigLoader
+{
+    public static RunConfig Load(string path, IEnumerable<string>? overrides = null)
+    {
+        if (!File.Exists(path)) throw new ConfigException($"{path}: config file not found");
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ConfigException($"{path}: cannot read: {e.Message}"); }
+        return Parse(text, path, overrides);
+    }
+
+    public static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides = null)
+    {
+        var root = ParseMapping(yaml, source);
+        var overridden = new Dictionary<YamlNode, string>(ReferenceEqualityComparer.Instance);
+        foreach (var o in overrides ?? []) ApplyOverride(root, o, overridden);
+        var config = new RunConfig();
+        Bind(config, root, "", source, overridden);
+        return config;
+    }
+
+    /// <summary>The fully resolved config as YAML, as written to a run's config.yaml.</summary>
+    public static string ToYaml(RunConfig config) =>
+        new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build().Serialize(config);
+
+    /// <summary>A hash of everything that shapes the results (not the run's name or output folder).</summary>
+    public static string Hash(RunConfig config)
+    {
+        var copy = Parse(ToYaml(config), "(resolved)");
+        copy.Name = "";
+        copy.Output = new OutputConfig();
+        return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
+    }
+
+    private static YamlMappingNode ParseMapping(string yaml, string source)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(yaml));
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigException($"{source}:{e.Start.Line}: invalid YAML: {Inner(e).Message}");
+        }
+        if (stream.Documents.Count == 0) return new YamlMappingNode();
+        return stream.Documents[0].RootNode as YamlMappingNode
+               ?? throw new ConfigException($"{source}:{stream.Documents[0].RootNode.Start.Line}: the config must be a mapping of keys to values");
+    }
+
+    private static Exception Inner(Exception e) => e.InnerException is YamlException ye ? Inner(ye) : e;
+
+    private static void ApplyOverride(YamlMappingNode root, string text, Dictionary<YamlNode, string> overridden)
+    {
+        var eq = text.IndexOf('=');
+        if (eq <= 0) throw new ConfigException($"--set {text}: expected key.path=value");
+        var keys = text[..eq].Trim().Split('.');
+        var valueText = text[(eq + 1)..];
+        var node = root;
+        for (var i = 0; i < keys.Length - 1; i++)
+        {
+            if (!node.Children.TryGetValue(new YamlScalarNode(keys[i]), out var child))
+            {
+                child = new YamlMappingNode();
+                node.Children[new YamlScalarNode(keys[i])] = child;
+            }
+            node = child as YamlMappingNode ?? throw new ConfigException($"--set {text}: '{string.Join('.', keys[..(i + 1)])}' is not a section");
+        }
+        YamlNode value;
+        try
+        {
+            var s = new YamlStream();
+            s.Load(new StringReader("v: " + valueText));
+            value = ((YamlMappingNode)s.Documents[0].RootNode).Children[new YamlScalarNode("v")];
+        }
+        catch (YamlException)
+        {
+            value = new YamlScalarNode(valueText);
+        }
+        node.Children[new YamlScalarNode(keys[^1])] = value;
+        overridden[value] = $"--set {text}";
+    }
+
+    private static string Where(YamlNode node, string source, Dictionary<YamlNode, string> overridden) =>
+        overridden.TryGetValue(node, out var o) ? o : $"{source}:{node.Start.Line}";
+
+    private static string Snake(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
+
+    private static void Bind(object target, YamlMappingNode node, string prefix, string source, Dictionary<YamlNode, string> overridden)
+    {
+        var props = target.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite && p.GetCustomAttribute<YamlIgnoreAttribute>() == null)
+            .ToDictionary(p => Snake(p.Name));
+        foreach (var (k, v) in node.Children)
+        {
+            var key = (k as YamlScalarNode)?.Value ?? throw new ConfigException($"{source}:{k.Start.Line}: keys must be plain names");
+            var path = prefix + key;
+            if (!props.TryGetValue(key, out var prop))
+            {
+                var known = string.Join(", ", props.Keys.Order());
+                throw new ConfigException($"{Where(k, source, overridden)}: unknown key '{path}' (known keys{(prefix.Length > 0 ? $" of '{prefix.TrimEnd('.')}'" : "")}: {known})");
+            }
+            var where = Where(v, source, overridden);
+            if (IsSection(prop.PropertyType))
+            {
+                if (v is YamlScalarNode { Value: null or "" or "~" or "null" }) continue;
+                var section = v as YamlMappingNode ?? throw new ConfigException($"{where}: '{path}' must be a section of keys");
+                Bind(prop.GetValue(target)!, section, path + ".", source, overridden);
+                continue;
+            }
+            var value = Convert(v, prop.PropertyType, path, where);
+            Validate(prop, value, path, where);
+            prop.SetValue(target, value);
+        }
+    }
+
+    private static bool IsSection(Type t) => t.IsClass && t != typeof(string) && !t.IsGenericType;
+
+    private static object? Convert(YamlNode node, Type type, string path, string where)
+    {
+        if (type == typeof(List<int>))
+        {
+            var seq = node as YamlSequenceNode ?? throw new ConfigException($"{where}: '{path}' must be a list of integers, like [40, 40]");
+            return seq.Children.Select(c => (int)Convert(c, typeof(int), path, where)!).ToList();
+        }
+        var scalar = node as YamlScalarNode ?? throw new ConfigException($"{where}: '{path}' must be a single value, not a {(node is YamlSequenceNode ? "list" : "section")}");
+        var s = scalar.Value ?? "";
+        var isNull = scalar.Style == ScalarStyle.Plain && s is "" or "~" or "null";
+        if (type == typeof(string)) return isNull ? (Nullable(type, path) ? null : throw new ConfigException($"{where}: '{path}' needs a value")) : s;
+        var inv = CultureInfo.InvariantCulture;
+        if (type == typeof(int) && int.TryParse(s, NumberStyles.Integer, inv, out var i)) return i;
+        if (type == typeof(long) && long.TryParse(s, NumberStyles.Integer, inv, out var l)) return l;
+        if (type == typeof(double) && double.TryParse(s, NumberStyles.Float, inv, out var d) && double.IsFinite(d)) return d;
+        if (type == typeof(bool) && bool.TryParse(s, out var b)) return b;
+        var kind = type == typeof(int) || type == typeof(long) ? "an integer" : type == typeof(double) ? "a number" : type == typeof(bool) ? "true or false" : type.Name;
+        throw new ConfigException($"{where}: '{path}' must be {kind}, not '{s}'");
+    }
+
+    // Only the data root may be left empty; every other string key needs a value.
+    private static bool Nullable(Type type, string path) => path == "data.root";
+
+    private static void Validate(PropertyInfo prop, object? value, string path, string where)
+    {
+        if (prop.GetCustomAttribute<OneOfAttribute>() is { } oneOf && value is string s && !oneOf.Values.Contains(s))
+            throw new ConfigException($"{where}: '{path}' is '{s}'; expected one of: {string.Join(", ", oneOf.Values)}");
+        if (prop.GetCustomAttribute<RangeAttribute>() is { } range && value != null)
+        {
+            var x = System.Convert.ToDouble(value, CultureInfo.InvariantCulture);
+            if (x < range.Min || x > range.Max)
+                throw new ConfigException($"{where}: '{path}' is {x.ToString(CultureInfo.InvariantCulture)}; it must be between {range.Min.ToString(CultureInfo.InvariantCulture)} and {range.Max.ToString(CultureInfo.InvariantCulture)}");
+        }
+        if (value is List<int> list && list.Any(n => n < 1))
+            throw new ConfigException($"{where}: '{path}' entries must be positive integers");
+    }
+}

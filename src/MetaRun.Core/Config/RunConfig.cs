@@ -1,0 +1,100 @@
+namespace MetaRun.Config;
+
+// The typed schema of a run's YAML file. Property names map to snake_case keys
+// (InnerLr ↔ inner_lr); every key, its default and its meaning is in the README.
+
+public sealed class RunConfig
+{
+    public string Name { get; set; } = "run";
+    public long Seed { get; set; } = 1;
+    [OneOf("auto", "cpu", "cuda")] public string Device { get; set; } = "auto";
+    /// <summary>Intra-op threads; 0 uses every core.</summary>
+    [Range(0, 1024)] public int Threads { get; set; }
+    public DataConfig Data { get; set; } = new();
+    public ModelConfig Model { get; set; } = new();
+    public AlgorithmConfig Algorithm { get; set; } = new();
+    public EvalConfig Eval { get; set; } = new();
+    public OutputConfig Output { get; set; } = new();
+    public CheckpointConfig Checkpoint { get; set; } = new();
+}
+
+public sealed class DataConfig
+{
+    [OneOf("sinusoid", "omniglot", "miniimagenet")] public string Dataset { get; set; } = "sinusoid";
+    /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default.</summary>
+    public string? Root { get; set; }
+    /// <summary>Omniglot class split: vinyals (1200 train characters, rotations as classes) or lake (background/evaluation alphabets).</summary>
+    [OneOf("vinyals", "lake")] public string Split { get; set; } = "vinyals";
+    /// <summary>Seed of the class split (independent of the run seed, so runs share a split).</summary>
+    public long SplitSeed { get; set; } = 0;
+    /// <summary>Side of the square images fed to the model; 0 uses the data set's usual size (Omniglot 28, miniImageNet 84).</summary>
+    [Range(0, 1024)] public int ImageSize { get; set; }
+    public EpisodeConfig Train { get; set; } = new();
+    public EpisodeConfig Test { get; set; } = new();
+}
+
+public sealed class EpisodeConfig
+{
+    [Range(1, 10000)] public int Ways { get; set; } = 5;
+    [Range(1, 10000)] public int Shots { get; set; } = 1;
+    [Range(1, 10000)] public int Queries { get; set; } = 15;
+}
+
+public sealed class ModelConfig
+{
+    /// <summary>auto picks conv4 for image data and mlp for sinusoid.</summary>
+    [OneOf("auto", "conv4", "mlp")] public string Name { get; set; } = "auto";
+    /// <summary>conv4 filters per layer; 0 uses the paper's (64 Omniglot, 32 miniImageNet).</summary>
+    [Range(0, 4096)] public int Filters { get; set; }
+    /// <summary>conv4 downsampling: stride-2 convolutions (Omniglot in Finn et al.) or 2×2 max-pooling (miniImageNet); auto follows the data set.</summary>
+    [OneOf("auto", "stride", "maxpool")] public string Downsample { get; set; } = "auto";
+    /// <summary>Hidden layer widths of the MLP.</summary>
+    public List<int> Hidden { get; set; } = [40, 40];
+}
+
+public sealed class AlgorithmConfig
+{
+    [OneOf("maml", "fomaml")] public string Name { get; set; } = "maml";
+    [Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
+    [Range(0, 1000)] public int InnerSteps { get; set; } = 1;
+    /// <summary>Inner steps at validation and test time; 0 uses inner_steps.</summary>
+    [Range(0, 1000)] public int TestInnerSteps { get; set; }
+    [OneOf("adam", "sgd")] public string OuterOptimizer { get; set; } = "adam";
+    [Range(0.0, 1e6)] public double OuterLr { get; set; } = 0.001;
+    [Range(1, 100000)] public int MetaBatchSize { get; set; } = 32;
+    [Range(1, 100000000)] public int Iterations { get; set; } = 1000;
+
+    [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
+}
+
+public sealed class EvalConfig
+{
+    /// <summary>Validate every this many iterations; 0 never.</summary>
+    [Range(0, 100000000)] public int Interval { get; set; } = 500;
+    [Range(1, 1000000)] public int Episodes { get; set; } = 100;
+}
+
+public sealed class OutputConfig
+{
+    /// <summary>Runs are written under this folder as DIR/NAME-TIMESTAMP unless --out names the run folder.</summary>
+    public string Dir { get; set; } = "runs";
+}
+
+public sealed class CheckpointConfig
+{
+    /// <summary>Write checkpoints/last every this many iterations (and at the end).</summary>
+    [Range(1, 100000000)] public int Interval { get; set; } = 500;
+}
+
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class OneOfAttribute(params string[] values) : Attribute
+{
+    public string[] Values { get; } = values;
+}
+
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class RangeAttribute(double min, double max) : Attribute
+{
+    public double Min { get; } = min;
+    public double Max { get; } = max;
+}

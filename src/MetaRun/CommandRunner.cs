@@ -1,0 +1,40 @@
+using System.CommandLine;
+using MetaRun.Torch;
+
+namespace MetaRun.Cli;
+
+/// <summary>
+/// Runs the parsed command and turns errors into one clear line and a documented exit code
+/// (stack traces only with --verbose).
+/// </summary>
+public static class CommandRunner
+{
+    public static int Invoke(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        var verbose = parse.GetValue(GlobalOptions.Verbose);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors) Console.Error.WriteLine($"metarun: {e.Message}");
+            Console.Error.WriteLine("Run 'metarun --help' for usage.");
+            return ExitCodes.BadUsage;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            var (code, message) = e switch
+            {
+                MetaRunException m => (m.ExitCode, m.Message),
+                TorchException t => (ExitCodes.Failure, $"libtorch error: {t.Message}"),
+                OperationCanceledException => (130, "interrupted"),
+                _ => (ExitCodes.Failure, $"{e.GetType().Name}: {e.Message}"),
+            };
+            Console.Error.WriteLine($"metarun: {message}");
+            if (verbose) Console.Error.WriteLine(e);
+            return code;
+        }
+    }
+}
