@@ -1,4 +1,4 @@
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 public enum DeviceType
 {

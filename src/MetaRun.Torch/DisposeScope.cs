@@ -1,4 +1,4 @@
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>
 /// Owns every tensor created on this thread while it is the innermost open scope, and frees them

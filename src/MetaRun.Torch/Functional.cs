@@ -1,6 +1,6 @@
-using static MetaRun.Torch.Native;
+using static LibTorch.Native;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 public enum Reduction
 {

@@ -1,6 +1,6 @@
-using static MetaRun.Torch.Native;
+using static LibTorch.Native;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>
 /// An independent libtorch random stream (Philox on CUDA, Mersenne Twister on CPU) whose state

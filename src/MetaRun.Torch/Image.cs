@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using static MetaRun.Torch.Native;
+using static LibTorch.Native;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>PNG and JPEG through libpng and libjpeg-turbo (native/src/image.cpp).</summary>
 public static unsafe class Image

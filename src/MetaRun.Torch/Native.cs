@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 // The flat C ABI of native/ (libmetarun_native.so). Every call that can fail reports through
 // its return value; Check turns that into a TorchException carrying libtorch's message.

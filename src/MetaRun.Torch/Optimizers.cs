@@ -1,6 +1,6 @@
-using static MetaRun.Torch.Native;
+using static LibTorch.Native;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>
 /// A first-order optimizer over a fixed list of parameter tensors. Its state is a set of named

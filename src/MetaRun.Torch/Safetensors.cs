@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>Named tensors and string metadata, as read from a safetensors file.</summary>
 public sealed class TensorFile(Dictionary<string, Tensor> tensors, Dictionary<string, string> metadata) : IDisposable

@@ -1,4 +1,4 @@
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>Element types; the values are libtorch's c10::ScalarType codes.</summary>
 public enum ScalarType

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using static MetaRun.Torch.Native;
+using static LibTorch.Native;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>
 /// A libtorch tensor. It owns one native handle, freed by <see cref="Dispose"/> or by the

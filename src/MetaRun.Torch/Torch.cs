@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using static MetaRun.Torch.Native;
+using static LibTorch.Native;
 
-namespace MetaRun.Torch;
+namespace LibTorch;
 
 /// <summary>Tensor creation, autograd, seeding and library facts.</summary>
 public static unsafe class Torch

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using MetaRun.Torch;
+using LibTorch;
 
 namespace MetaRun.Cli;
 

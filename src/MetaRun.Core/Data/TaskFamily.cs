@@ -1,4 +1,4 @@
-using MetaRun.Torch;
+using LibTorch;
 
 namespace MetaRun.Data;
 

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
 using System.Reflection;
-using MetaRun.Torch;
+using LibTorch;
 
 namespace MetaRun.Cli.Commands;
 
