@@ -25,5 +25,8 @@ command -v dotnet >/dev/null || { echo "metarun: the .NET 10 SDK (dotnet) is not
 
 cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-dotnet build MetaRun.sln -c Release -nologo -clp:ErrorsOnly -v:q >&2
-touch "$root/src/MetaRun/bin/.built"
+# With an argument (a project or solution) builds that; by default the CLI alone.
+target="${1:-src/MetaRun/MetaRun.csproj}"
+dotnet build "$target" -c Release -nologo -clp:ErrorsOnly\;NoSummary -v:q >&2
+[ "$target" = src/MetaRun/MetaRun.csproj ] && touch "$root/src/MetaRun/bin/.built"
+exit 0

@@ -2,7 +2,7 @@
 # Runs the whole test suite: installs and builds as needed, then every xunit test.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/scripts/setup.sh" || exit $?
+"$root/scripts/setup.sh" MetaRun.sln || exit $?
 cd "$root"
 log=$(mktemp)
 dotnet test MetaRun.sln -c Release --no-build -nologo "$@" 2>&1 | tee "$log"

@@ -1,8 +1,8 @@
 namespace MetaRun.Tests.Torch;
 
 using System.Runtime.InteropServices;
-using MetaRun.Torch;
-using Torch = MetaRun.Torch.Torch;
+using LibTorch;
+using Torch = LibTorch.Torch;
 
 /// <summary>
 /// Tests that read process-wide counters (Torch.LiveTensors, RSS) run in this collection: xunit
