@@ -52,7 +52,15 @@ public sealed class DisposeScope : IDisposable
             t.Dispose();
         }
         owned.Clear();
-        // Scopes nest; closing one out of order still restores its parent for this thread.
-        if (current == this) current = Parent;
+        // Scopes nest; closing one out of order still restores its nearest open ancestor for this thread
+        // (never a scope already disposed, which would refuse every tensor created afterwards).
+        if (current == this) current = NearestOpen(Parent);
+    }
+
+    /// <summary>The scope itself if still open, else its nearest open ancestor, else null.</summary>
+    internal static DisposeScope? NearestOpen(DisposeScope? scope)
+    {
+        while (scope is { disposed: true }) scope = scope.Parent;
+        return scope;
     }
 }

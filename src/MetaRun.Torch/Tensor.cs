@@ -35,7 +35,7 @@ public sealed unsafe partial class Tensor : IDisposable
     /// <summary>Moves this tensor from its scope to the enclosing one (or to no scope: the caller then owns it).</summary>
     public Tensor MoveToOuterScope()
     {
-        var outer = Scope?.Parent;
+        var outer = DisposeScope.NearestOpen(Scope?.Parent);
         Scope = null;
         outer?.Attach(this);
         return this;

@@ -38,12 +38,19 @@ public static class ConfigLoader
     public static string ToYaml(RunConfig config) =>
         new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build().Serialize(config);
 
-    /// <summary>A hash of everything that shapes the results (not the run's name or output folder).</summary>
+    /// <summary>
+    /// A hash of everything that shapes the trained weights. The name, output folder, iteration
+    /// budget, validation and checkpoint schedules are left out, so a resumed run may extend its
+    /// budget or change how often it reports.
+    /// </summary>
     public static string Hash(RunConfig config)
     {
         var copy = Parse(ToYaml(config), "(resolved)");
         copy.Name = "";
         copy.Output = new OutputConfig();
+        copy.Algorithm.Iterations = 1;
+        copy.Eval = new EvalConfig();
+        copy.Checkpoint = new CheckpointConfig();
         return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
     }
 

@@ -1,7 +1,7 @@
 namespace MetaRun.Tests.Torch;
 
 using System.Text;
-using MetaRun.Torch;
+using LibTorch;
 using Torch = LibTorch.Torch;
 
 /// <summary>One float64 input of a checked function: its shape and starting values.</summary>

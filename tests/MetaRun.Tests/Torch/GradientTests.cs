@@ -1,7 +1,7 @@
 namespace MetaRun.Tests.Torch;
 
-using MetaRun.Torch;
-using Torch = MetaRun.Torch.Torch;
+using LibTorch;
+using Torch = LibTorch.Torch;
 using static MetaRun.Tests.Torch.TestSupport;
 
 /// <summary>Every differentiable op's gradient against central finite differences (float64).</summary>

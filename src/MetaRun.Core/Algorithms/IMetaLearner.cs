@@ -1,0 +1,29 @@
+using LibTorch;
+
+namespace MetaRun.Algorithms;
+
+/// <summary>One task: a labelled support set to adapt on and a query set to be scored on.</summary>
+public readonly record struct Episode(Tensor SupportX, Tensor SupportY, Tensor QueryX, Tensor QueryY);
+
+/// <summary>What one task contributes to an outer step: gradients for the outer parameters and its query metrics.</summary>
+public sealed record TaskGradient(Tensor?[] Gradients, double Loss, double Accuracy);
+
+/// <summary>Query loss and accuracy (NaN for regression) after adapting to one task.</summary>
+public readonly record struct TaskScore(double Loss, double Accuracy);
+
+/// <summary>
+/// A meta-learning algorithm, seen from the trainer: a set of outer parameters, the gradient
+/// one task gives them, and how to adapt and score on a task at evaluation time. The trainer
+/// averages task gradients over the meta-batch and applies the outer optimizer.
+/// </summary>
+public interface IMetaLearner : IDisposable
+{
+    IReadOnlyList<Tensor> OuterParameters { get; }
+    IReadOnlyList<string> OuterParameterNames { get; }
+
+    /// <summary>Gradient of this task's outer loss, already multiplied by <paramref name="weight"/> (1/tasks).</summary>
+    TaskGradient TaskGradient(Episode task, double weight);
+
+    /// <summary>Adapts on the support set with the evaluation settings and scores on the query set.</summary>
+    TaskScore Evaluate(Episode task);
+}

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using LibTorch;
+
+namespace MetaRun.Data;
+
+/// <summary>Encoded images to read, in store order; reading may be sequential (a zip) or parallel (files).</summary>
+internal interface IEncodedImages : IDisposable
+{
+    int Count { get; }
+
+    /// <summary>The image's name in messages: the file, or zip:entry.</summary>
+    string NameOf(int index);
+
+    /// <summary>Reads the encoded bytes of images start .. start + into.Length − 1.</summary>
+    void Read(int start, byte[][] into, ParallelOptions parallel);
+}
+
+/// <summary>How raw images become store pixels.</summary>
+internal readonly record struct Preprocessing(int Channels, int Size, bool Invert)
+{
+    /// <summary>The part of the cache key that names this preprocessing (bump the version when the pipeline changes).</summary>
+    public string Key => $"prep=v1;channels={Channels};size={Size};invert={Invert};resize=bilinear-antialias;round=nearest";
+}
+
+/// <summary>
+/// Decodes (libpng/libjpeg-turbo, in parallel over cores) and resizes (libtorch bilinear with
+/// antialiasing, in batches of same-sized images) into an <see cref="ImageStore"/>.
+/// </summary>
+internal static class ImagePreparation
+{
+    private const int Chunk = 2048;
+
+    public static ImageStore Prepare(IEncodedImages source, int[] classSizes, Preprocessing prep, DataOptions options, string what)
+    {
+        var store = new ImageStore(prep.Channels, prep.Size, prep.Size, classSizes);
+        if (store.ImageCount != source.Count) throw new InvalidOperationException("class sizes do not add up to the image count");
+        var parallel = options.Parallel;
+        var clock = Stopwatch.StartNew();
+        var encoded = new byte[Math.Min(Chunk, source.Count)][];
+        var decoded = new byte[encoded.Length][];
+        var dims = new (int H, int W)[encoded.Length];
+        var errors = new string?[encoded.Length];
+        var lastLog = 0L;
+        for (var start = 0; start < source.Count; start += Chunk)
+        {
+            var n = Math.Min(Chunk, source.Count - start);
+            var batch = n == encoded.Length ? encoded : new byte[n][];
+            source.Read(start, batch, parallel);
+            Array.Clear(errors);
+            Parallel.For(0, n, parallel, i =>
+            {
+                try
+                {
+                    using var t = Image.Decode(batch[i], prep.Channels);
+                    dims[i] = ((int)t.Size(1), (int)t.Size(2));
+                    decoded[i] = t.ToBytes();
+                }
+                catch (TorchException e)
+                {
+                    errors[i] = e.Message;
+                }
+            });
+            for (var i = 0; i < n; i++)
+                if (errors[i] != null) throw new DataException($"{source.NameOf(start + i)}: {errors[i]}");
+            Resize(store, start, n, decoded, dims, prep);
+            if (options.Log != null && clock.ElapsedMilliseconds - lastLog > 2000)
+            {
+                lastLog = clock.ElapsedMilliseconds;
+                options.Log($"{what}: prepared {start + n} of {source.Count} images");
+            }
+        }
+        return store;
+    }
+
+    // Same-sized images go through libtorch together: [n, C, h, w] uint8 → float → (255 − x when
+    // inverting) → bilinear antialiased resize → round to nearest → uint8.
+    private static void Resize(ImageStore store, int start, int n, byte[][] decoded, (int H, int W)[] dims, Preprocessing prep)
+    {
+        var groups = new Dictionary<(int H, int W), List<int>>();
+        for (var i = 0; i < n; i++)
+        {
+            if (!groups.TryGetValue(dims[i], out var list)) groups[dims[i]] = list = [];
+            list.Add(i);
+        }
+        var c = prep.Channels;
+        foreach (var ((h, w), members) in groups)
+        {
+            var bytes = h * w * c;
+            var input = GC.AllocateUninitializedArray<byte>(checked(members.Count * bytes));
+            for (var j = 0; j < members.Count; j++) decoded[members[j]].CopyTo(input, j * bytes);
+            var output = ResizeBatch(input, members.Count, c, h, w, prep.Size, prep.Invert);
+            for (var j = 0; j < members.Count; j++)
+                output.AsSpan(j * store.ImageBytes, store.ImageBytes).CopyTo(store.Image(start + members[j]));
+        }
+    }
+
+    /// <summary>Resizes n uint8 images [n, c, h, w] to [n, c, size, size] uint8 as the store holds them.</summary>
+    public static byte[] ResizeBatch(byte[] input, int n, int c, int h, int w, int size, bool invert)
+    {
+        using var scope = Torch.NewScope();
+        var x = Torch.From<byte>(input, n, c, h, w).To(ScalarType.Float32);
+        if (invert) x = 255.0 - x;
+        if (h != size || w != size) x = F.Interpolate(x, size, size, InterpolationMode.Bilinear, antialias: true);
+        var y = (x + 0.5).Floor().Clamp(0, 255).To(ScalarType.UInt8);
+        return y.ToArray<byte>();
+    }
+}

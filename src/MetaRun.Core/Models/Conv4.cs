@@ -1,0 +1,51 @@
+using LibTorch;
+
+namespace MetaRun.Models;
+
+/// <summary>
+/// The 4-block convolutional network of Vinyals et al. and Finn et al.: each block is a 3×3
+/// convolution, batch norm, ReLU, and either a stride-2 convolution (Omniglot, features then
+/// averaged over space) or 2×2 max-pooling (miniImageNet, features flattened); then a linear head.
+/// Batch norm always uses the current batch's statistics, as in the MAML reference code.
+/// </summary>
+public sealed class Conv4 : ModelBase
+{
+    private const int Blocks = 4;
+    private readonly bool maxPool;
+
+    public Conv4(long[] inputShape, int filters, int outputs, bool maxPool, Generator g, Device device)
+    {
+        this.maxPool = maxPool;
+        long channels = inputShape[0];
+        for (var b = 0; b < Blocks; b++)
+        {
+            Add($"block{b}.conv.weight", XavierUniform([filters, channels, 3, 3], g, device));
+            Add($"block{b}.conv.bias", Torch.Zeros([filters], device: device));
+            Add($"block{b}.bn.weight", Torch.Ones([filters], device: device));
+            Add($"block{b}.bn.bias", Torch.Zeros([filters], device: device));
+            channels = filters;
+        }
+        long side = inputShape[1];
+        for (var b = 0; b < Blocks; b++) side = maxPool ? side / 2 : (side + 1) / 2;
+        var features = maxPool ? filters * side * side : filters;
+        Add("head.weight", XavierUniform([outputs, features], g, device));
+        Add("head.bias", Torch.Zeros([outputs], device: device));
+        Features = features;
+    }
+
+    public long Features { get; }
+    public override int HeadStart => Blocks * 4;
+
+    public override Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    {
+        var x = input;
+        for (var b = 0; b < Blocks; b++)
+        {
+            x = F.Conv2d(x, w[4 * b], w[4 * b + 1], stride: maxPool ? 1 : 2, padding: 1);
+            x = F.BatchNorm(x, null, null, w[4 * b + 2], w[4 * b + 3], training: true).Relu();
+            if (maxPool) x = F.MaxPool2d(x, 2);
+        }
+        x = maxPool ? x.Flatten(1) : x.Mean([2, 3]);
+        return F.Linear(x, w[HeadStart], w[HeadStart + 1]);
+    }
+}

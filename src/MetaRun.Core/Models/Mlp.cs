@@ -1,0 +1,36 @@
+using LibTorch;
+
+namespace MetaRun.Models;
+
+/// <summary>A fully connected ReLU network (1-40-40-1 for sinusoid regression in Finn et al.).</summary>
+public sealed class Mlp : ModelBase
+{
+    private readonly int layers;
+
+    public Mlp(long inputs, IReadOnlyList<int> hidden, int outputs, Generator g, Device device)
+    {
+        var sizes = new List<long> { inputs };
+        sizes.AddRange(hidden.Select(h => (long)h));
+        sizes.Add(outputs);
+        layers = sizes.Count - 1;
+        for (var i = 0; i < layers; i++)
+        {
+            var name = i == layers - 1 ? "head" : $"layer{i}";
+            Add($"{name}.weight", FanInUniform([sizes[i + 1], sizes[i]], sizes[i], g, device));
+            Add($"{name}.bias", FanInUniform([sizes[i + 1]], sizes[i], g, device));
+        }
+    }
+
+    public override int HeadStart => 2 * (layers - 1);
+
+    public override Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    {
+        var x = input;
+        for (var i = 0; i < layers; i++)
+        {
+            x = F.Linear(x, w[2 * i], w[2 * i + 1]);
+            if (i < layers - 1) x = x.Relu();
+        }
+        return x;
+    }
+}

@@ -1,0 +1,27 @@
+using LibTorch;
+using MetaRun.Config;
+
+namespace MetaRun.Models;
+
+public static class ModelFactory
+{
+    /// <summary>Builds the configured model with weights drawn from <paramref name="seed"/>.</summary>
+    public static IModel Create(RunConfig config, long[] inputShape, int outputs, Device device, ulong seed)
+    {
+        using var g = new Generator(seed);
+        var name = config.Model.Name == "auto" ? (config.Data.Dataset == "sinusoid" ? "mlp" : "conv4") : config.Model.Name;
+        switch (name)
+        {
+            case "mlp":
+                return new Mlp(inputShape.Aggregate(1L, (a, b) => a * b), config.Model.Hidden, outputs, g, device);
+            case "conv4":
+                if (inputShape.Length != 3) throw new ConfigException($"model.name: conv4 needs image data, but {config.Data.Dataset} gives inputs of shape [{string.Join(", ", inputShape)}]");
+                var mini = config.Data.Dataset == "miniimagenet";
+                var filters = config.Model.Filters > 0 ? config.Model.Filters : mini ? 32 : 64;
+                var maxPool = config.Model.Downsample == "auto" ? mini : config.Model.Downsample == "maxpool";
+                return new Conv4(inputShape, filters, outputs, maxPool, g, device);
+            default:
+                throw new ConfigException($"model.name: unknown model '{name}'");
+        }
+    }
+}

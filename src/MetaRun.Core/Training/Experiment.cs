@@ -1,0 +1,73 @@
+using LibTorch;
+using MetaRun.Algorithms;
+using MetaRun.Config;
+using MetaRun.Data;
+using MetaRun.Models;
+
+namespace MetaRun.Training;
+
+/// <summary>
+/// Everything a config names, built once: the device and thread settings, the task family, the
+/// model and the meta-learner. Training, evaluation and benchmarks all start here.
+/// </summary>
+public sealed class Experiment : IDisposable
+{
+    private Experiment(RunConfig config, Device device, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective)
+    {
+        (Config, Device, Family, Model, Learner, Objective) = (config, device, family, model, learner, objective);
+    }
+
+    public RunConfig Config { get; }
+    public Device Device { get; }
+    public ITaskFamily Family { get; }
+    public IModel Model { get; }
+    public IMetaLearner Learner { get; }
+    public Objective Objective { get; }
+
+    public EpisodeShape TrainShape => Shape(Config.Data.Train);
+    public EpisodeShape TestShape => Shape(Config.Data.Test);
+
+    private EpisodeShape Shape(EpisodeConfig e) => Family.IsRegression ? new EpisodeShape(1, e.Shots, e.Queries) : new EpisodeShape(e.Ways, e.Shots, e.Queries);
+
+    public static Experiment Create(RunConfig config, string? dataRootOverride)
+    {
+        Validate(config);
+        var device = ResolveDevice(config.Device);
+        Torch.Threads = config.Threads > 0 ? config.Threads : Environment.ProcessorCount;
+        Torch.ManualSeed((ulong)config.Seed);
+        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
+        try
+        {
+            var objective = new Objective(family.IsRegression);
+            var outputs = family.IsRegression ? 1 : config.Data.Train.Ways;
+            var model = ModelFactory.Create(config, family.InputShape, outputs, device, (ulong)config.Seed);
+            var learner = AlgorithmFactory.Create(config.Algorithm, model, objective);
+            return new Experiment(config, device, family, model, learner, objective);
+        }
+        catch
+        {
+            family.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks that span several keys (single keys are checked as the YAML is read).</summary>
+    public static void Validate(RunConfig c)
+    {
+        if (c.Data.Dataset != "sinusoid" && c.Data.Test.Ways != c.Data.Train.Ways)
+            throw new ConfigException($"data.test.ways is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}: the model's output layer has one unit per training way, so MAML evaluates with the same number of ways");
+    }
+
+    public static Device ResolveDevice(string name) => name switch
+    {
+        "cpu" => Device.Cpu,
+        "cuda" => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException("device: cuda was requested but this libtorch has no CUDA support or sees no GPU (build against a CUDA libtorch, see README, or set device: cpu)"),
+        _ => Torch.CudaAvailable ? Device.Cuda() : Device.Cpu,
+    };
+
+    public void Dispose()
+    {
+        Learner.Dispose();
+        Family.Dispose();
+    }
+}

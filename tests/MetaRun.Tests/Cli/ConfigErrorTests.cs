@@ -1,0 +1,111 @@
+namespace MetaRun.Tests.Cli;
+
+[Collection(ConsoleCollection.Name)]
+public class ConfigErrorTests
+{
+    private static string Write(string yaml)
+    {
+        var path = Path.Combine(TestPaths.NewTempDir("cfg"), "bad.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    private const string Good = """
+        name: t
+        data:
+          dataset: sinusoid
+          train: {shots: 5, queries: 5}
+        algorithm:
+          name: maml
+          iterations: 2
+        """;
+
+    [Theory]
+    [InlineData("name: t\ndata:\n  datset: omniglot\n", "data.datset", ":3:")]
+    [InlineData("name: t\nalgorithm:\n  inner_lr: fast\n", "algorithm.inner_lr", ":3:")]
+    [InlineData("name: t\nalgorithm:\n  meta_batch_size: 0\n", "algorithm.meta_batch_size", ":3:")]
+    [InlineData("name: t\nalgorithm:\n  name: magic\n", "algorithm.name", ":3:")]
+    [InlineData("name: t\ndevice: tpu\n", "device", ":2:")]
+    [InlineData("name: t\nmodel:\n  hidden: 40\n", "model.hidden", ":3:")]
+    [InlineData("name: t\ndata: [1, 2]\n", "data", ":2:")]
+    [InlineData("name: t\n  bad indent: [\n", "invalid YAML", ":")]
+    [InlineData("name: t\ndata:\n  dataset: omniglot\n  train: {ways: 5}\n  test: {ways: 20}\n", "data.test.ways", "")]
+    public void BadConfigExitsTwoNamingKeyAndLine(string yaml, string key, string line)
+    {
+        var path = Write(yaml);
+        var (code, _, err) = CliRunner.Run("train", path, "--out", Path.Combine(Path.GetDirectoryName(path)!, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains(key, err);
+        Assert.Contains(path + line, err.Replace("\\", "/"));
+        Assert.DoesNotContain("   at ", err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("algorithm.inner_lr=abc", "algorithm.inner_lr")]
+    [InlineData("algorithm.nope=1", "algorithm.nope")]
+    [InlineData("eval.interval=-1", "eval.interval")]
+    [InlineData("no_equals_sign", "key.path=value")]
+    public void BadSetOverrideExitsTwoNamingIt(string set, string expected)
+    {
+        var path = Write(Good);
+        var (code, _, err) = CliRunner.Run("train", path, "--set", set, "--out", Path.Combine(Path.GetDirectoryName(path)!, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+        Assert.Contains("--set", err);
+    }
+
+    [Fact]
+    public void MissingConfigFileExitsTwo()
+    {
+        var (code, _, err) = CliRunner.Run("train", "/nonexistent/x.yaml");
+        Assert.Equal(2, code);
+        Assert.Contains("/nonexistent/x.yaml", err);
+    }
+
+    [Fact]
+    public void MissingCheckpointExitsFour()
+    {
+        var (code, _, err) = CliRunner.Run("eval", "--checkpoint", "/nonexistent/last.safetensors");
+        Assert.Equal(4, code);
+        Assert.Contains("/nonexistent/last.safetensors", err);
+    }
+
+    [Fact]
+    public void CorruptCheckpointExitsFour()
+    {
+        var path = Path.Combine(TestPaths.NewTempDir("ckpt"), "last.safetensors");
+        File.WriteAllBytes(path, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        var (code, _, err) = CliRunner.Run("eval", "--checkpoint", path);
+        Assert.Equal(4, code);
+        Assert.Contains(path, err);
+    }
+
+    [Fact]
+    public void TrainThenEvalOnSinusoidWritesTheRunFolderAndResult()
+    {
+        var dir = TestPaths.NewTempDir("cli");
+        var path = Path.Combine(dir, "ok.yaml");
+        File.WriteAllText(path, Good + "\neval:\n  interval: 1\n  episodes: 10\n");
+        var run = Path.Combine(dir, "run");
+        var (code, _, err) = CliRunner.Run("train", path, "--out", run);
+        Assert.True(code == 0, err);
+        foreach (var f in new[] { "config.yaml", "metrics.jsonl", "metrics.csv", "train.log", "checkpoints/last.safetensors", "checkpoints/best.safetensors" })
+            Assert.True(File.Exists(Path.Combine(run, f)), $"{f} missing");
+        var again = CliRunner.Run("train", path, "--out", run);
+        Assert.Equal(2, again.Code);
+        Assert.Contains("--resume", again.Err);
+
+        var result = Path.Combine(dir, "eval.json");
+        (code, _, err) = CliRunner.Run("eval", "--checkpoint", run, "--episodes", "20", "--out", result);
+        Assert.True(code == 0, err);
+        var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(result)).RootElement;
+        Assert.Equal("mse", json.GetProperty("metric").GetString());
+        Assert.Equal(20, json.GetProperty("episodes").GetInt32());
+        Assert.True(json.GetProperty("mean").GetDouble() > 0);
+
+        (code, _, err) = CliRunner.Run("eval", "--checkpoint", run, "--set", "algorithm.outer_lr=1");
+        Assert.Equal(2, code);
+        Assert.Contains("algorithm.outer_lr", err);
+    }
+}
