@@ -80,13 +80,17 @@ static at::Tensor binary(const at::Tensor& a, const at::Tensor& b, int op) {
   throw std::invalid_argument("unknown binary op " + std::to_string(op));
 }
 MR_EXPORT Handle mr_binary(Handle a, Handle b, int op) { MR_TENSOR(binary(T(a), T(b), op)) }
-// Tensor ∘ scalar; `reversed` computes scalar ∘ tensor (for 1 - x, 2 / x).
+// Tensor ∘ scalar; `reversed` computes scalar ∘ tensor (for 1 - x, 2 / x). The scalar is a
+// "wrapped number", as PyTorch makes of a Python scalar, so it promotes by category only: an
+// integral value keeps integer tensors integer (bool becomes int64), a fractional one makes them
+// float32 (the default dtype), and a floating tensor keeps its own dtype.
 MR_EXPORT Handle mr_binary_scalar(Handle a, double s, int op, int reversed) {
   MR_TENSOR([&] {
     auto& t = T(a);
-    auto st = at::scalar_tensor(s, t.options().dtype(at::isFloatingType(t.scalar_type()) ? t.scalar_type() : at::kDouble));
-    if (!at::isFloatingType(t.scalar_type()) && s == static_cast<double>(static_cast<int64_t>(s)))
-      st = at::scalar_tensor(static_cast<int64_t>(s), t.options());
+    bool integral = !at::isFloatingType(t.scalar_type()) && std::abs(s) < 9.2e18 && s == std::trunc(s);
+    auto st = integral ? at::scalar_tensor(static_cast<int64_t>(s), t.options().dtype(at::kLong))
+                       : at::scalar_tensor(s, t.options().dtype(at::kDouble));
+    st.unsafeGetTensorImpl()->set_wrapped_number(true);
     return reversed ? binary(st, t, op) : binary(t, st, op);
   }())
 }

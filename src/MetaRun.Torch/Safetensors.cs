@@ -123,6 +123,9 @@ public static class Safetensors
         if ((long)headerLength > file.Length - 8) throw new InvalidDataException($"header length {headerLength} runs past the end of the file ({file.Length} bytes)");
         var header = file.Slice(8, (int)headerLength);
         var data = file[(8 + (int)headerLength)..];
+        // Checked up front: System.Text.Json only validates UTF-8 when a string is read, and then
+        // throws InvalidOperationException.
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw new InvalidDataException("header is not valid UTF-8");
 
         JsonDocument doc;
         try
@@ -138,8 +141,10 @@ public static class Safetensors
 
         var metadata = new Dictionary<string, string>();
         var entries = new List<(string Name, ScalarType DType, long[] Shape, long Begin, long End)>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var prop in doc.RootElement.EnumerateObject())
         {
+            if (!names.Add(prop.Name)) throw new InvalidDataException($"'{prop.Name}' appears twice in the header");
             if (prop.Name == "__metadata__")
             {
                 if (prop.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException("__metadata__ is not an object");
@@ -195,15 +200,28 @@ public static class Safetensors
         {
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var n) || n < 0) throw new InvalidDataException($"tensor '{name}' has an invalid dimension {d}");
             shape[k++] = n;
-            numel = checked(numel * n);
+            numel = TryMultiply(numel, n) ?? throw new InvalidDataException($"tensor '{name}' has a shape too large for 64-bit sizes");
         }
         if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new InvalidDataException($"tensor '{name}' has no [begin, end] data_offsets");
-        if (!off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number ||
+            !off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
             throw new InvalidDataException($"tensor '{name}' has invalid data_offsets [{off[0]}, {off[1]}]");
-        var bytes = checked(numel * dtype.ElementSize());
+        var bytes = TryMultiply(numel, dtype.ElementSize()) ?? throw new InvalidDataException($"tensor '{name}' has a shape too large for 64-bit sizes");
         if (end - begin != bytes)
             throw new InvalidDataException($"tensor '{name}' spans {end - begin} bytes but shape [{string.Join(", ", shape)}] of {code} needs {bytes}");
         return (name, dtype, shape, begin, end);
+    }
+
+    private static long? TryMultiply(long a, long b)
+    {
+        try
+        {
+            return checked(a * b);
+        }
+        catch (OverflowException)
+        {
+            return null;
+        }
     }
 }

@@ -8,6 +8,9 @@ public static unsafe class Torch
 {
     public static DisposeScope NewScope() => new();
 
+    /// <summary>The innermost open scope of this thread, if any.</summary>
+    public static DisposeScope? CurrentScope => DisposeScope.Current;
+
     /// <summary>Native tensors currently alive in this process (for leak checks).</summary>
     public static long LiveTensors => mr_live_tensors();
 

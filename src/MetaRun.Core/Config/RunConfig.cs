@@ -8,7 +8,9 @@ public sealed class RunConfig
     public string Name { get; set; } = "run";
     public long Seed { get; set; } = 1;
     [OneOf("auto", "cpu", "cuda")] public string Device { get; set; } = "auto";
-    /// <summary>Intra-op threads; 0 uses every core.</summary>
+    /// <summary>Worker threads that run a meta-batch's tasks side by side; 0 picks from the cores (all of them on CPU, 1 on CUDA).</summary>
+    [Range(0, 1024)] public int Workers { get; set; }
+    /// <summary>libtorch intra-op threads; 0 picks from the cores (cores ÷ workers).</summary>
     [Range(0, 1024)] public int Threads { get; set; }
     public DataConfig Data { get; set; } = new();
     public ModelConfig Model { get; set; } = new();

@@ -1,58 +1,98 @@
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 
 namespace MetaRun.Data;
 
 /// <summary>
-/// Produces meta-batches start+1, start+2, … on a background thread, a few ahead of the
-/// consumer, so sampling never stalls training. Batches come out in order; disposing stops the
-/// producer and frees batches nobody took.
+/// Keeps the next few meta-batches ready on a background thread: batch i is produce(i) for i =
+/// start, start + 1, …, handed out by <see cref="Next"/> in that order, so the stream is the
+/// same as calling produce directly. The tensors are made on the prefetch thread outside any
+/// DisposeScope: the consumer owns each MetaBatch it takes and disposes it (or moves its tensors
+/// into a scope with DisposeScope.Include). Disposing the prefetcher stops the thread and frees
+/// the batches nobody took. An exception in produce is rethrown by the Next that would have
+/// returned that batch. Dispose the prefetcher before the task family it samples.
 /// </summary>
 public sealed class Prefetcher : IDisposable
 {
-    private readonly BlockingCollection<MetaBatch> ready;
+    private readonly Func<long, MetaBatch> produce;
+    private readonly BlockingCollection<Item> ready;
     private readonly CancellationTokenSource stop = new();
-    private readonly Thread worker;
-    private Exception? failure;
+    private readonly Thread thread;
+    private bool disposed;
 
-    /// <param name="produce">Builds the meta-batch of a 0-based iteration index.</param>
-    /// <param name="start">Iterations already done: the first batch produced is index <paramref name="start"/>.</param>
-    public Prefetcher(Func<long, MetaBatch> produce, long start, int depth = 3)
+    private readonly record struct Item(long Index, MetaBatch? Batch, ExceptionDispatchInfo? Error);
+
+    public Prefetcher(Func<long, MetaBatch> produce, long start, int depth = 2)
     {
-        ready = new BlockingCollection<MetaBatch>(depth);
-        worker = new Thread(() =>
+        ArgumentOutOfRangeException.ThrowIfLessThan(depth, 1);
+        this.produce = produce;
+        NextIndex = start;
+        ready = new BlockingCollection<Item>(depth);
+        thread = new Thread(() => Run(start)) { IsBackground = true, Name = "metarun-prefetch" };
+        thread.Start();
+    }
+
+    /// <summary>The index of the batch the next call to <see cref="Next"/> returns.</summary>
+    public long NextIndex { get; private set; }
+
+    /// <summary>Batches produced and waiting.</summary>
+    public int Ready => ready.Count;
+
+    public MetaBatch Next()
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        Item item;
+        try
         {
+            item = ready.Take();
+        }
+        catch (InvalidOperationException)
+        {
+            throw new InvalidOperationException("the prefetcher stopped after an error");
+        }
+        if (item.Error != null)
+        {
+            ready.CompleteAdding();
+            item.Error.Throw();
+        }
+        NextIndex = item.Index + 1;
+        return item.Batch!;
+    }
+
+    private void Run(long start)
+    {
+        var token = stop.Token;
+        for (var i = start; !token.IsCancellationRequested; i++)
+        {
+            Item item;
             try
             {
-                for (var i = start; !stop.IsCancellationRequested; i++) ready.Add(produce(i), stop.Token);
-            }
-            catch (OperationCanceledException)
-            {
+                item = new Item(i, produce(i), null);
             }
             catch (Exception e)
             {
-                failure = e;
+                item = new Item(i, null, ExceptionDispatchInfo.Capture(e));
             }
-            finally
+            try
             {
-                ready.CompleteAdding();
+                ready.Add(item, token);
             }
-        }) { IsBackground = true, Name = "metarun-prefetch" };
-        worker.Start();
-    }
-
-    /// <summary>The next meta-batch; the caller disposes it. Rethrows the producer's error.</summary>
-    public MetaBatch Next()
-    {
-        if (ready.TryTake(out var batch, Timeout.Infinite)) return batch;
-        throw failure is MetaRunException m ? m : new DataException($"sampling failed: {failure?.Message ?? "prefetcher stopped"}", failure);
+            catch (Exception e) when (e is OperationCanceledException or InvalidOperationException)
+            {
+                item.Batch?.Dispose();
+                return;
+            }
+            if (item.Error != null) return;
+        }
     }
 
     public void Dispose()
     {
+        if (disposed) return;
+        disposed = true;
         stop.Cancel();
-        while (ready.TryTake(out var b)) b.Dispose();
-        worker.Join();
-        while (ready.TryTake(out var b)) b.Dispose();
+        thread.Join();
+        while (ready.TryTake(out var item)) item.Batch?.Dispose();
         ready.Dispose();
         stop.Dispose();
     }

@@ -12,10 +12,13 @@ namespace MetaRun.Training;
 /// </summary>
 public sealed class Experiment : IDisposable
 {
-    private Experiment(RunConfig config, Device device, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective)
+    private Experiment(RunConfig config, Device device, int workers, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective)
     {
-        (Config, Device, Family, Model, Learner, Objective) = (config, device, family, model, learner, objective);
+        (Config, Device, Workers, Family, Model, Learner, Objective) = (config, device, workers, family, model, learner, objective);
     }
+
+    /// <summary>Tasks of a meta-batch run on this many threads at once.</summary>
+    public int Workers { get; }
 
     public RunConfig Config { get; }
     public Device Device { get; }
@@ -29,11 +32,22 @@ public sealed class Experiment : IDisposable
 
     private EpisodeShape Shape(EpisodeConfig e) => Family.IsRegression ? new EpisodeShape(1, e.Shots, e.Queries) : new EpisodeShape(e.Ways, e.Shots, e.Queries);
 
+    /// <summary>One meta-batch's summed gradients and mean metrics (call inside a dispose scope).</summary>
+    public MetaStep Step(MetaBatch batch) => MetaBatchRunner.Step(Learner, batch, Device, Workers);
+
+    /// <summary>Adapts to and scores episodes 0..count−1 of a split with the test episode shape.</summary>
+    public List<TaskScore> Evaluate(Split split, int count) =>
+        MetaBatchRunner.Evaluate(Learner, Family, split, count, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
+
     public static Experiment Create(RunConfig config, string? dataRootOverride)
     {
         Validate(config);
         var device = ResolveDevice(config.Device);
-        Torch.Threads = config.Threads > 0 ? config.Threads : Environment.ProcessorCount;
+        // Small tasks keep one core busy poorly: on CPU, tasks side by side on single-threaded
+        // workers beat one task at a time on all cores (docs/performance.md).
+        var cores = Environment.ProcessorCount;
+        var workers = config.Workers > 0 ? config.Workers : device.Type == DeviceType.Cpu ? cores : 1;
+        Torch.Threads = config.Threads > 0 ? config.Threads : Math.Max(1, cores / workers);
         Torch.ManualSeed((ulong)config.Seed);
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
         try
@@ -42,7 +56,7 @@ public sealed class Experiment : IDisposable
             var outputs = family.IsRegression ? 1 : config.Data.Train.Ways;
             var model = ModelFactory.Create(config, family.InputShape, outputs, device, (ulong)config.Seed);
             var learner = AlgorithmFactory.Create(config.Algorithm, model, objective);
-            return new Experiment(config, device, family, model, learner, objective);
+            return new Experiment(config, device, workers, family, model, learner, objective);
         }
         catch
         {

@@ -8,64 +8,94 @@ namespace MetaRun.Training;
 public sealed record MetaStep(Tensor?[] Gradients, double Loss, double Accuracy);
 
 /// <summary>
-/// Runs a meta-batch's tasks through a learner. Task gradients are summed in task order, so a
-/// given seed always gives the same weights, bit for bit.
+/// Runs a meta-batch's tasks through a learner, several at once on worker threads. Each task's
+/// gradients are kept apart and summed in task order afterwards, so a given seed and thread
+/// layout always gives the same weights, bit for bit.
 /// </summary>
 public static class MetaBatchRunner
 {
-    public static IEnumerable<Episode> Episodes(MetaBatch batch, Device device)
+    public static Episode[] Episodes(MetaBatch batch, Device device)
     {
         var sx = batch.SupportX.To(device);
         var sy = batch.SupportY.To(device);
         var qx = batch.QueryX.To(device);
         var qy = batch.QueryY.To(device);
-        for (var i = 0; i < batch.Tasks; i++) yield return new Episode(sx[i], sy[i], qx[i], qy[i]);
+        return Enumerable.Range(0, batch.Tasks).Select(i => new Episode(sx[i], sy[i], qx[i], qy[i])).ToArray();
     }
 
     /// <summary>Sums the tasks' gradients (each weighted 1/tasks) into tensors owned by the caller's scope.</summary>
-    public static MetaStep Step(IMetaLearner learner, MetaBatch batch, Device device)
+    public static MetaStep Step(IMetaLearner learner, MetaBatch batch, Device device, int workers)
     {
-        var n = batch.Tasks;
-        var sum = new Tensor?[learner.OuterParameters.Count];
-        double loss = 0, accuracy = 0;
-        foreach (var task in Episodes(batch, device))
+        var tasks = Episodes(batch, device);
+        var n = tasks.Length;
+        var results = new TaskGradient[n];
+        ForEachTask(n, workers, i =>
         {
-            using var scope = Torch.NewScope();
-            var r = learner.TaskGradient(task, 1.0 / n);
-            for (var k = 0; k < sum.Length; k++)
-            {
-                var g = r.Gradients[k];
-                if (g == null) continue;
-                sum[k] = sum[k] == null ? g.MoveToOuterScope() : Accumulate(sum[k]!, g);
-            }
-            loss += r.Loss;
-            accuracy += r.Accuracy;
-        }
-        return new MetaStep(sum, loss / n, accuracy / n);
-    }
+            var r = learner.TaskGradient(tasks[i], 1.0 / n);
+            foreach (var g in r.Gradients) g?.DetachFromScope();
+            results[i] = r;
+        });
 
-    private static Tensor Accumulate(Tensor total, Tensor g)
-    {
-        using var noGrad = Torch.NoGrad();
-        return total.Add_(g);
+        var scope = DisposeScopeOfCaller();
+        var sum = new Tensor?[learner.OuterParameters.Count];
+        using (Torch.NoGrad())
+        {
+            foreach (var r in results)
+                for (var k = 0; k < sum.Length; k++)
+                {
+                    var g = r.Gradients[k];
+                    if (g == null) continue;
+                    if (sum[k] == null)
+                    {
+                        sum[k] = scope.Include(g);
+                    }
+                    else
+                    {
+                        sum[k]!.Add_(g);
+                        g.Dispose();
+                    }
+                }
+        }
+        return new MetaStep(sum, results.Average(r => r.Loss), results.Average(r => r.Accuracy));
     }
 
     /// <summary>Adapts to and scores episodes 0..count−1 of a split, in order.</summary>
-    public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, int count, EpisodeShape shape, int batchSize, Device device)
+    public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, int count, EpisodeShape shape, int batchSize, Device device, int workers)
     {
         var scores = new List<TaskScore>(count);
         for (long first = 0; first < count; first += batchSize)
         {
             using var scope = Torch.NewScope();
             using var batch = family.Sample(split, first, (int)Math.Min(batchSize, count - first), shape);
-            foreach (var task in Episodes(batch, device))
-            {
-                using var taskScope = Torch.NewScope();
-                scores.Add(learner.Evaluate(task));
-            }
+            var tasks = Episodes(batch, device);
+            var results = new TaskScore[tasks.Length];
+            ForEachTask(tasks.Length, workers, i => results[i] = learner.Evaluate(tasks[i]));
+            scores.AddRange(results);
         }
         return scores;
     }
+
+    /// <summary>Runs body(0..n−1) on up to <paramref name="workers"/> threads, each task inside its own dispose scope.</summary>
+    private static void ForEachTask(int n, int workers, Action<int> body)
+    {
+        if (workers <= 1 || n <= 1)
+        {
+            for (var i = 0; i < n; i++)
+            {
+                using var scope = Torch.NewScope();
+                body(i);
+            }
+            return;
+        }
+        Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = workers }, i =>
+        {
+            using var scope = Torch.NewScope();
+            body(i);
+        });
+    }
+
+    private static DisposeScope DisposeScopeOfCaller() =>
+        Torch.CurrentScope ?? throw new InvalidOperationException("MetaBatchRunner.Step must run inside a dispose scope that owns its gradients");
 }
 
 /// <summary>Mean and 95% confidence half-width (1.96 standard errors) of per-episode values.</summary>

@@ -58,8 +58,8 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
         using var metrics = new MetricsLog(runDir, start);
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
-        log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Threads} threads",
-            config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, batchSize, experiment.Device, Torch.Threads);
+        log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
+            config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, batchSize, experiment.Device, experiment.Workers, Torch.Threads);
 
         using var prefetcher = new Prefetcher(i => experiment.Family.Sample(Split.Train, i * batchSize, batchSize, experiment.TrainShape), start);
         for (var it = start + 1; it <= total; it++)
@@ -68,7 +68,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
-                var step = MetaBatchRunner.Step(learner, batch, experiment.Device);
+                var step = experiment.Step(batch);
                 optimizer.Step(step.Gradients);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds);
             }
@@ -106,8 +106,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
     /// <summary>Validation on a fixed set of episodes (0..eval.episodes−1 of the validation split), so scores compare across time.</summary>
     public (Summary Loss, Summary Accuracy) Validate()
     {
-        var c = experiment.Config;
-        var scores = MetaBatchRunner.Evaluate(experiment.Learner, experiment.Family, Split.Val, c.Eval.Episodes, experiment.TestShape, c.Algorithm.MetaBatchSize, experiment.Device);
+        var scores = experiment.Evaluate(Split.Val, experiment.Config.Eval.Episodes);
         return (Summary.Of(scores.Select(s => s.Loss).ToArray()), Summary.Of(scores.Select(s => s.Accuracy).ToArray()));
     }
 

@@ -42,7 +42,7 @@ public static class EvalCommand
         var clock = Stopwatch.StartNew();
         using var experiment = Experiment.Create(config, dataRoot);
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
-        var scores = MetaBatchRunner.Evaluate(experiment.Learner, experiment.Family, split, episodes, experiment.TestShape, config.Algorithm.MetaBatchSize, experiment.Device);
+        var scores = experiment.Evaluate(split, episodes);
         var regression = experiment.Family.IsRegression;
         var summary = Summary.Of(scores.Select(s => regression ? s.Loss : s.Accuracy).ToArray());
         var seconds = clock.Elapsed.TotalSeconds;

@@ -57,9 +57,9 @@ public sealed class SecondOrderTests
     {
         // Guards against createGraph being ignored: with it, the Hessian term changes the gradient.
         using var scope = Torch.NewScope();
-        Torch.ManualSeed(3);
-        var w = Torch.Randn([3, 4], ScalarType.Float64).RequiresGrad_();
-        var x = Torch.Randn([5, 4], ScalarType.Float64);
+        using var gen = new Generator(3);
+        var w = Torch.Randn([3, 4], ScalarType.Float64, generator: gen).RequiresGrad_();
+        var x = Torch.Randn([5, 4], ScalarType.Float64, generator: gen);
         var y = I64(0, 1, 2, 0, 1);
         var inner = F.CrossEntropy(F.Linear(x, w), y);
         var g = Torch.Grad(inner, w, createGraph: true);

@@ -69,7 +69,7 @@ public sealed class TensorBasicsTests
         Assert.Equal(new byte[] { 1, 0, 1 }, Torch.From(m).ToBytes());
 
         // Non-contiguous tensors read back in logical (row-major) order.
-        Assert.Equal([1.5f, 0f, -2f, float.Epsilon, float.MaxValue, -0f], tf.Transpose(0, 1).ToArray<float>());
+        Assert.Equal([1.5f, float.Epsilon, -2f, 0f, float.MaxValue, -0f], tf.Transpose(0, 1).ToArray<float>());
         // Reading with the wrong element size is refused, not misread.
         Assert.Throws<InvalidOperationException>(() => tf.ToArray<double>());
         // Conversions.
@@ -125,13 +125,24 @@ public sealed class TensorBasicsTests
         Assert.Equal([-1.0, 0, 1], F64(-2.5, 0, 0.1).Sign().D());
         Assert.Equal([-3.0, 0, 0], F64(-2.5, 0, 0.9).Floor().D());
 
-        // Integer tensors stay integer with integral scalars and promote with fractional ones.
+        // Scalars promote like PyTorch's Python numbers: by category only, never widening a tensor.
         var i = I64(1, 2, 3);
         Assert.Equal(ScalarType.Int64, (i * 2).DType);
         Assert.Equal([2L, 4L, 6L], (i * 2).ToArray<long>());
         Assert.Equal([9L, 8L, 7L], (10 - i).ToArray<long>());
-        Assert.True((i + 0.5).DType.IsFloatingPoint());
+        Assert.Equal(ScalarType.Float32, (i + 0.5).DType);        // int64 + 0.5 is float32, not float64
         Assert.Equal([1.5f, 2.5f, 3.5f], (i + 0.5).ToArray<float>());
+        Assert.Equal(ScalarType.Float32, (i / 2).DType);          // true division
+        Assert.Equal([0.5f, 1f, 1.5f], (i / 2).ToArray<float>());
+        var pixels = Torch.From(new byte[] { 0, 51, 255 });
+        Assert.Equal(ScalarType.Float32, (pixels * (1 / 255.0)).DType);
+        Assert.Equal(ScalarType.Float32, (pixels - 127.5).DType);
+        Assert.Equal(ScalarType.UInt8, (pixels + 1).DType);
+        var mask = Torch.From([true, false, true]);
+        Assert.Equal([2L, 0L, 2L], (mask * 2).ToArray<long>()); // not a bool "true"
+        Assert.Equal(ScalarType.Float32, (mask * 0.5).DType);
+        Assert.Equal(ScalarType.Float32, (Torch.Ones([2]) * 1e300).DType);
+        Assert.Equal(ScalarType.Float64, (a * 2).DType);
 
         // Matrix product, reductions and arg-reductions.
         var m = F64([1, 2, 3, 4, 5, 6], 2, 3);

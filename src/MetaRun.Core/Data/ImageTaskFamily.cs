@@ -1,0 +1,258 @@
+using System.Buffers;
+using System.Numerics;
+using LibTorch;
+
+namespace MetaRun.Data;
+
+/// <summary>A class of a split: a source class of the store, seen rotated counterclockwise by Rotation × 90°.</summary>
+public readonly record struct SplitClass(int Source, int Rotation);
+
+/// <summary>Which classes and images one episode uses (what <see cref="ImageTaskFamily.Sample"/> draws).</summary>
+/// <param name="Classes">Indices into the split's class list; episode label j is Classes[j].</param>
+/// <param name="Images">Per label, Shots + Queries distinct image indices within the source class: supports first.</param>
+public sealed record EpisodePlan(int[] Classes, int[][] Images);
+
+/// <summary>
+/// N-way K-shot Q-query classification episodes over an <see cref="ImageStore"/>. Each episode
+/// draws N classes of the split without replacement, then K + Q images of each class without
+/// replacement, from its own generator <see cref="SplitMix64.ForEpisode"/>; the j-th class drawn
+/// gets label j, so labels are a random permutation of the classes. Examples are grouped by
+/// class: class 0's K supports, class 1's, …; queries likewise. Pixels become floats as
+/// byte × Scale[c] + Offset[c] per channel.
+/// </summary>
+public sealed class ImageTaskFamily : ITaskFamily
+{
+    private readonly Dictionary<Split, SplitClass[]> splits;
+    private readonly string[] sourceNames;
+    private readonly float[] scale;
+    private readonly float[] offset;
+    private readonly long seed;
+    private readonly DataOptions options;
+    private readonly int[][] rotationMaps;
+    private volatile bool disposed;
+
+    internal ImageTaskFamily(string name, ImageStore store, Dictionary<Split, SplitClass[]> splits, string[] sourceNames,
+        float[] scale, float[] offset, long seed, DataOptions options)
+    {
+        Name = name;
+        Store = store;
+        this.splits = splits;
+        this.sourceNames = sourceNames;
+        this.scale = scale;
+        this.offset = offset;
+        this.seed = seed;
+        this.options = options;
+        rotationMaps = store.Height == store.Width ? RotationMaps(store.Height) : [];
+    }
+
+    public string Name { get; }
+    public bool IsRegression => false;
+    public long[] InputShape => [Store.Channels, Store.Height, Store.Width];
+    public ImageStore Store { get; }
+    public long Seed => seed;
+
+    /// <summary>Per-channel float = byte × Scale + Offset.</summary>
+    public IReadOnlyList<float> Scale => scale;
+    public IReadOnlyList<float> Offset => offset;
+
+    public int ClassCount(Split split) => splits[split].Length;
+    public IReadOnlyList<SplitClass> Classes(Split split) => splits[split];
+
+    /// <summary>The source class's name: "images_background/Arcadian/character01", "train/n01532829", …</summary>
+    public string SourceName(int source) => sourceNames[source];
+
+    public string ClassName(SplitClass c) => c.Rotation == 0 ? sourceNames[c.Source] : $"{sourceNames[c.Source]} rotated {c.Rotation * 90}°";
+
+    public EpisodePlan Plan(Split split, long index, EpisodeShape shape)
+    {
+        Validate(split, 1, shape);
+        var rng = SplitMix64.ForEpisode(seed, split, index);
+        var classes = new int[shape.Ways];
+        rng.SampleDistinct(splits[split].Length, classes);
+        var images = new int[shape.Ways][];
+        for (var j = 0; j < shape.Ways; j++)
+        {
+            images[j] = new int[shape.Shots + shape.Queries];
+            rng.SampleDistinct(Store.ClassSizes[splits[split][classes[j]].Source], images[j]);
+        }
+        return new EpisodePlan(classes, images);
+    }
+
+    public MetaBatch Sample(Split split, long first, int tasks, EpisodeShape shape)
+    {
+        Validate(split, tasks, shape);
+        int n = shape.Ways, k = shape.Shots, q = shape.Queries;
+        var pix = Store.ImageBytes;
+        var sxLen = (long)tasks * n * k * pix;
+        var qxLen = (long)tasks * n * q * pix;
+        if (sxLen > Array.MaxLength || qxLen > Array.MaxLength)
+            throw new DataException($"a meta-batch of {tasks} × {n}-way {k}-shot {q}-query {Store.Channels}×{Store.Height}×{Store.Width} episodes is too large; sample fewer tasks at a time");
+        var sx = ArrayPool<float>.Shared.Rent((int)sxLen);
+        var qx = ArrayPool<float>.Shared.Rent((int)qxLen);
+        var sy = new long[tasks * n * k];
+        var qy = new long[tasks * n * q];
+        try
+        {
+            if (tasks > 1 && options.Degree > 1)
+                Parallel.For(0, tasks, options.Parallel, t => Fill(split, first + t, t, shape, sx, sy, qx, qy));
+            else
+                for (var t = 0; t < tasks; t++) Fill(split, first + t, t, shape, sx, sy, qx, qy);
+            long c = Store.Channels, h = Store.Height, w = Store.Width;
+            var supportX = Torch.From(new ReadOnlySpan<float>(sx, 0, (int)sxLen), tasks, n * k, c, h, w);
+            var supportY = Torch.From(sy, tasks, n * k);
+            var queryX = Torch.From(new ReadOnlySpan<float>(qx, 0, (int)qxLen), tasks, n * q, c, h, w);
+            var queryY = Torch.From(qy, tasks, n * q);
+            return new MetaBatch(supportX, supportY, queryX, queryY);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(sx);
+            ArrayPool<float>.Shared.Return(qx);
+        }
+    }
+
+    private void Validate(Split split, int tasks, EpisodeShape shape)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (tasks < 1) throw new ArgumentOutOfRangeException(nameof(tasks), "a meta-batch needs at least one task");
+        if (shape.Ways < 1 || shape.Shots < 1 || shape.Queries < 0)
+            throw new ArgumentOutOfRangeException(nameof(shape), $"bad episode shape {shape}");
+        var classes = splits[split];
+        if (shape.Ways > classes.Length)
+            throw new DataException($"{Name} {Lower(split)} split has {classes.Length} classes; {shape.Ways}-way episodes need at least {shape.Ways}");
+        var need = shape.Shots + shape.Queries;
+        var (smallest, size) = Smallest(split);
+        if (size < need)
+            throw new DataException($"{Name} class '{ClassName(classes[smallest])}' ({Lower(split)} split) has {size} images; {shape.Shots}-shot {shape.Queries}-query episodes need {need} per class");
+    }
+
+    private readonly Dictionary<Split, (int Index, int Size)> smallestCache = [];
+
+    private (int Index, int Size) Smallest(Split split)
+    {
+        lock (smallestCache)
+        {
+            if (smallestCache.TryGetValue(split, out var s)) return s;
+            var classes = splits[split];
+            var best = (Index: 0, Size: int.MaxValue);
+            for (var i = 0; i < classes.Length; i++)
+            {
+                var size = Store.ClassSizes[classes[i].Source];
+                if (size < best.Size) best = (i, size);
+            }
+            return smallestCache[split] = best;
+        }
+    }
+
+    internal static string Lower(Split split) => split.ToString().ToLowerInvariant();
+
+    private void Fill(Split split, long index, int t, EpisodeShape shape, float[] sx, long[] sy, float[] qx, long[] qy)
+    {
+        int n = shape.Ways, k = shape.Shots, q = shape.Queries;
+        var pix = Store.ImageBytes;
+        var classes = splits[split];
+        var rng = SplitMix64.ForEpisode(seed, split, index);
+        Span<int> chosen = n <= 256 ? stackalloc int[n] : new int[n];
+        rng.SampleDistinct(classes.Length, chosen);
+        Span<int> picks = k + q <= 256 ? stackalloc int[k + q] : new int[k + q];
+        Span<byte> rotated = pix <= 16384 ? stackalloc byte[pix] : new byte[pix];
+        for (var j = 0; j < n; j++)
+        {
+            var c = classes[chosen[j]];
+            rng.SampleDistinct(Store.ClassSizes[c.Source], picks);
+            for (var s = 0; s < k + q; s++)
+            {
+                scoped ReadOnlySpan<byte> src = Store.Image(c.Source, picks[s]);
+                if (c.Rotation != 0)
+                {
+                    Rotate(src, rotated, c.Rotation);
+                    src = rotated;
+                }
+                if (s < k)
+                {
+                    var e = ((long)t * n + j) * k + s;
+                    Convert(src, sx.AsSpan((int)(e * pix), pix));
+                    sy[e] = j;
+                }
+                else
+                {
+                    var e = ((long)t * n + j) * q + (s - k);
+                    Convert(src, qx.AsSpan((int)(e * pix), pix));
+                    qy[e] = j;
+                }
+            }
+        }
+    }
+
+    /// <summary>np.rot90(image, r) per channel: counterclockwise by r × 90°.</summary>
+    private void Rotate(ReadOnlySpan<byte> src, Span<byte> dst, int r)
+    {
+        var map = rotationMaps[r];
+        var plane = map.Length;
+        for (var c = 0; c < Store.Channels; c++)
+        {
+            var s = src.Slice(c * plane, plane);
+            var d = dst.Slice(c * plane, plane);
+            for (var i = 0; i < plane; i++) d[i] = s[map[i]];
+        }
+    }
+
+    /// <summary>For each rotation r (0..3) and output pixel, the input pixel it shows.</summary>
+    internal static int[][] RotationMaps(int size)
+    {
+        var maps = new int[4][];
+        for (var r = 0; r < 4; r++)
+        {
+            var m = new int[size * size];
+            for (var i = 0; i < size; i++)
+            for (var j = 0; j < size; j++)
+            {
+                var (y, x) = r switch
+                {
+                    0 => (i, j),
+                    1 => (j, size - 1 - i),
+                    2 => (size - 1 - i, size - 1 - j),
+                    _ => (size - 1 - j, i),
+                };
+                m[i * size + j] = y * size + x;
+            }
+            maps[r] = m;
+        }
+        return maps;
+    }
+
+    private void Convert(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        var plane = Store.Height * Store.Width;
+        for (var c = 0; c < Store.Channels; c++)
+            ToFloat(src.Slice(c * plane, plane), dst.Slice(c * plane, plane), scale[c], offset[c]);
+    }
+
+    /// <summary>dst[i] = src[i] × scale + offset (vectorized; the scalar tail computes the same).</summary>
+    internal static void ToFloat(ReadOnlySpan<byte> src, Span<float> dst, float scale, float offset)
+    {
+        var i = 0;
+        if (Vector.IsHardwareAccelerated && src.Length >= Vector<byte>.Count)
+        {
+            var vs = new Vector<float>(scale);
+            var vo = new Vector<float>(offset);
+            var step = Vector<byte>.Count;
+            var quarter = Vector<float>.Count;
+            for (; i + step <= src.Length; i += step)
+            {
+                var b = new Vector<byte>(src[i..]);
+                Vector.Widen(b, out var lo, out var hi);
+                Vector.Widen(lo, out var a0, out var a1);
+                Vector.Widen(hi, out var a2, out var a3);
+                var d = dst[i..];
+                (Vector.ConvertToSingle(a0) * vs + vo).CopyTo(d);
+                (Vector.ConvertToSingle(a1) * vs + vo).CopyTo(d[quarter..]);
+                (Vector.ConvertToSingle(a2) * vs + vo).CopyTo(d[(2 * quarter)..]);
+                (Vector.ConvertToSingle(a3) * vs + vo).CopyTo(d[(3 * quarter)..]);
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = src[i] * scale + offset;
+    }
+
+    public void Dispose() => disposed = true;
+}
