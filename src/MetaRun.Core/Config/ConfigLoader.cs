@@ -30,7 +30,9 @@ public static class ConfigLoader
         var overridden = new Dictionary<YamlNode, string>(ReferenceEqualityComparer.Instance);
         foreach (var o in overrides ?? []) ApplyOverride(root, o, overridden);
         var config = new RunConfig();
-        Bind(config, root, "", source, overridden);
+        var locations = new Dictionary<string, string>();
+        Bind(config, root, "", source, overridden, locations);
+        CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source);
         return config;
     }
 
@@ -99,8 +101,10 @@ public static class ConfigLoader
         {
             value = new YamlScalarNode(valueText);
         }
-        node.Children[new YamlScalarNode(keys[^1])] = value;
-        overridden[value] = $"--set {text}";
+        var key = new YamlScalarNode(keys[^1]);
+        node.Children.Remove(key);
+        node.Children[key] = value;
+        overridden[key] = overridden[value] = $"--set {text}";
     }
 
     private static string Where(YamlNode node, string source, Dictionary<YamlNode, string> overridden) =>
@@ -109,7 +113,14 @@ public static class ConfigLoader
     private static string Snake(string name) =>
         string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
-    private static void Bind(object target, YamlMappingNode node, string prefix, string source, Dictionary<YamlNode, string> overridden)
+    /// <summary>Rules that involve several keys; the error points at the key that breaks them.</summary>
+    private static void CheckAcrossKeys(RunConfig c, Func<string, string> where)
+    {
+        if (c.Data.Dataset != "sinusoid" && c.Data.Test.Ways != c.Data.Train.Ways)
+            throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways");
+    }
+
+    private static void Bind(object target, YamlMappingNode node, string prefix, string source, Dictionary<YamlNode, string> overridden, Dictionary<string, string> locations)
     {
         var props = target.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(p => p.CanWrite && p.GetCustomAttribute<YamlIgnoreAttribute>() == null)
@@ -124,11 +135,12 @@ public static class ConfigLoader
                 throw new ConfigException($"{Where(k, source, overridden)}: unknown key '{path}' (known keys{(prefix.Length > 0 ? $" of '{prefix.TrimEnd('.')}'" : "")}: {known})");
             }
             var where = Where(v, source, overridden);
+            locations[path] = where;
             if (IsSection(prop.PropertyType))
             {
                 if (v is YamlScalarNode { Value: null or "" or "~" or "null" }) continue;
                 var section = v as YamlMappingNode ?? throw new ConfigException($"{where}: '{path}' must be a section of keys");
-                Bind(prop.GetValue(target)!, section, path + ".", source, overridden);
+                Bind(prop.GetValue(target)!, section, path + ".", source, overridden, locations);
                 continue;
             }
             var value = Convert(v, prop.PropertyType, path, where);

@@ -27,7 +27,6 @@ public static class TrainCommand
     private static int Run(string configPath, string[] sets, string? outDir, string? resumeDir, string? dataRoot, bool verbose)
     {
         var config = ConfigLoader.Load(configPath, sets);
-        Experiment.Validate(config);
         string runDir;
         Checkpoint? resume = null;
         if (resumeDir != null)

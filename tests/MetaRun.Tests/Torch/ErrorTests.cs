@@ -43,6 +43,29 @@ public sealed class ErrorTests
     }
 
     [Fact]
+    public void Each_thread_sees_its_own_error_message()
+    {
+        // The native layer keeps the last error per thread: concurrent failures never swap messages.
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        void Run(bool matmul)
+        {
+            using var scope = Torch.NewScope();
+            var a = Torch.Ones([2, 3]);
+            for (var i = 0; i < 20; i++)
+            {
+                var e = Assert.Throws<TorchException>(() => matmul ? a.MatMul(a) : a.View(7));
+                var expected = matmul ? "cannot be multiplied" : "invalid for input of size 6";
+                if (!e.Message.Contains(expected)) failures.Add(e.Message);
+                _ = a + 1; // a success in between clears nothing another thread relies on
+            }
+        }
+        var threads = new[] { true, false, true, false }.Select(m => new Thread(() => Run(m))).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        Assert.Empty(failures);
+    }
+
+    [Fact]
     public void Using_a_disposed_tensor_throws_ObjectDisposedException()
     {
         var t = Torch.Ones([2, 2]);
