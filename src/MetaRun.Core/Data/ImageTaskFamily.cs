@@ -93,8 +93,8 @@ public sealed class ImageTaskFamily : ITaskFamily
         var qy = new long[tasks * n * q];
         try
         {
-            if (tasks > 1 && options.Degree > 1)
-                Parallel.For(0, tasks, options.Parallel, t => Fill(split, first + t, t, shape, sx, sy, qx, qy));
+            if (tasks > 1 && options.SamplingDegree > 1)
+                Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = options.SamplingDegree }, t => Fill(split, first + t, t, shape, sx, sy, qx, qy));
             else
                 for (var t = 0; t < tasks; t++) Fill(split, first + t, t, shape, sx, sy, qx, qy);
             long c = Store.Channels, h = Store.Height, w = Store.Width;

@@ -44,8 +44,9 @@ public static class BenchCommand
         try
         {
             var options = new DataOptions { CacheDir = cache };
+            var notes = new List<string>();
             var clock = Stopwatch.StartNew();
-            TaskFamilies.Open(config.Data, dataRoot, config.Seed, options).Dispose();
+            TaskFamilies.Open(config.Data, dataRoot, config.Seed, new DataOptions { CacheDir = cache, Log = notes.Add }).Dispose();
             var prepare = clock.Elapsed.TotalSeconds;
             clock.Restart();
             using var family = TaskFamilies.Open(config.Data, dataRoot, config.Seed, options);
@@ -62,6 +63,7 @@ public static class BenchCommand
             var label = $"{family.Name}, {shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batches of {tasks}";
             output.WriteLine($"data bench: {label}; {Environment.ProcessorCount} cores, {Torch.Threads} torch threads");
             output.WriteLine($"  first-time preparation ({images} images, empty cache): {prepare:F2} s");
+            foreach (var note in notes.Where(n => n.Contains("prepared"))) output.WriteLine($"    {note}");
             output.WriteLine($"  cached start:                                   {cachedStart:F3} s");
             output.WriteLine($"  sampling: {batches * tasks} episodes in {sampling:F2} s = {rate:F0} episodes/s");
             var json = new Dictionary<string, object>

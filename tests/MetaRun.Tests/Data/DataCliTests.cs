@@ -1,11 +1,12 @@
 using System.Net;
 using System.Text.Json;
 using LibTorch;
-using Torch = LibTorch.Torch;
 using MetaRun.Cli.Commands;
 using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
+
+using Torch = LibTorch.Torch;
 
 [Collection(OmniglotCollection.Name)]
 public sealed class OmniglotCliTests(OmniglotFixture fx)
@@ -39,7 +40,7 @@ public sealed class OmniglotCliTests(OmniglotFixture fx)
     {
         using var dir = new TempDir("show");
         var config = dir.Sub("omniglot.yaml");
-        File.WriteAllText(config, $"seed: {OmniglotFixture.Seed}\ndata:\n  dataset: omniglot\n  root: {fx.Root}\n  test: {{ways: 3, shots: 2, queries: 4}}\n");
+        File.WriteAllText(config, $"seed: {OmniglotFixture.Seed}\ndata:\n  dataset: omniglot\n  root: {fx.Root}\n  train: {{ways: 3}}\n  test: {{ways: 3, shots: 2, queries: 4}}\n");
         var png = dir.Sub("out", "episode.png");
         var output = new StringWriter();
         // The fixture's cache holds this data; point the CLI at it through the environment variable.
@@ -147,7 +148,7 @@ public sealed class DataCliTests : IDisposable
     {
         var root = MiniImageNetBuilder.Build(dir.Sub("root"));
         var config = dir.Sub("mini.yaml");
-        File.WriteAllText(config, $"data:\n  dataset: miniimagenet\n  root: {root}\n  image_size: 16\n  train: {{ways: 2, shots: 1, queries: 2}}\nalgorithm:\n  meta_batch_size: 4\n");
+        File.WriteAllText(config, $"data:\n  dataset: miniimagenet\n  root: {root}\n  image_size: 16\n  train: {{ways: 2, shots: 1, queries: 2}}\n  test: {{ways: 2}}\nalgorithm:\n  meta_batch_size: 4\n");
         var json = dir.Sub("bench-data.json");
         var output = new StringWriter();
         Assert.Equal(ExitCodes.Success, BenchCommand.RunData(config, [], null, 200, output, json));

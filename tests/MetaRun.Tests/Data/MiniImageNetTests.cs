@@ -1,8 +1,9 @@
 using LibTorch;
-using Torch = LibTorch.Torch;
 using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
+
+using Torch = LibTorch.Torch;
 
 public sealed class MiniImageNetTests : IDisposable
 {

@@ -1,8 +1,9 @@
 using LibTorch;
-using Torch = LibTorch.Torch;
 using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
+
+using Torch = LibTorch.Torch;
 
 public sealed class SamplingTests
 {
@@ -136,9 +137,9 @@ public sealed class SinusoidTests
             for (var i = 0; i < 10; i++)
             {
                 Assert.InRange(sx[t * 10 + i], -5f, 5f);
-                Assert.Equal(a * Math.Sin(sx[t * 10 + i] - p), sy[t * 10 + i], 5);
+                Assert.Equal(a * Math.Sin(sx[t * 10 + i] - p), sy[t * 10 + i], 1e-6);
             }
-            for (var i = 0; i < 7; i++) Assert.Equal(a * Math.Sin(qx[t * 7 + i] - p), qy[t * 7 + i], 5);
+            for (var i = 0; i < 7; i++) Assert.Equal(a * Math.Sin(qx[t * 7 + i] - p), qy[t * 7 + i], 1e-6);
         }
         Assert.True(amplitudes.Max() - amplitudes.Min() > 2, "amplitudes should spread over [0.1, 5]");
         Assert.True(phases.Max() - phases.Min() > 1, "phases should spread over [0, π]");
