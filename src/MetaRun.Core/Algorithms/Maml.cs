@@ -1,5 +1,6 @@
 using LibTorch;
 using MetaRun.Models;
+using MetaRun.Training;
 
 namespace MetaRun.Algorithms;
 
@@ -30,7 +31,9 @@ public sealed class Maml(IModel model, Objective objective, double innerLr, int 
 
     public TaskGradient TaskGradient(Episode task, double weight)
     {
-        var fast = Adapt(task.SupportX, task.SupportY, innerSteps, createGraph: !firstOrder);
+        IReadOnlyList<Tensor> fast;
+        using (PhaseClock.Time("inner loop")) fast = Adapt(task.SupportX, task.SupportY, innerSteps, createGraph: !firstOrder);
+        using var outer = PhaseClock.Time("outer gradient");
         var output = model.Forward(task.QueryX, fast);
         var loss = objective.Loss(output, task.QueryY);
         var grads = Torch.Grad([loss * weight], model.Parameters);

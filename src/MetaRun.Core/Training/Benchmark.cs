@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using LibTorch;
+using MetaRun.Data;
+
+namespace MetaRun.Training;
+
+/// <summary>Seconds per meta-iteration and where they go, measured end to end (sampling included).</summary>
+public sealed record BenchmarkResult(
+    int Iterations,
+    int Warmup,
+    double MedianSeconds,
+    double P10Seconds,
+    double P90Seconds,
+    double EpisodesPerSecond,
+    double PeakRssMb,
+    double RssAfterWarmupMb,
+    double RssAtEndMb,
+    IReadOnlyDictionary<string, double> BreakdownSeconds);
+
+/// <summary>
+/// Times full meta-iterations of an experiment exactly as the trainer runs them: prefetched
+/// sampling, task gradients on the worker threads, summation and the outer optimizer step.
+/// </summary>
+public static class Benchmark
+{
+    public static BenchmarkResult Run(Experiment e, int iterations, int warmup)
+    {
+        var batchSize = e.Config.Algorithm.MetaBatchSize;
+        using var optimizer = Trainer.CreateOptimizer(e.Config.Algorithm, e.Learner.OuterParameters);
+        using var prefetcher = new Prefetcher(i => e.Family.Sample(Split.Train, i * batchSize, batchSize, e.TrainShape), 0);
+        var times = new List<double>();
+        var phases = new Dictionary<string, double>();
+        double rssAfterWarmup = 0;
+        for (var it = 0; it < warmup + iterations; it++)
+        {
+            var measuring = it >= warmup;
+            if (it == warmup) rssAfterWarmup = Memory.RssMb();
+            PhaseClock.Enabled = measuring;
+            var clock = Stopwatch.StartNew();
+            var mark = clock.Elapsed.TotalSeconds;
+            void Phase(string name)
+            {
+                var now = clock.Elapsed.TotalSeconds;
+                if (measuring) phases[name] = phases.GetValueOrDefault(name) + now - mark;
+                mark = now;
+            }
+            using (var scope = Torch.NewScope())
+            {
+                using var batch = prefetcher.Next();
+                Phase("sampling (wait)");
+                var step = e.Step(batch);
+                Phase("task gradients (wall)");
+                optimizer.Step(step.Gradients);
+                Phase("optimizer");
+            }
+            if (measuring) times.Add(clock.Elapsed.TotalSeconds);
+        }
+        PhaseClock.Enabled = false;
+        // Thread time inside the tasks, summed over workers: it shows the inner/outer split.
+        foreach (var (k, v) in PhaseClock.SecondsAndReset()) phases[$"{k} (thread time)"] = v;
+        times.Sort();
+        double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
+        var median = Pct(0.5);
+        return new BenchmarkResult(iterations, warmup, median, Pct(0.1), Pct(0.9), batchSize / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(),
+            phases.ToDictionary(kv => kv.Key, kv => kv.Value / iterations));
+    }
+}
+
+/// <summary>Process memory from /proc/self/status (Linux).</summary>
+public static class Memory
+{
+    public static double RssMb() => Read("VmRSS:");
+    public static double PeakRssMb() => Read("VmHWM:");
+
+    private static double Read(string key)
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith(key, StringComparison.Ordinal))
+                return double.Parse(line[key.Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) / 1024;
+        return double.NaN;
+    }
+}
