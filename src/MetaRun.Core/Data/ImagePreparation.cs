@@ -28,7 +28,9 @@ internal readonly record struct Preprocessing(int Channels, int Size, bool Inver
 /// </summary>
 internal static class ImagePreparation
 {
-    private const int Chunk = 2048;
+    // Images decoded per step: enough to keep every core busy, few enough that full-size RGB
+    // photographs (up to ~0.5 MB decoded each) stay within a few hundred MB.
+    private static int ChunkOf(Preprocessing prep) => prep.Channels == 1 ? 2048 : 512;
 
     public static ImageStore Prepare(IEncodedImages source, int[] classSizes, Preprocessing prep, DataOptions options, string what)
     {
@@ -42,11 +44,12 @@ internal static class ImagePreparation
         long resizeTicks = 0;
         // Chunk i is resized (libtorch, one thread) while chunk i + 1 is read and decoded (every core).
         Task? resizing = null;
+        var chunk = ChunkOf(prep);
         try
         {
-            for (var start = 0; start < source.Count; start += Chunk)
+            for (var start = 0; start < source.Count; start += chunk)
             {
-                var n = Math.Min(Chunk, source.Count - start);
+                var n = Math.Min(chunk, source.Count - start);
                 var encoded = new byte[n][];
                 var decoded = new byte[n][];
                 var dims = new (int H, int W)[n];

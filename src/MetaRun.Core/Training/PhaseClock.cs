@@ -35,7 +35,9 @@ public static class PhaseClock
 
         public void Dispose()
         {
-            if (name != null) Ticks.AddOrUpdate(name, Stopwatch.GetTimestamp() - start, (_, t) => t + Stopwatch.GetTimestamp() - start);
+            if (name == null) return;
+            var elapsed = Stopwatch.GetTimestamp() - start;
+            Ticks.AddOrUpdate(name, elapsed, (_, t) => t + elapsed);
         }
     }
 }

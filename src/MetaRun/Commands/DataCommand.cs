@@ -96,12 +96,13 @@ public static class DataCommand
         return command;
     }
 
-    public static int Show(string configPath, IReadOnlyList<string> sets, string? dataRoot, string splitName, long episode, string outPath, TextWriter output)
+    public static int Show(string configPath, IReadOnlyList<string> sets, string? dataRoot, string splitName, long episode, string outPath, TextWriter output,
+        DataOptions? options = null)
     {
         var config = ConfigLoader.Load(configPath, sets);
         var split = Enum.Parse<Split>(splitName, ignoreCase: true);
         var shape = TaskFamilies.ShapeOf(config.Data, split);
-        using var family = TaskFamilies.Open(config.Data, dataRoot, config.Seed, new DataOptions { Log = Log });
+        using var family = TaskFamilies.Open(config.Data, dataRoot, config.Seed, options ?? new DataOptions { Log = Log });
         if (family is not ImageTaskFamily images)
             throw new MetaRunException(ExitCodes.BadUsage, $"{configPath}: data show draws image episodes; {family.Name} is a regression data set");
         using var scope = Torch.NewScope();

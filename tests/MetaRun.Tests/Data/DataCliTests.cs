@@ -43,17 +43,8 @@ public sealed class OmniglotCliTests(OmniglotFixture fx)
         File.WriteAllText(config, $"seed: {OmniglotFixture.Seed}\ndata:\n  dataset: omniglot\n  root: {fx.Root}\n  train: {{ways: 3}}\n  test: {{ways: 3, shots: 2, queries: 4}}\n");
         var png = dir.Sub("out", "episode.png");
         var output = new StringWriter();
-        // The fixture's cache holds this data; point the CLI at it through the environment variable.
-        var previous = Environment.GetEnvironmentVariable(ImageCache.EnvironmentVariable);
-        Environment.SetEnvironmentVariable(ImageCache.EnvironmentVariable, fx.Cache.Path);
-        try
-        {
-            Assert.Equal(ExitCodes.Success, DataCommand.Show(config, [], null, "test", 3, png, output));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(ImageCache.EnvironmentVariable, previous);
-        }
+        // The fixture's cache holds this data.
+        Assert.Equal(ExitCodes.Success, DataCommand.Show(config, [], null, "test", 3, png, output, new DataOptions { CacheDir = fx.Cache.Path }));
         using var scope = Torch.NewScope();
         var image = Image.Decode(File.ReadAllBytes(png), 1);
         // 3 rows of 28 + 2 borders; 2 supports, a 14-pixel gap, 4 queries.
