@@ -27,3 +27,23 @@ public interface IMetaLearner : IDisposable
     /// <summary>Adapts on the support set with the evaluation settings and scores on the query set.</summary>
     TaskScore Evaluate(Episode task);
 }
+
+/// <summary>
+/// Optional for a learner whose update depends on how far training has come (MAML++'s
+/// derivative-order and multi-step-loss annealing). The trainer calls it before each outer step
+/// with the 1-based iteration, so a resumed run sees the same values as an uninterrupted one.
+/// </summary>
+public interface IIterationAware
+{
+    void SetIteration(long iteration);
+}
+
+/// <summary>
+/// Optional for a learner that trains on its own batches instead of the family's episodes (the
+/// baseline's ordinary mini-batches over all training classes). Batch <c>index</c> must be a pure
+/// function of the seed and the index, like episodes, so resumption stays exact.
+/// </summary>
+public interface ITrainingBatchSource
+{
+    MetaRun.Data.MetaBatch TrainingBatch(long index);
+}

@@ -116,8 +116,10 @@ public static class ConfigLoader
     /// <summary>Rules that involve several keys; the error points at the key that breaks them.</summary>
     private static void CheckAcrossKeys(RunConfig c, Func<string, string> where)
     {
-        if (c.Data.Dataset != "sinusoid" && c.Data.Test.Ways != c.Data.Train.Ways)
-            throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways");
+        if (c.Data.Dataset != "sinusoid" && !c.Algorithm.HeadFree && c.Data.Test.Ways != c.Data.Train.Ways)
+            throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only protonet, baseline and baseline++ may differ)");
+        if (c.Data.Dataset == "sinusoid" && c.Algorithm.Name is "protonet" or "baseline" or "baseline++")
+            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset sinusoid is regression");
     }
 
     private static void Bind(object target, YamlMappingNode node, string prefix, string source, Dictionary<YamlNode, string> overridden, Dictionary<string, string> locations)

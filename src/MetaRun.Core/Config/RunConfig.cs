@@ -56,15 +56,38 @@ public sealed class ModelConfig
 
 public sealed class AlgorithmConfig
 {
-    [OneOf("maml", "fomaml")] public string Name { get; set; } = "maml";
+    /// <summary>The meta-learner; see the README's Algorithms section.</summary>
+    [OneOf("maml", "fomaml", "reptile", "metasgd", "anil", "protonet", "baseline", "baseline++")] public string Name { get; set; } = "maml";
+    /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
     [Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
     [Range(0, 1000)] public int InnerSteps { get; set; } = 1;
-    /// <summary>Inner steps at validation and test time; 0 uses inner_steps.</summary>
-    [Range(0, 1000)] public int TestInnerSteps { get; set; }
+    /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
+    [Range(0, 100000)] public int TestInnerSteps { get; set; }
+    /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
+    [OneOf("sgd", "adam")] public string InnerOptimizer { get; set; } = "sgd";
+    /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
+    [Range(0, 100000)] public int InnerBatchSize { get; set; }
     [OneOf("adam", "sgd")] public string OuterOptimizer { get; set; } = "adam";
     [Range(0.0, 1e6)] public double OuterLr { get; set; } = 0.001;
+    /// <summary>Outer learning rate over the iterations: constant, linear to 0 (Reptile) or cosine to 0 (MAML++).</summary>
+    [OneOf("constant", "linear", "cosine")] public string OuterLrSchedule { get; set; } = "constant";
     [Range(1, 100000)] public int MetaBatchSize { get; set; } = 32;
     [Range(1, 100000000)] public int Iterations { get; set; } = 1000;
+    /// <summary>MAML++: query loss after every inner step, weights annealed toward the last step.</summary>
+    public bool MultiStepLoss { get; set; }
+    /// <summary>MAML++: iterations over which the multi-step loss weights anneal to the last step; afterwards only the last step counts.</summary>
+    [Range(1, 100000000)] public int MultiStepLossIterations { get; set; } = 5000;
+    /// <summary>MAML++: learned inner learning rate per layer and per step.</summary>
+    public bool Lslr { get; set; }
+    /// <summary>MAML++: separate batch-norm weights and biases for every inner step.</summary>
+    public bool PerStepBn { get; set; }
+    /// <summary>MAML++ derivative-order annealing: first order for the first N iterations, second order after.</summary>
+    [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
+    /// <summary>Baseline: examples per pretraining mini-batch.</summary>
+    [Range(1, 100000)] public int BatchSize { get; set; } = 16;
+
+    /// <summary>Algorithms with no output layer trained per class (their test ways may differ from the training ways).</summary>
+    [YamlDotNet.Serialization.YamlIgnore] public bool HeadFree => Name is "protonet" or "baseline" or "baseline++";
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

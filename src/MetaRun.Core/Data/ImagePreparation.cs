@@ -19,7 +19,7 @@ internal interface IEncodedImages : IDisposable
 internal readonly record struct Preprocessing(int Channels, int Size, bool Invert)
 {
     /// <summary>The part of the cache key that names this preprocessing (bump the version when the pipeline changes).</summary>
-    public string Key => $"prep=v1;channels={Channels};size={Size};invert={Invert};resize=bilinear-antialias;round=nearest";
+    public string Key => $"prep=v2;channels={Channels};size={Size};invert={Invert};resize=bilinear-antialias;round=nearest";
 }
 
 /// <summary>
@@ -114,6 +114,12 @@ internal static class ImagePreparation
         var c = prep.Channels;
         foreach (var ((h, w), all) in groups)
         {
+            if (h == prep.Size && w == prep.Size && !prep.Invert)
+            {
+                // Already the right size (miniImageNet's usual 84×84 files): the bytes are the result.
+                foreach (var i in all) decoded[i].CopyTo(store.Image(start + i));
+                continue;
+            }
             var bytes = h * w * c;
             for (var b = 0; b < all.Count; b += ResizeBatchSize)
             {

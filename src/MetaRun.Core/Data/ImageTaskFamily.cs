@@ -20,7 +20,7 @@ public sealed record EpisodePlan(int[] Classes, int[][] Images);
 /// class: class 0's K supports, class 1's, …; queries likewise. Pixels become floats as
 /// byte × Scale[c] + Offset[c] per channel.
 /// </summary>
-public sealed class ImageTaskFamily : ITaskFamily
+public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
 {
     private readonly Dictionary<Split, SplitClass[]> splits;
     private readonly string[] sourceNames;
@@ -29,6 +29,10 @@ public sealed class ImageTaskFamily : ITaskFamily
     private readonly long seed;
     private readonly DataOptions options;
     private readonly int[][] rotationMaps;
+    // rotated[r]: the whole store turned by r × 90°, made once when a split uses rotation r, so
+    // sampling copies every image with the same vectorized loop (rotating on the fly through
+    // the index map costs about a third of Omniglot's sampling rate).
+    private readonly byte[]?[] rotated = new byte[4][];
     private volatile bool disposed;
 
     internal ImageTaskFamily(string name, ImageStore store, Dictionary<Split, SplitClass[]> splits, string[] sourceNames,
@@ -43,6 +47,15 @@ public sealed class ImageTaskFamily : ITaskFamily
         this.seed = seed;
         this.options = options;
         rotationMaps = store.Height == store.Width ? RotationMaps(store.Height) : [];
+        foreach (var r in splits.Values.SelectMany(c => c).Select(c => c.Rotation).Where(r => r != 0).Distinct())
+        {
+            if (rotationMaps.Length == 0) throw new ArgumentException("rotations need square images");
+            var map = rotationMaps[r];
+            var turned = GC.AllocateUninitializedArray<byte>(store.Pixels.Length);
+            var planes = store.ImageCount * store.Channels;
+            Parallel.For(0, (planes + 1023) / 1024, options.Parallel, block => Turn(store.Pixels, turned, map, block * 1024, Math.Min(planes, block * 1024 + 1024)));
+            rotated[r] = turned;
+        }
     }
 
     public string Name { get; }
@@ -155,45 +168,47 @@ public sealed class ImageTaskFamily : ITaskFamily
         Span<int> chosen = n <= 256 ? stackalloc int[n] : new int[n];
         rng.SampleDistinct(classes.Length, chosen);
         Span<int> picks = k + q <= 256 ? stackalloc int[k + q] : new int[k + q];
-        Span<byte> rotated = pix <= 16384 ? stackalloc byte[pix] : new byte[pix];
         for (var j = 0; j < n; j++)
         {
             var c = classes[chosen[j]];
             rng.SampleDistinct(Store.ClassSizes[c.Source], picks);
             for (var s = 0; s < k + q; s++)
             {
-                scoped ReadOnlySpan<byte> src = Store.Image(c.Source, picks[s]);
-                if (c.Rotation != 0)
-                {
-                    Rotate(src, rotated, c.Rotation);
-                    src = rotated;
-                }
+                var image = Store.ClassStart[c.Source] + picks[s];
+                long e;
+                Span<float> dst;
                 if (s < k)
                 {
-                    var e = ((long)t * n + j) * k + s;
-                    Convert(src, sx.AsSpan((int)(e * pix), pix));
+                    e = ((long)t * n + j) * k + s;
+                    dst = sx.AsSpan((int)(e * pix), pix);
                     sy[e] = j;
                 }
                 else
                 {
-                    var e = ((long)t * n + j) * q + (s - k);
-                    Convert(src, qx.AsSpan((int)(e * pix), pix));
+                    e = ((long)t * n + j) * q + (s - k);
+                    dst = qx.AsSpan((int)(e * pix), pix);
                     qy[e] = j;
                 }
+                Convert(image, dst, c.Rotation);
             }
         }
     }
 
-    /// <summary>np.rot90(image, r) per channel: counterclockwise by r × 90°.</summary>
-    private void Rotate(ReadOnlySpan<byte> src, Span<byte> dst, int r)
+    /// <summary>dst plane i = src plane i read through the rotation map, for planes first .. end − 1.</summary>
+    private static unsafe void Turn(byte[] src, byte[] dst, int[] map, int first, int end)
     {
-        var map = rotationMaps[r];
         var plane = map.Length;
-        for (var c = 0; c < Store.Channels; c++)
+        if ((long)end * plane > src.Length || dst.Length != src.Length) throw new ArgumentOutOfRangeException(nameof(end));
+        fixed (byte* s0 = src)
+        fixed (byte* d0 = dst)
+        fixed (int* m = map)
         {
-            var s = src.Slice(c * plane, plane);
-            var d = dst.Slice(c * plane, plane);
-            for (var i = 0; i < plane; i++) d[i] = s[map[i]];
+            for (var i = first; i < end; i++)
+            {
+                var s = s0 + (long)i * plane;
+                var d = d0 + (long)i * plane;
+                for (var p = 0; p < plane; p++) d[p] = s[m[p]];
+            }
         }
     }
 
@@ -221,8 +236,11 @@ public sealed class ImageTaskFamily : ITaskFamily
         return maps;
     }
 
-    private void Convert(ReadOnlySpan<byte> src, Span<float> dst)
+    /// <summary>Image <paramref name="index"/> of the store as floats, per channel, turned counterclockwise by rotation × 90° (np.rot90).</summary>
+    private void Convert(int index, Span<float> dst, int rotation)
     {
+        var pix = Store.ImageBytes;
+        var src = (rotation == 0 ? Store.Pixels : rotated[rotation]!).AsSpan(index * pix, pix);
         var plane = Store.Height * Store.Width;
         for (var c = 0; c < Store.Channels; c++)
             ToFloat(src.Slice(c * plane, plane), dst.Slice(c * plane, plane), scale[c], offset[c]);
@@ -252,6 +270,29 @@ public sealed class ImageTaskFamily : ITaskFamily
             }
         }
         for (; i < src.Length; i++) dst[i] = src[i] * scale + offset;
+    }
+
+    /// <summary>
+    /// A mini-batch over all training classes (IClassBatchSource): each example is a uniformly
+    /// drawn class, then a uniformly drawn image of it (with replacement), from the batch's own
+    /// generator; label = the class's index in the training split.
+    /// </summary>
+    public (Tensor X, Tensor Y) SampleClassBatch(long index, int size)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        var classes = splits[Split.Train];
+        var pix = Store.ImageBytes;
+        var x = new float[(long)size * pix];
+        var y = new long[size];
+        var rng = SplitMix64.ForEpisode(seed, Split.Train, index, salt: 0x62617463680000UL);
+        for (var e = 0; e < size; e++)
+        {
+            var label = rng.NextInt(classes.Length);
+            var c = classes[label];
+            Convert(Store.ClassStart[c.Source] + rng.NextInt(Store.ClassSizes[c.Source]), x.AsSpan(e * pix, pix), c.Rotation);
+            y[e] = label;
+        }
+        return (Torch.From(x, size, Store.Channels, Store.Height, Store.Width), Torch.From(y, size));
     }
 
     public void Dispose() => disposed = true;

@@ -33,10 +33,10 @@ public sealed class Conv4 : ModelBase
         Features = features;
     }
 
-    public long Features { get; }
+    public override long Features { get; }
     public override int HeadStart => Blocks * 4;
 
-    public override Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {
         var x = input;
         for (var b = 0; b < Blocks; b++)
@@ -45,7 +45,6 @@ public sealed class Conv4 : ModelBase
             x = F.BatchNorm(x, null, null, w[4 * b + 2], w[4 * b + 3], training: true).Relu();
             if (maxPool) x = F.MaxPool2d(x, 2);
         }
-        x = maxPool ? x.Flatten(1) : x.Mean([2, 3]);
-        return F.Linear(x, w[HeadStart], w[HeadStart + 1]);
+        return maxPool ? x.Flatten(1) : x.Mean([2, 3]);
     }
 }

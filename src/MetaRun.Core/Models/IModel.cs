@@ -17,6 +17,15 @@ public interface IModel : IDisposable
     /// <summary>Runs a batch of inputs through the network with the given weights (same order as Parameters).</summary>
     Tensor Forward(Tensor input, IReadOnlyList<Tensor> weights);
 
+    /// <summary>
+    /// Runs the body only (every layer before the head): the features the head reads. Needs only
+    /// weights[0 .. HeadStart−1]; ProtoNets and the baseline's new heads work on these.
+    /// </summary>
+    Tensor Embed(Tensor input, IReadOnlyList<Tensor> weights);
+
+    /// <summary>Width of <see cref="Embed"/>'s output.</summary>
+    long Features { get; }
+
     /// <summary>Index in Parameters where the output layer (the "head") begins; earlier weights form the body.</summary>
     int HeadStart { get; }
 }
@@ -31,7 +40,11 @@ public abstract class ModelBase : IModel
     public IReadOnlyList<string> ParameterNames => names;
     public abstract int HeadStart { get; }
 
-    public abstract Tensor Forward(Tensor input, IReadOnlyList<Tensor> weights);
+    public abstract Tensor Embed(Tensor input, IReadOnlyList<Tensor> weights);
+    public abstract long Features { get; }
+
+    /// <summary>The body, then the linear head.</summary>
+    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w) => F.Linear(Embed(input, w), w[HeadStart], w[HeadStart + 1]);
 
     protected void Add(string name, Tensor value)
     {

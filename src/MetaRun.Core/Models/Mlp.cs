@@ -13,6 +13,7 @@ public sealed class Mlp : ModelBase
         sizes.AddRange(hidden.Select(h => (long)h));
         sizes.Add(outputs);
         layers = sizes.Count - 1;
+        Features = sizes[^2];
         for (var i = 0; i < layers; i++)
         {
             var name = i == layers - 1 ? "head" : $"layer{i}";
@@ -22,15 +23,12 @@ public sealed class Mlp : ModelBase
     }
 
     public override int HeadStart => 2 * (layers - 1);
+    public override long Features { get; }
 
-    public override Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {
         var x = input;
-        for (var i = 0; i < layers; i++)
-        {
-            x = F.Linear(x, w[2 * i], w[2 * i + 1]);
-            if (i < layers - 1) x = x.Relu();
-        }
+        for (var i = 0; i < layers - 1; i++) x = F.Linear(x, w[2 * i], w[2 * i + 1]).Relu();
         return x;
     }
 }

@@ -52,9 +52,8 @@ public sealed class Experiment : IDisposable
         try
         {
             var objective = new Objective(family.IsRegression);
-            var outputs = family.IsRegression ? 1 : config.Data.Train.Ways;
-            var model = ModelFactory.Create(config, family.InputShape, outputs, device, (ulong)config.Seed);
-            var learner = AlgorithmFactory.Create(config.Algorithm, model, objective);
+            var model = ModelFactory.Create(config, family.InputShape, Outputs(config, family), device, (ulong)config.Seed);
+            var learner = AlgorithmFactory.Create(config.Algorithm, model, objective, family);
             return new Experiment(config, device, workers, family, model, learner, objective);
         }
         catch
@@ -63,6 +62,16 @@ public sealed class Experiment : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// The head's width: one unit per training way, per training class for the baseline (an
+    /// ordinary classifier over all of them); protonet never uses its head, so it gets one unit.
+    /// </summary>
+    private static int Outputs(RunConfig config, ITaskFamily family) =>
+        family.IsRegression ? 1
+        : config.Algorithm.Name == "protonet" ? 1
+        : config.Algorithm.Name is "baseline" or "baseline++" ? family.ClassCount(Split.Train)
+        : config.Data.Train.Ways;
 
     public static Device ResolveDevice(string name) => name switch
     {

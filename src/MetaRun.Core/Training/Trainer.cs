@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LibTorch;
+using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
 using Serilog;
@@ -31,6 +32,22 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
         _ => new Adam(parameters, a.OuterLr),
     };
 
+    /// <summary>
+    /// The outer learning rate at a 1-based iteration: a pure function of the iteration (never
+    /// carried in optimizer state), so a resumed run follows the same schedule bit for bit.
+    /// linear: Reptile's annealing to 0; cosine: MAML++'s (and SGDR's) half cosine to 0.
+    /// </summary>
+    public static double ScheduledLr(AlgorithmConfig a, long iteration)
+    {
+        var progress = (double)(iteration - 1) / a.Iterations;
+        return a.OuterLrSchedule switch
+        {
+            "linear" => a.OuterLr * (1 - progress),
+            "cosine" => a.OuterLr * 0.5 * (1 + Math.Cos(Math.PI * progress)),
+            _ => a.OuterLr,
+        };
+    }
+
     /// <summary>Trains to the configured iteration count, continuing from <paramref name="resume"/> if given.</summary>
     public void Run(Checkpoint? resume = null)
     {
@@ -61,13 +78,18 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
             config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, batchSize, experiment.Device, experiment.Workers, Torch.Threads);
 
-        using var prefetcher = new Prefetcher(i => experiment.Family.Sample(Split.Train, i * batchSize, batchSize, experiment.TrainShape), start);
+        Func<long, MetaBatch> sample = learner is ITrainingBatchSource own
+            ? own.TrainingBatch
+            : i => experiment.Family.Sample(Split.Train, i * batchSize, batchSize, experiment.TrainShape);
+        using var prefetcher = new Prefetcher(sample, start);
         for (var it = start + 1; it <= total; it++)
         {
             MetricsRow row;
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
+                optimizer.LearningRate = ScheduledLr(config.Algorithm, it);
+                (learner as IIterationAware)?.SetIteration(it);
                 var step = experiment.Step(batch);
                 optimizer.Step(step.Gradients);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds);

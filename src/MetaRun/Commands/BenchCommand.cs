@@ -4,6 +4,8 @@ using System.Text.Json;
 using LibTorch;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Training;
+using System.Globalization;
 
 namespace MetaRun.Cli.Commands;
 
@@ -16,16 +18,70 @@ public static class BenchCommand
 
     public static Command Create()
     {
-        var command = new Command("bench", "Measure performance (--data CONFIG: the data pipeline)") { Data, Episodes, Set };
+        var config = new Argument<string?>("config") { Description = "Config whose meta-iterations to time", Arity = ArgumentArity.ZeroOrOne };
+        var iterations = new Option<int>("--iterations") { Description = "Meta-iterations to time", DefaultValueFactory = _ => 20 };
+        var warmup = new Option<int>("--warmup") { Description = "Meta-iterations to run first, untimed", DefaultValueFactory = _ => 3 };
+        var output = new Option<string>("--out") { Description = "Where to write the JSON result", DefaultValueFactory = _ => "bench.json" };
+        var command = new Command("bench", "Measure seconds per meta-iteration (sampling included), or with --data CONFIG the data pipeline alone")
+            { config, Data, Episodes, Set, iterations, warmup, output };
         command.SetAction(parse =>
         {
+            var sets = parse.GetValue(Set) ?? [];
+            var dataRoot = parse.GetValue(GlobalOptions.DataRoot);
             var data = parse.GetValue(Data);
-            if (data != null)
-                return RunData(data, parse.GetValue(Set) ?? [], parse.GetValue(GlobalOptions.DataRoot), parse.GetValue(Episodes), Console.Out);
-            Console.Error.WriteLine("metarun: bench needs --data CONFIG (the training benchmark is not written yet)");
-            return ExitCodes.BadUsage;
+            if (data != null) return RunData(data, sets, dataRoot, parse.GetValue(Episodes), Console.Out);
+            var path = parse.GetValue(config) ?? throw new ConfigException("bench needs a CONFIG (or --data CONFIG for the data pipeline)");
+            return RunTraining(path, sets, dataRoot, parse.GetValue(iterations), parse.GetValue(warmup), parse.GetValue(output)!);
         });
         return command;
+    }
+
+    /// <summary>Times full meta-iterations of a config as the trainer runs them; prints and writes the figures.</summary>
+    public static int RunTraining(string configPath, IReadOnlyList<string> sets, string? dataRoot, int iterations, int warmup, string jsonPath)
+    {
+        if (iterations < 1 || warmup < 0) throw new ConfigException("--iterations must be at least 1 and --warmup at least 0");
+        var config = ConfigLoader.Load(configPath, sets);
+        using var experiment = Experiment.Create(config, dataRoot);
+        var r = Benchmark.Run(experiment, iterations, warmup);
+        var inv = CultureInfo.InvariantCulture;
+        var a = config.Algorithm;
+        var shape = experiment.TrainShape;
+        Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s); " +
+                          $"{experiment.Device}, {experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
+        Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
+        Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
+        Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB");
+        foreach (var (k, v) in r.BreakdownSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            Console.WriteLine($"  {k,-34} {v.ToString("0.0000", inv)} s/iteration");
+        var json = new Dictionary<string, object>
+        {
+            ["config"] = Path.GetFullPath(configPath),
+            ["algorithm"] = a.Name,
+            ["dataset"] = config.Data.Dataset,
+            ["ways"] = shape.Ways,
+            ["shots"] = shape.Shots,
+            ["queries"] = shape.Queries,
+            ["meta_batch_size"] = a.MetaBatchSize,
+            ["inner_steps"] = a.InnerSteps,
+            ["device"] = experiment.Device.ToString(),
+            ["workers"] = experiment.Workers,
+            ["torch_threads"] = Torch.Threads,
+            ["cores"] = Environment.ProcessorCount,
+            ["iterations"] = iterations,
+            ["warmup"] = warmup,
+            ["median_seconds"] = Math.Round(r.MedianSeconds, 4),
+            ["p10_seconds"] = Math.Round(r.P10Seconds, 4),
+            ["p90_seconds"] = Math.Round(r.P90Seconds, 4),
+            ["episodes_per_second"] = Math.Round(r.EpisodesPerSecond, 2),
+            ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
+            ["rss_after_warmup_mb"] = Math.Round(r.RssAfterWarmupMb, 1),
+            ["rss_end_mb"] = Math.Round(r.RssAtEndMb, 1),
+            ["breakdown_seconds_per_iteration"] = r.BreakdownSeconds.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 5)),
+            ["libtorch"] = Torch.LibTorchVersion,
+        };
+        File.WriteAllText(jsonPath, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        Console.WriteLine($"  wrote {jsonPath}");
+        return ExitCodes.Success;
     }
 
     /// <summary>

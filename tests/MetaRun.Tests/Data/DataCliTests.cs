@@ -156,12 +156,10 @@ public sealed class DataCliTests : IDisposable
     [Fact]
     public void CliRunsDataCommandsWithExitCodes()
     {
-        var root = new System.CommandLine.RootCommand("test");
-        root.Options.Add(MetaRun.Cli.GlobalOptions.Verbose);
-        root.Options.Add(MetaRun.Cli.GlobalOptions.DataRoot);
-        root.Subcommands.Add(DataCommand.Create());
-        Assert.Equal(ExitCodes.DataProblem, MetaRun.Cli.CommandRunner.Invoke(root, ["data", "verify", "omniglot", "--data-root", dir.Sub("nothing")]));
-        Assert.Equal(ExitCodes.BadUsage, MetaRun.Cli.CommandRunner.Invoke(root, ["data", "verify", "cifar"]));
+        Assert.Equal(ExitCodes.DataProblem, MetaRun.Cli.MetaRunCli.Run(["data", "verify", "omniglot", "--data-root", dir.Sub("nothing")]));
+        Assert.Equal(ExitCodes.DataProblem, MetaRun.Cli.MetaRunCli.Run(["--data-root", dir.Sub("nothing"), "data", "verify", "miniimagenet"]));
+        Assert.Equal(ExitCodes.BadUsage, MetaRun.Cli.MetaRunCli.Run(["data", "verify", "cifar"]));
+        Assert.Equal(ExitCodes.BadUsage, MetaRun.Cli.MetaRunCli.Run(["data", "show", dir.Sub("absent.yaml"), "--out", dir.Sub("x.png")]));
     }
 
     private sealed class FakeHandler(byte[]? body) : HttpMessageHandler

@@ -67,6 +67,22 @@ public sealed class MiniImageNetTests : IDisposable
     }
 
     [Fact]
+    public void ImagesAlreadyAtTheSizeAreKeptAsDecoded()
+    {
+        // At 32 pixels the 32×32 sources (odd image numbers) are stored as decoded; the 40×48 ones are resized.
+        using var f = Open(imageSize: 32);
+        using var scope = Torch.NewScope();
+        var file = Path.Combine(Mini, "images", $"{MiniImageNetBuilder.TrainLabels[1]}00000002.jpg");
+        var decoded = Image.Decode(File.ReadAllBytes(file), 3);
+        Assert.Equal([3L, 32, 32], decoded.Shape);
+        Assert.Equal(decoded.ToArray<byte>(), f.Store.Image(1, 1).ToArray());
+        var resized = Image.Decode(File.ReadAllBytes(Path.Combine(Mini, "images", $"{MiniImageNetBuilder.TrainLabels[1]}00000001.jpg")), 3);
+        Assert.Equal([3L, 40, 48], resized.Shape);
+        var want = F.Interpolate(resized.Unsqueeze(0).To(ScalarType.Float32), 32, 32, InterpolationMode.Bilinear, antialias: true);
+        Assert.Equal((want + 0.5).Floor().Clamp(0, 255).To(ScalarType.UInt8).ToArray<byte>(), f.Store.Image(1, 0).ToArray());
+    }
+
+    [Fact]
     public void CacheIsReusedAndAFlippedByteRebuildsIt()
     {
         byte[] pixels;

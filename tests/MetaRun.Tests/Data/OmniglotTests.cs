@@ -313,6 +313,40 @@ public sealed class OmniglotTests(OmniglotFixture fx)
     }
 
     [Fact]
+    public void ClassBatchesShowImagesOfTheirLabels()
+    {
+        var f = fx.Vinyals;
+        var (x, y) = f.SampleClassBatch(3, 24);
+        using (x)
+        using (y)
+        {
+            Assert.Equal([24L, 1, 28, 28], x.Shape);
+            var labels = y.ToArray<long>();
+            var pixels = x.ToArray<float>();
+            var maps = ImageTaskFamilyAccess.RotationMaps(28);
+            for (var e = 0; e < 24; e++)
+            {
+                Assert.InRange(labels[e], 0, 4399);
+                var cls = f.Classes(Split.Train)[(int)labels[e]];
+                var shown = pixels.AsSpan(e * 784, 784).ToArray();
+                // The example is one of the class's 20 images, turned by the class's rotation.
+                Assert.Contains(Enumerable.Range(0, 20), k =>
+                {
+                    var stored = f.Store.Image(cls.Source, k).ToArray();
+                    return Enumerable.Range(0, 784).All(p => stored[maps[cls.Rotation][p]] * (1f / 255f) == shown[p]);
+                });
+            }
+            var (x2, y2) = f.SampleClassBatch(3, 24);
+            using (x2)
+            using (y2)
+            {
+                Assert.Equal(x.ToBytes(), x2.ToBytes());
+                Assert.Equal(labels, y2.ToArray<long>());
+            }
+        }
+    }
+
+    [Fact]
     public void ClassTooSmallForTheEpisodeIsNamed()
     {
         var e = Assert.Throws<DataException>(() => fx.Vinyals.Sample(Split.Train, 0, 1, new EpisodeShape(5, 10, 15)));

@@ -1,0 +1,57 @@
+using MetaRun.Config;
+using MetaRun.Training;
+using Serilog.Core;
+
+namespace MetaRun.Tests.Algorithms;
+
+using Torch = LibTorch.Torch;
+
+/// <summary>The outer learning-rate schedule is a pure function of the iteration: a crash and resume changes nothing.</summary>
+public class ScheduleResumeTests
+{
+    private sealed class CrashAfter(long iteration) : ITrainingObserver
+    {
+        public void Started(long startIteration, long totalIterations) { }
+        public void Validated(MetricsRow row, bool best) { }
+
+        public void Iteration(MetricsRow row)
+        {
+            if (row.Iteration == iteration) throw new InvalidOperationException("simulated crash");
+        }
+    }
+
+    private static RunConfig Config() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "sinusoid", "maml.yaml"),
+        ["algorithm.iterations=30", "algorithm.name=reptile", "algorithm.inner_steps=3", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=1.0",
+         "algorithm.outer_lr_schedule=linear", "algorithm.meta_batch_size=5", "eval.interval=0", "checkpoint.interval=10", "threads=1", "workers=1"]);
+
+    private static byte[] Weights(string runDir)
+    {
+        using var c = Checkpoint.Load(Path.Combine(runDir, "checkpoints", "last.safetensors"));
+        return c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes()).ToArray();
+    }
+
+    [Fact]
+    public void LinearScheduleAnnealsToZeroAndResumeIsBitExact()
+    {
+        var a = Config().Algorithm;
+        Assert.Equal(1.0, Trainer.ScheduledLr(a, 1));
+        Assert.Equal(0.5, Trainer.ScheduledLr(a, 16), 12);
+        Assert.Equal(1.0 / 30, Trainer.ScheduledLr(a, 30), 12);
+        a.OuterLrSchedule = "cosine";
+        Assert.Equal(0.5, Trainer.ScheduledLr(a, 16), 12);
+
+        var straight = TestPaths.NewTempDir("sched-straight");
+        using (var e = Experiment.Create(Config(), null)) new Trainer(e, straight, Logger.None).Run();
+
+        var crashed = TestPaths.NewTempDir("sched-crashed");
+        using (var e = Experiment.Create(Config(), null))
+            Assert.Throws<InvalidOperationException>(() => new Trainer(e, crashed, Logger.None, new CrashAfter(15)).Run());
+        using (var e = Experiment.Create(Config(), null))
+        using (var last = Checkpoint.Load(Path.Combine(crashed, "checkpoints", "last.safetensors")))
+        {
+            Assert.Equal(10, last.Iteration);
+            new Trainer(e, crashed, Logger.None).Run(last);
+        }
+        Assert.Equal(Weights(straight), Weights(crashed));
+    }
+}
