@@ -33,19 +33,13 @@ public sealed class Maml(IModel model, Objective objective, double innerLr, int 
     {
         IReadOnlyList<Tensor> fast;
         using (PhaseClock.Time("inner loop")) fast = Adapt(task.SupportX, task.SupportY, innerSteps, createGraph: !firstOrder);
-        using var outer = PhaseClock.Time("outer gradient");
-        var output = model.Forward(task.QueryX, fast);
-        var loss = objective.Loss(output, task.QueryY);
-        var grads = Torch.Grad([loss * weight], model.Parameters);
-        return new TaskGradient(grads, loss.Item(), objective.Accuracy(output, task.QueryY));
+        return FastWeights.OuterGradient(model, objective, task, fast, model.Parameters, weight);
     }
 
     public TaskScore Evaluate(Episode task)
     {
         var fast = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false);
-        using var noGrad = Torch.NoGrad();
-        var output = model.Forward(task.QueryX, fast);
-        return new TaskScore(objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
+        return FastWeights.Score(model, objective, task, fast);
     }
 
     public void Dispose() => model.Dispose();

@@ -150,20 +150,14 @@ public sealed class MamlPlusPlus : IMetaLearner, IIterationAware
                 var l = objective.Loss(model.Forward(task.QueryX, w), task.QueryY) * v[s];
                 total = total == null ? l : total + l;
             });
-        using var outer = PhaseClock.Time("outer gradient");
-        var output = model.Forward(task.QueryX, fast);
-        var loss = objective.Loss(output, task.QueryY);
-        var objectiveLoss = v == null ? loss : total == null ? loss * v[^1] : total + loss * v[^1];
-        var grads = Torch.Grad([objectiveLoss * weight], OuterParameters, allowUnused: true);
-        return new TaskGradient(grads, loss.Item(), objective.Accuracy(output, task.QueryY));
+        return FastWeights.OuterGradient(model, objective, task, fast, OuterParameters, weight,
+            loss => v == null ? loss : total == null ? loss * v[^1] : total + loss * v[^1]);
     }
 
     public TaskScore Evaluate(Episode task)
     {
         var fast = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false);
-        using var noGrad = Torch.NoGrad();
-        var output = model.Forward(task.QueryX, fast);
-        return new TaskScore(objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
+        return FastWeights.Score(model, objective, task, fast);
     }
 
     public void Dispose()

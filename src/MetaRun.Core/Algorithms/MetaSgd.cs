@@ -47,19 +47,13 @@ public sealed class MetaSgd : IMetaLearner
     {
         IReadOnlyList<Tensor> fast;
         using (PhaseClock.Time("inner loop")) fast = Adapt(task.SupportX, task.SupportY, innerSteps, createGraph: true);
-        using var outer = PhaseClock.Time("outer gradient");
-        var output = model.Forward(task.QueryX, fast);
-        var loss = objective.Loss(output, task.QueryY);
-        var grads = Torch.Grad([loss * weight], OuterParameters, allowUnused: true);
-        return new TaskGradient(grads, loss.Item(), objective.Accuracy(output, task.QueryY));
+        return FastWeights.OuterGradient(model, objective, task, fast, OuterParameters, weight);
     }
 
     public TaskScore Evaluate(Episode task)
     {
         var fast = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false);
-        using var noGrad = Torch.NoGrad();
-        var output = model.Forward(task.QueryX, fast);
-        return new TaskScore(objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
+        return FastWeights.Score(model, objective, task, fast);
     }
 
     public void Dispose()

@@ -15,6 +15,8 @@ public sealed record BenchmarkResult(
     double PeakRssMb,
     double RssAfterWarmupMb,
     double RssAtEndMb,
+    long LiveTensorsAfterWarmup,
+    long LiveTensorsAtEnd,
     IReadOnlyDictionary<string, double> BreakdownSeconds);
 
 /// <summary>
@@ -31,10 +33,11 @@ public static class Benchmark
         var times = new List<double>();
         var phases = new Dictionary<string, double>();
         double rssAfterWarmup = 0;
+        long liveAfterWarmup = 0;
         for (var it = 0; it < warmup + iterations; it++)
         {
             var measuring = it >= warmup;
-            if (it == warmup) rssAfterWarmup = Memory.RssMb();
+            if (it == warmup) (rssAfterWarmup, liveAfterWarmup) = (Memory.RssMb(), Torch.LiveTensors);
             PhaseClock.Enabled = measuring;
             var clock = Stopwatch.StartNew();
             var mark = clock.Elapsed.TotalSeconds;
@@ -61,7 +64,7 @@ public static class Benchmark
         times.Sort();
         double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
         var median = Pct(0.5);
-        return new BenchmarkResult(iterations, warmup, median, Pct(0.1), Pct(0.9), batchSize / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(),
+        return new BenchmarkResult(iterations, warmup, median, Pct(0.1), Pct(0.9), batchSize / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(), liveAfterWarmup, Torch.LiveTensors,
             phases.ToDictionary(kv => kv.Key, kv => kv.Value / iterations));
     }
 }

@@ -50,7 +50,7 @@ public static class BenchCommand
                           $"{experiment.Device}, {experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
-        Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB");
+        Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB; live tensors {r.LiveTensorsAfterWarmup} → {r.LiveTensorsAtEnd}");
         foreach (var (k, v) in r.BreakdownSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             Console.WriteLine($"  {k,-34} {v.ToString("0.0000", inv)} s/iteration");
         var json = new Dictionary<string, object>
@@ -76,6 +76,8 @@ public static class BenchCommand
             ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
             ["rss_after_warmup_mb"] = Math.Round(r.RssAfterWarmupMb, 1),
             ["rss_end_mb"] = Math.Round(r.RssAtEndMb, 1),
+            ["live_tensors_after_warmup"] = r.LiveTensorsAfterWarmup,
+            ["live_tensors_end"] = r.LiveTensorsAtEnd,
             ["breakdown_seconds_per_iteration"] = r.BreakdownSeconds.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 5)),
             ["libtorch"] = Torch.LibTorchVersion,
         };
