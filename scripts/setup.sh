@@ -27,6 +27,13 @@ cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 # With an argument (a project or solution) builds that; by default the CLI alone.
 target="${1:-src/MetaRun/MetaRun.csproj}"
-dotnet build "$target" -c Release -nologo -clp:ErrorsOnly\;NoSummary -v:q >&2
+echo "metarun: building $target" >&2
+log=$(mktemp)
+if ! dotnet build "$target" -c Release -nologo -v:q > "$log" 2>&1; then
+  grep -E "error|Error" "$log" >&2 || cat "$log" >&2
+  rm -f "$log"
+  exit 1
+fi
+rm -f "$log"
 [ "$target" = src/MetaRun/MetaRun.csproj ] && touch "$root/src/MetaRun/bin/.built"
 exit 0

@@ -7,7 +7,6 @@ using MetaRun.Training;
 
 namespace MetaRun.Tests.Algorithms;
 
-using Torch = LibTorch.Torch;
 
 /// <summary>
 /// An easy generated task family: each class is a Gaussian blob in R^Dim around a fixed random

@@ -1,10 +1,10 @@
+using LibTorch;
 using MetaRun.Config;
 using MetaRun.Data;
 using Xunit.Abstractions;
 
 namespace MetaRun.Tests.Algorithms;
 
-using Torch = LibTorch.Torch;
 
 /// <summary>
 /// Each method learns: on 5-way 1-shot episodes of Gaussian blobs (classes unseen in training),

@@ -1,10 +1,10 @@
+using LibTorch;
 using MetaRun.Config;
 using MetaRun.Training;
 using Serilog.Core;
 
 namespace MetaRun.Tests.Algorithms;
 
-using Torch = LibTorch.Torch;
 
 /// <summary>The outer learning-rate schedule is a pure function of the iteration: a crash and resume changes nothing.</summary>
 public class ScheduleResumeTests

@@ -6,7 +6,6 @@ using MetaRun.Models;
 
 namespace MetaRun.Tests.Algorithms;
 
-using Torch = LibTorch.Torch;
 
 /// <summary>Each method's update against a step computed by hand on a tiny model.</summary>
 public class UpdateTests

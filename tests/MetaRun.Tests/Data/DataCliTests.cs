@@ -6,7 +6,6 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
-using Torch = LibTorch.Torch;
 
 [Collection(OmniglotCollection.Name)]
 public sealed class OmniglotCliTests(OmniglotFixture fx)

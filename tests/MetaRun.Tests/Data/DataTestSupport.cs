@@ -4,7 +4,6 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
-using Torch = LibTorch.Torch;
 
 /// <summary>Tests in this collection change process-wide state (Torch.Threads, environment variables): xunit runs it alone.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]

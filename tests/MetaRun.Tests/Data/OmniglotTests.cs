@@ -4,7 +4,6 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
-using Torch = LibTorch.Torch;
 
 [Collection(OmniglotCollection.Name)]
 public sealed class OmniglotTests(OmniglotFixture fx)

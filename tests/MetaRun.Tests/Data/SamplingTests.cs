@@ -3,7 +3,6 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
-using Torch = LibTorch.Torch;
 
 public sealed class SamplingTests
 {

@@ -5,7 +5,6 @@ using Serilog.Core;
 
 namespace MetaRun.Tests.Training;
 
-using Torch = LibTorch.Torch;
 
 public class ResumeTests
 {

@@ -7,7 +7,6 @@ using Serilog.Core;
 
 namespace MetaRun.Tests.Training;
 
-using Torch = LibTorch.Torch;
 
 /// <summary>
 /// The effect of Figure 2 of the MAML paper: after meta-training on sinusoids, one gradient

@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using LibTorch;
-using Torch = LibTorch.Torch;
-using static MetaRun.Tests.Torch.TestSupport;
+using static MetaRun.Tests.Binding.TestSupport;
 
 /// <summary>Failures inside libtorch surface as exceptions with libtorch's text, and the process goes on.</summary>
 public sealed class ErrorTests

@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using LibTorch;
-using Torch = LibTorch.Torch;
-using static MetaRun.Tests.Torch.TestSupport;
+using static MetaRun.Tests.Binding.TestSupport;
 
 /// <summary>
 /// Forward values of the nn functions against naive references written here, so that argument

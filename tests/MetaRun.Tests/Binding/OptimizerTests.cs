@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using LibTorch;
-using Torch = LibTorch.Torch;
-using static MetaRun.Tests.Torch.TestSupport;
+using static MetaRun.Tests.Binding.TestSupport;
 
 /// <summary>
 /// SGD and Adam on f(x, y) = (x − 1)² + 3y² + xy, whose gradient is (2(x − 1) + y, 6y + x),

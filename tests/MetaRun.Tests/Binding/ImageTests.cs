@@ -1,10 +1,9 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
 using LibTorch;
-using Torch = LibTorch.Torch;
 
 /// <summary>PNG and JPEG encoding and decoding through libpng and libjpeg.</summary>
 public sealed class ImageTests

@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using LibTorch;
-using Torch = LibTorch.Torch;
-using static MetaRun.Tests.Torch.TestSupport;
+using static MetaRun.Tests.Binding.TestSupport;
 
 /// <summary>Every differentiable op's gradient against central finite differences (float64).</summary>
 public sealed class GradientTests

@@ -1,11 +1,10 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using LibTorch;
-using Torch = LibTorch.Torch;
-using static MetaRun.Tests.Torch.TestSupport;
+using static MetaRun.Tests.Binding.TestSupport;
 
 /// <summary>The safetensors reader and writer: round trips, a hand-built file, and corrupt files.</summary>
 public sealed class SafetensorsTests

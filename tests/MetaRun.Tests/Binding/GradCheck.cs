@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using System.Text;
 using LibTorch;
-using Torch = LibTorch.Torch;
 
 /// <summary>One float64 input of a checked function: its shape and starting values.</summary>
 public sealed record GradInput(long[] Shape, double[] Data)

@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using System.Runtime.InteropServices;
 using LibTorch;
-using Torch = LibTorch.Torch;
 
 /// <summary>
 /// Tests that read process-wide counters (Torch.LiveTensors, RSS) run in this collection: xunit

@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using LibTorch;
-using Torch = LibTorch.Torch;
-using static MetaRun.Tests.Torch.TestSupport;
+using static MetaRun.Tests.Binding.TestSupport;
 
 /// <summary>
 /// MAML's meta-gradient: d/dθ L_query(θ − α ∇θ L_support(θ)), differentiating through the inner

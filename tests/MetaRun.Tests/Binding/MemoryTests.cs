@@ -1,8 +1,7 @@
-namespace MetaRun.Tests.Torch;
+namespace MetaRun.Tests.Binding;
 
 using System.Diagnostics;
 using LibTorch;
-using Torch = LibTorch.Torch;
 using Xunit.Abstractions;
 
 /// <summary>A long training-like loop under per-iteration scopes keeps native memory flat.</summary>
