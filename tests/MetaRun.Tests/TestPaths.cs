@@ -7,15 +7,21 @@ public static class TestPaths
 
     public static string Configs => Path.Combine(RepoRoot, "configs");
 
-    /// <summary>../shared/datasets beside the repository (CI and every session have it).</summary>
+    /// <summary>
+    /// ../shared/datasets beside the repository, with the complete Omniglot. Its absence fails the
+    /// real-data tests (CI has it): they are not skipped.
+    /// </summary>
     public static string SharedDatasets
     {
         get
         {
-            var dir = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "datasets"));
-            if (!Directory.Exists(Path.Combine(dir, "omniglot")))
-                throw new InvalidOperationException($"the real Omniglot is expected at {dir}/omniglot (../shared/datasets beside the repository)");
-            return dir;
+            var root = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "datasets"));
+            var omniglot = Path.Combine(root, "omniglot");
+            if (!File.Exists(Path.Combine(omniglot, "images_background.zip")) || !File.Exists(Path.Combine(omniglot, "images_evaluation.zip")))
+                throw new InvalidOperationException(
+                    $"The real Omniglot is missing: expected {omniglot}/images_background.zip and images_evaluation.zip " +
+                    "(the shared data sets beside the repository, ../shared/datasets). These tests need it and do not skip.");
+            return root;
         }
     }
 

@@ -14,39 +14,10 @@ public sealed class DataSerialCollection
 
 internal static class DataTestSupport
 {
-    /// <summary>The folder holding MetaRun.sln, found by walking up from the test binaries.</summary>
-    public static string RepoRoot
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-                if (File.Exists(Path.Combine(dir.FullName, "MetaRun.sln"))) return dir.FullName;
-            throw new InvalidOperationException($"no MetaRun.sln above {AppContext.BaseDirectory}");
-        }
-    }
-
-    /// <summary>
-    /// ../shared/datasets beside the repository, with the complete Omniglot. Its absence fails the
-    /// real-data tests (CI has it): they are not skipped.
-    /// </summary>
-    public static string SharedDatasets
-    {
-        get
-        {
-            var root = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "datasets"));
-            var omniglot = Path.Combine(root, "omniglot");
-            if (!File.Exists(Path.Combine(omniglot, "images_background.zip")) || !File.Exists(Path.Combine(omniglot, "images_evaluation.zip")))
-                throw new InvalidOperationException(
-                    $"The real Omniglot is missing: expected {omniglot}/images_background.zip and images_evaluation.zip " +
-                    "(the shared data sets beside the repository, ../shared/datasets). These tests need it and do not skip.");
-            return root;
-        }
-    }
-
     public static DataConfig OmniglotConfig(string split = "vinyals", long splitSeed = 0, int imageSize = 0) => new()
     {
         Dataset = "omniglot",
-        Root = SharedDatasets,
+        Root = TestPaths.SharedDatasets,
         Split = split,
         SplitSeed = splitSeed,
         ImageSize = imageSize,

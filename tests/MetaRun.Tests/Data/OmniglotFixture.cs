@@ -11,7 +11,7 @@ public sealed class OmniglotFixture : IDisposable
 {
     public OmniglotFixture()
     {
-        Root = DataTestSupport.SharedDatasets;
+        Root = TestPaths.SharedDatasets;
         Cache = new TempDir("omniglot-cache");
         Options = new DataOptions { CacheDir = Cache.Path, Log = Messages.Add };
         var clock = Stopwatch.StartNew();

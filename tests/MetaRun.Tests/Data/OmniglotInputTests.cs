@@ -82,7 +82,7 @@ public sealed class OmniglotInputTests : IDisposable
     public void UnpackedFolderReadsTheSameBytesAsTheZip()
     {
         // One alphabet unpacked from the real zip: the folder source returns the zip's bytes.
-        var shared = Path.Combine(DataTestSupport.SharedDatasets, "omniglot");
+        var shared = Path.Combine(TestPaths.SharedDatasets, "omniglot");
         using var zip = ZipFile.OpenRead(Path.Combine(shared, "images_background.zip"));
         var unpacked = dir.Sub("unpacked");
         foreach (var entry in zip.Entries.Where(e => e.FullName.StartsWith("images_background/Arcadian/", StringComparison.Ordinal) && e.Length > 0))
