@@ -14,7 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "metarun: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    apt-get install -y -qq "${missing[@]}" >&2
   else
     echo "metarun: missing system packages. Install them with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
