@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 #include <cstring>
+#include <dlfcn.h>
 
 namespace metarun {
 
@@ -32,6 +33,27 @@ static void require_device(const at::Device& d) {
   }
 }
 
+// OpenBLAS keeps its own thread pool, sized to the machine, which at::set_num_threads leaves
+// alone; with tasks on two single-threaded workers, each worker's BLAS calls woke two busy-waiting
+// threads and MAML ran 0.57 s per iteration instead of 0.42 (docs/performance.md). Looked up at run
+// time in this library's own dependency tree, so builds whose libtorch uses MKL or another BLAS
+// simply skip it.
+using BlasThreadsFn = void (*)(int);
+static void* blas_symbol(const char* name) {
+  Dl_info self;
+  if (dladdr(reinterpret_cast<void*>(&blas_symbol), &self) == 0 || self.dli_fname == nullptr) return nullptr;
+  void* handle = dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  return handle == nullptr ? nullptr : dlsym(handle, name);  // searches the library and what it links
+}
+static BlasThreadsFn openblas_set_threads() {
+  static const auto fn = reinterpret_cast<BlasThreadsFn>(blas_symbol("openblas_set_num_threads"));
+  return fn;
+}
+static int openblas_threads() {
+  static const auto fn = reinterpret_cast<int (*)()>(blas_symbol("openblas_get_num_threads"));
+  return fn == nullptr ? -1 : fn();
+}
+
 }  // namespace metarun
 
 using namespace metarun;
@@ -53,7 +75,11 @@ MR_EXPORT const char* mr_torch_version() {
 MR_EXPORT int mr_cuda_device_count() {
   MR_GUARD(-1, return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;)
 }
-MR_EXPORT int mr_set_num_threads(int n) { MR_STATUS(at::set_num_threads(n);) }
+MR_EXPORT int mr_set_num_threads(int n) {
+  MR_STATUS(at::set_num_threads(n); if (auto blas = openblas_set_threads()) blas(n);)
+}
+/// OpenBLAS's thread count, or -1 where libtorch does not use OpenBLAS.
+MR_EXPORT int mr_blas_threads() { return openblas_threads(); }
 MR_EXPORT int mr_get_num_threads() { return at::get_num_threads(); }
 MR_EXPORT int mr_set_grad_enabled(int enabled) {
   bool previous = at::GradMode::is_enabled();

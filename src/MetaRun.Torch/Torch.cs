@@ -25,6 +25,9 @@ public static unsafe class Torch
         set => Check(mr_set_num_threads(value));
     }
 
+    /// <summary>OpenBLAS's thread count, which <see cref="Threads"/> sets too; null where libtorch uses another BLAS.</summary>
+    public static int? BlasThreads => mr_blas_threads() is var n and >= 0 ? n : null;
+
     /// <summary>Seeds libtorch's default generators (CPU and every CUDA device).</summary>
     public static void ManualSeed(ulong seed) => Check(mr_manual_seed(seed));
 

@@ -214,6 +214,27 @@ public sealed class DataRootTests
     }
 
     [Fact]
+    public void TorchThreadsAlsoSizesOpenBlasWhereLibTorchUsesIt()
+    {
+        var threads = Torch.Threads;
+        var usesOpenBlas = File.ReadAllText("/proc/self/maps").Contains("libopenblas");
+        try
+        {
+            foreach (var n in new[] { 1, 2 })
+            {
+                Torch.Threads = n;
+                Assert.Equal(n, Torch.Threads);
+                // Left at the machine's core count, OpenBLAS's own pool oversubscribes task-parallel workers.
+                Assert.Equal(usesOpenBlas ? n : null, Torch.BlasThreads);
+            }
+        }
+        finally
+        {
+            Torch.Threads = threads;
+        }
+    }
+
+    [Fact]
     public void SamplingDoesNotDependOnTorchThreads()
     {
         using var dir = new TempDir("threads");
