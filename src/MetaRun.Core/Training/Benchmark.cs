@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MetaRun.Algorithms;
 using LibTorch;
 using MetaRun.Data;
 
@@ -8,6 +9,7 @@ namespace MetaRun.Training;
 public sealed record BenchmarkResult(
     int Iterations,
     int Warmup,
+    int TasksPerIteration,
     double MedianSeconds,
     double P10Seconds,
     double P90Seconds,
@@ -27,10 +29,10 @@ public static class Benchmark
 {
     public static BenchmarkResult Run(Experiment e, int iterations, int warmup)
     {
-        var batchSize = e.Config.Algorithm.MetaBatchSize;
         using var optimizer = Trainer.CreateOptimizer(e.Config.Algorithm, e.Learner.OuterParameters);
-        using var prefetcher = new Prefetcher(i => e.Family.Sample(Split.Train, i * batchSize, batchSize, e.TrainShape), 0);
+        using var prefetcher = new Prefetcher(e.TrainingBatch, 0);
         var times = new List<double>();
+        var tasks = 0;
         var phases = new Dictionary<string, double>();
         double rssAfterWarmup = 0;
         long liveAfterWarmup = 0;
@@ -50,7 +52,9 @@ public static class Benchmark
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
+                tasks = batch.Tasks;
                 Phase("sampling (wait)");
+                (e.Learner as IIterationAware)?.SetIteration(it + 1);
                 var step = e.Step(batch);
                 Phase("task gradients (wall)");
                 optimizer.Step(step.Gradients);
@@ -64,7 +68,7 @@ public static class Benchmark
         times.Sort();
         double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
         var median = Pct(0.5);
-        return new BenchmarkResult(iterations, warmup, median, Pct(0.1), Pct(0.9), batchSize / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(), liveAfterWarmup, Torch.LiveTensors,
+        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), tasks / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(), liveAfterWarmup, Torch.LiveTensors,
             phases.ToDictionary(kv => kv.Key, kv => kv.Value / iterations));
     }
 }

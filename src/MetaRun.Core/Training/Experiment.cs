@@ -32,6 +32,17 @@ public sealed class Experiment : IDisposable
 
     private EpisodeShape Shape(EpisodeConfig e) => Family.IsRegression ? new EpisodeShape(1, e.Shots, e.Queries) : new EpisodeShape(e.Ways, e.Shots, e.Queries);
 
+    /// <summary>
+    /// Training meta-batch <paramref name="index"/>: episodes from the task family, or the
+    /// learner's own batches where it trains on something else (the baseline's plain mini-batches).
+    /// </summary>
+    public MetaBatch TrainingBatch(long index)
+    {
+        if (Learner is ITrainingBatchSource own) return own.TrainingBatch(index);
+        var size = Config.Algorithm.MetaBatchSize;
+        return Family.Sample(Split.Train, index * size, size, TrainShape);
+    }
+
     /// <summary>One meta-batch's summed gradients and mean metrics (call inside a dispose scope).</summary>
     public MetaStep Step(MetaBatch batch) => MetaBatchRunner.Step(Learner, batch, Device, Workers);
 
@@ -42,11 +53,6 @@ public sealed class Experiment : IDisposable
     public static Experiment Create(RunConfig config, string? dataRootOverride)
     {
         var device = ResolveDevice(config.Device);
-        // Small tasks keep one core busy poorly: on CPU, tasks side by side on single-threaded
-        // workers beat one task at a time on all cores (docs/performance.md).
-        var cores = Environment.ProcessorCount;
-        var workers = config.Workers > 0 ? config.Workers : device.Type == DeviceType.Cpu ? cores : 1;
-        Torch.Threads = config.Threads > 0 ? config.Threads : Math.Max(1, cores / workers);
         Torch.ManualSeed((ulong)config.Seed);
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
         try
@@ -54,6 +60,8 @@ public sealed class Experiment : IDisposable
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, Outputs(config, family), device, (ulong)config.Seed);
             var learner = AlgorithmFactory.Create(config.Algorithm, model, objective, family);
+            var workers = config.Workers > 0 ? config.Workers : DefaultWorkers(device, learner);
+            Torch.Threads = config.Threads > 0 ? config.Threads : Math.Max(1, Environment.ProcessorCount / workers);
             return new Experiment(config, device, workers, family, model, learner, objective);
         }
         catch
@@ -62,6 +70,15 @@ public sealed class Experiment : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Small tasks keep one core busy poorly: on CPU, a meta-batch's tasks side by side on
+    /// single-threaded workers beat one task at a time on all cores (docs/performance.md). A
+    /// learner that trains on one ordinary batch per step has nothing to spread, so its one
+    /// worker gets all the cores.
+    /// </summary>
+    private static int DefaultWorkers(Device device, IMetaLearner learner) =>
+        device.Type != DeviceType.Cpu || learner is ITrainingBatchSource ? 1 : Environment.ProcessorCount;
 
     /// <summary>
     /// The head's width: one unit per training way, per training class for the baseline (an

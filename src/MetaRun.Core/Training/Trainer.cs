@@ -78,10 +78,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
             config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, batchSize, experiment.Device, experiment.Workers, Torch.Threads);
 
-        Func<long, MetaBatch> sample = learner is ITrainingBatchSource own
-            ? own.TrainingBatch
-            : i => experiment.Family.Sample(Split.Train, i * batchSize, batchSize, experiment.TrainShape);
-        using var prefetcher = new Prefetcher(sample, start);
+        using var prefetcher = new Prefetcher(experiment.TrainingBatch, start);
         for (var it = start + 1; it <= total; it++)
         {
             MetricsRow row;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using LibTorch;
+using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Training;
@@ -46,7 +47,10 @@ public static class BenchCommand
         var inv = CultureInfo.InvariantCulture;
         var a = config.Algorithm;
         var shape = experiment.TrainShape;
-        Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s); " +
+        var work = experiment.Learner is ITrainingBatchSource
+            ? $"batches of {a.BatchSize}"
+            : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
+        Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
                           $"{experiment.Device}, {experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
@@ -62,6 +66,7 @@ public static class BenchCommand
             ["shots"] = shape.Shots,
             ["queries"] = shape.Queries,
             ["meta_batch_size"] = a.MetaBatchSize,
+            ["tasks_per_iteration"] = r.TasksPerIteration,
             ["inner_steps"] = a.InnerSteps,
             ["device"] = experiment.Device.ToString(),
             ["workers"] = experiment.Workers,
