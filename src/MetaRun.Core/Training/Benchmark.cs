@@ -19,6 +19,7 @@ public sealed record BenchmarkResult(
     double RssAtEndMb,
     long LiveTensorsAfterWarmup,
     long LiveTensorsAtEnd,
+    IReadOnlyList<(int Iteration, double RssMb)> RssByIteration,
     IReadOnlyDictionary<string, double> BreakdownSeconds);
 
 /// <summary>
@@ -35,6 +36,9 @@ public static class Benchmark
         var tasks = 0;
         var phases = new Dictionary<string, double>();
         double rssAfterWarmup = 0;
+        // Ten points across the timed iterations: growth shows as a trend, not just two ends.
+        var rssEvery = Math.Max(1, iterations / 10);
+        var rssTrace = new List<(int, double)>();
         long liveAfterWarmup = 0;
         for (var it = 0; it < warmup + iterations; it++)
         {
@@ -61,6 +65,8 @@ public static class Benchmark
                 Phase("optimizer");
             }
             if (measuring) times.Add(clock.Elapsed.TotalSeconds);
+            var done = it + 1 - warmup;
+            if (done >= 0 && (done % rssEvery == 0 || done == iterations)) rssTrace.Add((it + 1, Memory.RssMb()));
         }
         PhaseClock.Enabled = false;
         // Thread time inside the tasks, summed over workers: it shows the inner/outer split.
@@ -68,7 +74,7 @@ public static class Benchmark
         times.Sort();
         double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
         var median = Pct(0.5);
-        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), tasks / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(), liveAfterWarmup, Torch.LiveTensors,
+        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), tasks / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(), liveAfterWarmup, Torch.LiveTensors, rssTrace,
             phases.ToDictionary(kv => kv.Key, kv => kv.Value / iterations));
     }
 }
