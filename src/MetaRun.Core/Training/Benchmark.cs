@@ -19,7 +19,7 @@ public sealed record BenchmarkResult(
     double RssAtEndMb,
     long LiveTensorsAfterWarmup,
     long LiveTensorsAtEnd,
-    IReadOnlyList<(int Iteration, double RssMb)> RssByIteration,
+    IReadOnlyList<(int Iteration, double RssMb, double ManagedMb)> RssByIteration,
     IReadOnlyDictionary<string, double> BreakdownSeconds);
 
 /// <summary>
@@ -38,7 +38,7 @@ public static class Benchmark
         double rssAfterWarmup = 0;
         // Ten points across the timed iterations: growth shows as a trend, not just two ends.
         var rssEvery = Math.Max(1, iterations / 10);
-        var rssTrace = new List<(int, double)>();
+        var rssTrace = new List<(int, double, double)>();
         long liveAfterWarmup = 0;
         for (var it = 0; it < warmup + iterations; it++)
         {
@@ -66,7 +66,7 @@ public static class Benchmark
             }
             if (measuring) times.Add(clock.Elapsed.TotalSeconds);
             var done = it + 1 - warmup;
-            if (done >= 0 && (done % rssEvery == 0 || done == iterations)) rssTrace.Add((it + 1, Memory.RssMb()));
+            if (done >= 0 && (done % rssEvery == 0 || done == iterations)) rssTrace.Add((it + 1, Memory.RssMb(), Memory.ManagedMb()));
         }
         PhaseClock.Enabled = false;
         // Thread time inside the tasks, summed over workers: it shows the inner/outer split.
@@ -83,6 +83,8 @@ public static class Benchmark
 public static class Memory
 {
     public static double RssMb() => Read("VmRSS:");
+    /// <summary>Memory the .NET garbage collector has committed: the managed part of the RSS.</summary>
+    public static double ManagedMb() => GC.GetGCMemoryInfo().TotalCommittedBytes / (1024.0 * 1024.0);
     public static double PeakRssMb() => Read("VmHWM:");
 
     private static double Read(string key)

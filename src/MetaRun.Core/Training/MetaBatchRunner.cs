@@ -38,6 +38,7 @@ public static class MetaBatchRunner
 
         var scope = DisposeScopeOfCaller();
         var sum = new Tensor?[learner.OuterParameters.Count];
+        using (PhaseClock.Time("summing task gradients"))
         using (Torch.NoGrad())
         {
             foreach (var r in results)

@@ -55,7 +55,7 @@ public static class BenchCommand
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
         Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB; live tensors {r.LiveTensorsAfterWarmup} → {r.LiveTensorsAtEnd}");
-        Console.WriteLine($"  RSS (MB) after iteration: {string.Join(", ", r.RssByIteration.Select(p => $"{p.Iteration}: {p.RssMb.ToString("0", inv)}"))}");
+        Console.WriteLine($"  RSS (MB, managed heap in brackets) after iteration: {string.Join(", ", r.RssByIteration.Select(p => $"{p.Iteration}: {p.RssMb.ToString("0", inv)} ({p.ManagedMb.ToString("0", inv)})"))}");
         foreach (var (k, v) in r.BreakdownSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             Console.WriteLine($"  {k,-34} {v.ToString("0.0000", inv)} s/iteration");
         var json = new Dictionary<string, object>
@@ -85,6 +85,7 @@ public static class BenchCommand
             ["live_tensors_after_warmup"] = r.LiveTensorsAfterWarmup,
             ["live_tensors_end"] = r.LiveTensorsAtEnd,
             ["rss_mb_after_iteration"] = r.RssByIteration.ToDictionary(p => p.Iteration.ToString(inv), p => Math.Round(p.RssMb, 1)),
+            ["managed_mb_after_iteration"] = r.RssByIteration.ToDictionary(p => p.Iteration.ToString(inv), p => Math.Round(p.ManagedMb, 1)),
             ["breakdown_seconds_per_iteration"] = r.BreakdownSeconds.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 5)),
             ["libtorch"] = Torch.LibTorchVersion,
         };
