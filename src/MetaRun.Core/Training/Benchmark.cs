@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using MetaRun.Algorithms;
 using LibTorch;
+using MetaRun.Algorithms;
 using MetaRun.Data;
 
 namespace MetaRun.Training;
@@ -13,14 +13,16 @@ public sealed record BenchmarkResult(
     double MedianSeconds,
     double P10Seconds,
     double P90Seconds,
-    double EpisodesPerSecond,
     double PeakRssMb,
-    double RssAfterWarmupMb,
-    double RssAtEndMb,
     long LiveTensorsAfterWarmup,
     long LiveTensorsAtEnd,
     IReadOnlyList<(int Iteration, double RssMb, double ManagedMb)> RssByIteration,
-    IReadOnlyDictionary<string, double> BreakdownSeconds);
+    IReadOnlyDictionary<string, double> BreakdownSeconds)
+{
+    public double EpisodesPerSecond => TasksPerIteration / MedianSeconds;
+    public double RssAfterWarmupMb => RssByIteration[0].RssMb;
+    public double RssAtEndMb => RssByIteration[^1].RssMb;
+}
 
 /// <summary>
 /// Times full meta-iterations of an experiment exactly as the trainer runs them: prefetched
@@ -35,15 +37,16 @@ public static class Benchmark
         var times = new List<double>();
         var tasks = 0;
         var phases = new Dictionary<string, double>();
-        double rssAfterWarmup = 0;
-        // Ten points across the timed iterations: growth shows as a trend, not just two ends.
+        // About ten points from the end of warm-up to the end: growth shows as a trend, not just two ends.
         var rssEvery = Math.Max(1, iterations / 10);
         var rssTrace = new List<(int, double, double)>();
+        void TraceRss(int done) => rssTrace.Add((done, Memory.RssMb(), Memory.ManagedMb()));
         long liveAfterWarmup = 0;
         for (var it = 0; it < warmup + iterations; it++)
         {
             var measuring = it >= warmup;
-            if (it == warmup) (rssAfterWarmup, liveAfterWarmup) = (Memory.RssMb(), Torch.LiveTensors);
+            if (it == warmup) liveAfterWarmup = Torch.LiveTensors;
+            if (measuring && (it - warmup) % rssEvery == 0) TraceRss(it);
             PhaseClock.Enabled = measuring;
             var clock = Stopwatch.StartNew();
             var mark = clock.Elapsed.TotalSeconds;
@@ -65,16 +68,15 @@ public static class Benchmark
                 Phase("optimizer");
             }
             if (measuring) times.Add(clock.Elapsed.TotalSeconds);
-            var done = it + 1 - warmup;
-            if (done >= 0 && (done % rssEvery == 0 || done == iterations)) rssTrace.Add((it + 1, Memory.RssMb(), Memory.ManagedMb()));
         }
+        TraceRss(warmup + iterations);
         PhaseClock.Enabled = false;
         // Thread time inside the tasks, summed over workers: it shows the inner/outer split.
         foreach (var (k, v) in PhaseClock.SecondsAndReset()) phases[$"{k} (thread time)"] = v;
         times.Sort();
         double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
         var median = Pct(0.5);
-        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), tasks / median, Memory.PeakRssMb(), rssAfterWarmup, Memory.RssMb(), liveAfterWarmup, Torch.LiveTensors, rssTrace,
+        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), Memory.PeakRssMb(), liveAfterWarmup, Torch.LiveTensors, rssTrace,
             phases.ToDictionary(kv => kv.Key, kv => kv.Value / iterations));
     }
 }
