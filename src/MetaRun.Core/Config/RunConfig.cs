@@ -12,6 +12,8 @@ public sealed class RunConfig
     [Range(0, 1024)] public int Workers { get; set; }
     /// <summary>libtorch intra-op threads; 0 picks from the cores (cores ÷ workers).</summary>
     [Range(0, 1024)] public int Threads { get; set; }
+    /// <summary>A meta-batch's tasks one after another on the workers (per_task) or all at once as one batched computation (batched); auto picks per device.</summary>
+    [OneOf("auto", "per_task", "batched")] public string Execution { get; set; } = "auto";
     public DataConfig Data { get; set; } = new();
     public ModelConfig Model { get; set; } = new();
     public AlgorithmConfig Algorithm { get; set; } = new();
