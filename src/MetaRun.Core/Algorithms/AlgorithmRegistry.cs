@@ -61,6 +61,8 @@ public static class AlgorithmRegistry
             c => new Anil(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false), Batched: true),
         new("protonet", "Snell, Swersky and Zemel 2017", HeadKind.None, TrainsOn.Episodes, false, [],
             c => new ProtoNet(c.Model, c.Objective)),
+        new("matchingnet", "Vinyals, Blundell, Lillicrap, Kavukcuoglu and Wierstra 2016", HeadKind.None, TrainsOn.Episodes, false, [],
+            c => new MatchingNet(c.Model, c.Objective)),
         new("baseline", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             c => Baseline.From(c, cosine: false)),
         new("baseline++", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],

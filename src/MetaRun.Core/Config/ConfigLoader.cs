@@ -142,12 +142,12 @@ public static class ConfigLoader
     {
         var known = AlgorithmRegistry.All.FirstOrDefault(a => a.Name == c.Algorithm.Name)
                     ?? throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' is '{c.Algorithm.Name}'; expected one of: {string.Join(", ", AlgorithmRegistry.Names)}");
-        if (c.Data.Dataset != "sinusoid" && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
+        if (!c.Data.IsRegression && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
             throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))} may differ)");
         if (c.Execution == "batched" && !known.Batched)
             throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
-        if (c.Data.Dataset == "sinusoid" && !known.SupportsRegression)
-            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset sinusoid is regression");
+        if (c.Data.IsRegression && !known.SupportsRegression)
+            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset {c.Data.Dataset} is regression");
         // A key the algorithm never reads would be silently ignored: refuse it unless it is left at its default.
         var defaults = new AlgorithmConfig();
         foreach (var prop in typeof(AlgorithmConfig).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
