@@ -18,8 +18,8 @@ public enum HeadKind
 /// <summary>What the trainer feeds an algorithm: the family's episodes, or batches the learner draws itself.</summary>
 public enum TrainsOn { Episodes, OwnBatches }
 
-/// <summary>What an algorithm's constructor gets: the config, a freshly built model and the task family.</summary>
-public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Objective Objective, ITaskFamily? Family);
+/// <summary>What an algorithm's constructor gets: the config, a freshly built model, the task family and the run's seed (for weights of its own).</summary>
+public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Objective Objective, ITaskFamily? Family, ulong Seed = 0);
 
 /// <summary>
 /// Everything the rest of MetaRun needs to know about one algorithm: the config checks, the
@@ -63,6 +63,8 @@ public static class AlgorithmRegistry
             c => new ProtoNet(c.Model, c.Objective)),
         new("matchingnet", "Vinyals, Blundell, Lillicrap, Kavukcuoglu and Wierstra 2016", HeadKind.None, TrainsOn.Episodes, false, [],
             c => new MatchingNet(c.Model, c.Objective)),
+        new("relationnet", "Sung, Yang, Zhang, Xiang, Torr and Hospedales 2018", HeadKind.None, TrainsOn.Episodes, false, [],
+            c => new RelationNet(c.Model, c.Objective, c.Seed)),
         new("baseline", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             c => Baseline.From(c, cosine: false)),
         new("baseline++", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
@@ -77,8 +79,8 @@ public static class AlgorithmRegistry
     public static AlgorithmInfo Get(string name) =>
         All.FirstOrDefault(a => a.Name == name) ?? throw new ConfigException($"algorithm.name: unknown algorithm '{name}' (known: {string.Join(", ", Names)})");
 
-    public static IMetaLearner Create(AlgorithmConfig config, IModel model, Objective objective, ITaskFamily? family = null) =>
-        Get(config.Name).Create(new AlgorithmContext(config, model, objective, family));
+    public static IMetaLearner Create(AlgorithmConfig config, IModel model, Objective objective, ITaskFamily? family = null, ulong seed = 0) =>
+        Get(config.Name).Create(new AlgorithmContext(config, model, objective, family, seed));
 
     /// <summary>The model's output width: one unit per training way, per training class (an ordinary classifier), or 1 where no head is used.</summary>
     public static int Outputs(AlgorithmInfo info, RunConfig config, ITaskFamily family) =>

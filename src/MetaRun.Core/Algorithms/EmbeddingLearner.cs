@@ -25,11 +25,14 @@ public abstract class EmbeddingLearner : IMetaLearner
 
     protected IModel Model { get; }
     protected Objective Objective { get; }
-    public IReadOnlyList<Tensor> OuterParameters => body;
-    public IReadOnlyList<string> OuterParameterNames => names;
+    public virtual IReadOnlyList<Tensor> OuterParameters => body;
+    public virtual IReadOnlyList<string> OuterParameterNames => names;
 
-    /// <summary>Logits [queries, ways] from the query and support embeddings; support labels are 0..ways−1.</summary>
+    /// <summary>Scores [queries, ways] from the query and support embeddings (larger: more likely); support labels are 0..ways−1.</summary>
     protected abstract Tensor Logits(Tensor query, Tensor support, Tensor supportY, int ways);
+
+    /// <summary>The training loss of the scores: the objective's cross-entropy unless the method says otherwise.</summary>
+    protected virtual Tensor Loss(Tensor scores, Tensor queryY) => Objective.Loss(scores, queryY);
 
     private Tensor Score(Episode task)
     {
@@ -45,22 +48,23 @@ public abstract class EmbeddingLearner : IMetaLearner
     {
         using var outer = PhaseClock.Time("outer gradient");
         var logits = Score(task);
-        var loss = Objective.Loss(logits, task.QueryY);
-        var grads = Torch.Grad([loss * weight], body, allowUnused: true);
+        var loss = Loss(logits, task.QueryY);
+        var grads = Torch.Grad([loss * weight], OuterParameters, allowUnused: true);
         return new TaskGradient(grads, loss.Item(), Objective.Accuracy(logits, task.QueryY));
     }
 
     public TaskScore Evaluate(Episode task)
     {
         using var noGrad = Torch.NoGrad();
-        return Objective.Score(Score(task), task.QueryY);
+        var scores = Score(task);
+        return new TaskScore(Loss(scores, task.QueryY).Item(), Objective.Accuracy(scores, task.QueryY));
     }
 
     /// <summary>[examples, ways] one-hot float rows of labels 0..ways−1.</summary>
     protected static Tensor OneHot(Tensor labels, int ways, ScalarType type) =>
         labels.Unsqueeze(1).Eq(Torch.Arange(ways).To(labels.Device).Unsqueeze(0)).To(type);
 
-    public void Dispose()
+    public virtual void Dispose()
     {
         Model.Dispose();
         GC.SuppressFinalize(this);

@@ -71,7 +71,7 @@ public sealed class Experiment : IDisposable
         {
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
-            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family));
+            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed));
             return new Experiment(config, algorithm, plan, family, model, learner, objective);
         }
         catch
