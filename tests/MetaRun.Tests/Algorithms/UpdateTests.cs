@@ -144,7 +144,7 @@ public class UpdateTests
         using var scope = Torch.NewScope();
         var task = Task();
         using var net = new RelationNet(Tiny([4], outputs: 1), new Objective(false), seed: 7);
-        Assert.Equal(["layer0.weight", "layer0.bias", "relation.fc1.weight", "relation.fc1.bias", "relation.fc2.weight", "relation.fc2.bias"], net.OuterParameterNames);
+        Assert.Equal(["layer0.weight", "layer0.bias", "relation.fc1.weight", "relation.fc1.bias", "relation.fc2.weight", "relation.fc2.bias", "relation.fc3.weight", "relation.fc3.bias"], net.OuterParameterNames);
         var analytic = net.TaskGradient(task, 1.0).Gradients.Select(g => Values(g!)).ToArray();
         const double h = 2e-3;   // small enough not to step over a ReLU kink, large for float32 losses
         for (var k = 0; k < net.OuterParameters.Count; k++)
