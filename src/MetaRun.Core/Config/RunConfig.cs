@@ -50,8 +50,8 @@ public sealed class EpisodeConfig
 public sealed class ModelConfig
 {
     /// <summary>auto picks conv4 for image data and mlp for regression.</summary>
-    [OneOf("auto", "conv4", "mlp")] public string Name { get; set; } = "auto";
-    /// <summary>conv4 filters per layer; 0 uses the paper's (64 Omniglot, 32 miniImageNet).</summary>
+    [OneOf("auto", "conv4", "mlp", "resnet12")] public string Name { get; set; } = "auto";
+    /// <summary>conv4 filters per layer (0: 64 Omniglot, 32 miniImageNet); resnet12's first block width w, the others 2.5w, 5w, 10w (0: 64).</summary>
     [Range(0, 4096)] public int Filters { get; set; }
     /// <summary>conv4 downsampling: stride-2 convolutions (Omniglot in Finn et al.) or 2×2 max-pooling (miniImageNet); auto follows the data set.</summary>
     [OneOf("auto", "stride", "maxpool")] public string Downsample { get; set; } = "auto";

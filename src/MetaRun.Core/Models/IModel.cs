@@ -103,6 +103,43 @@ public abstract class ModelBase : IModel
     protected static Tensor PerTask(Tensor w, Tensor own, long tasks) =>
         w.Dim == own.Dim + 1 ? w : w.Unsqueeze(0).Expand([tasks, .. own.Shape]);
 
+    /// <summary>
+    /// Images as the convolutional layers below take them: one task's [N, C, H, W] as it is, a
+    /// meta-batch's [T, N, C, H, W] as [N, T·C, H, W] (the tasks' channels side by side); and T.
+    /// </summary>
+    protected (Tensor X, long Tasks) ChannelsOf(Tensor input) => IsMetaBatch(input)
+        ? (input.Transpose(0, 1).Reshape(input.Size(1), input.Size(0) * input.Size(2), input.Size(3), input.Size(4)), input.Size(0))
+        : (input, 1);
+
+    /// <summary>Pooled features [N, T·F] back to the per-task [T, N, F] of a meta-batch (as they are for one task).</summary>
+    protected Tensor FeaturesOf(Tensor pooled, Tensor input, long tasks) =>
+        IsMetaBatch(input) ? pooled.Reshape(pooled.Size(0), tasks, Features).Transpose(0, 1) : pooled;
+
+    /// <summary>
+    /// Convolution with weight <paramref name="weight"/> (and bias, if any) of <paramref name="w"/>.
+    /// For a meta-batch (<see cref="ChannelsOf"/>) it is a grouped convolution, one group per task
+    /// with that task's kernel; for one task, the plain convolution.
+    /// </summary>
+    protected Tensor Conv(Tensor x, IReadOnlyList<Tensor> w, int weight, int? bias, long tasks, int stride, int padding)
+    {
+        var own = Parameters[weight];
+        if (tasks == 1 && w[weight].Dim == own.Dim) return F.Conv2d(x, w[weight], bias is { } b ? w[b] : null, stride: stride, padding: padding);
+        var kernel = PerTask(w[weight], own, tasks).Reshape(tasks * own.Size(0), own.Size(1), own.Size(2), own.Size(3));
+        return F.Conv2d(x, kernel, bias is { } c ? Flat(w, c, tasks) : null, stride: stride, padding: padding, groups: (int)tasks);
+    }
+
+    /// <summary>
+    /// Batch norm with the current batch's statistics; over a meta-batch's T·F channels it is
+    /// batch norm per task, since its statistics are per channel (over N, H and W).
+    /// </summary>
+    protected Tensor BatchNorm(Tensor x, IReadOnlyList<Tensor> w, int gamma, int beta, long tasks) =>
+        tasks == 1 && w[gamma].Dim == 1
+            ? F.BatchNorm(x, null, null, w[gamma], w[beta], training: true)
+            : F.BatchNorm(x, null, null, Flat(w, gamma, tasks), Flat(w, beta, tasks), training: true);
+
+    /// <summary>A per-channel weight of every task as one [T·F] vector.</summary>
+    private Tensor Flat(IReadOnlyList<Tensor> w, int i, long tasks) => PerTask(w[i], Parameters[i], tasks).Reshape(tasks * Parameters[i].Size(0));
+
     /// <summary>Per-task linear layers on [T, N, in]: x·Wᵀ + b with W [T, out, in], b [T, out] (shared ones expanded).</summary>
     protected static Tensor Linear(Tensor x, Tensor weight, Tensor bias, long tasks)
     {
@@ -138,6 +175,16 @@ public abstract class ModelBase : IModel
 
     /// <summary>U(−b, b) with b = 1/√fan_in: PyTorch's default for linear layers.</summary>
     protected static Tensor FanInUniform(long[] shape, long fanIn, Generator g, Device device) => Uniform(shape, 1.0 / Math.Sqrt(fanIn), g, device);
+
+    /// <summary>He/Kaiming normal, N(0, 2 / fan_out), as ResNet-12 implementations initialize their convolutions.</summary>
+    protected static Tensor KaimingNormal(long[] shape, Generator g, Device device)
+    {
+        using var scope = Torch.NewScope();
+        long receptive = 1;
+        for (var i = 2; i < shape.Length; i++) receptive *= shape[i];
+        var n = Torch.Randn(shape, ScalarType.Float32, Device.Cpu, g);
+        return (n * Math.Sqrt(2.0 / (shape[0] * receptive))).To(device).MoveToOuterScope();
+    }
 
     private static Tensor Uniform(long[] shape, double bound, Generator g, Device device)
     {
