@@ -59,6 +59,8 @@ public static class AlgorithmRegistry
             c => new MetaSgd(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps), Batched: true),
         new("anil", "Raghu, Raghu, Bengio and Vinyals 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
             c => new Anil(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false), Batched: true),
+        new("alfa", "Baik, Choi, Choi, Kim and Lee 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
+            c => new Alfa(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed)),
         new("protonet", "Snell, Swersky and Zemel 2017", HeadKind.None, TrainsOn.Episodes, false, [],
             c => new ProtoNet(c.Model, c.Objective)),
         new("matchingnet", "Vinyals, Blundell, Lillicrap, Kavukcuoglu and Wierstra 2016", HeadKind.None, TrainsOn.Episodes, false, [],

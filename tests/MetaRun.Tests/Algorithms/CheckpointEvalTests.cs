@@ -18,6 +18,7 @@ public class CheckpointEvalTests
     [InlineData("fomaml", "algorithm.inner_steps=2")]
     [InlineData("reptile", "algorithm.inner_steps=2", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=1", "algorithm.outer_lr_schedule=linear")]
     [InlineData("metasgd")]
+    [InlineData("alfa", "algorithm.inner_steps=2")]
     [InlineData("anil", "algorithm.inner_steps=2")]
     [InlineData("protonet", "data.train.ways=10", "algorithm.test_inner_steps=0")]
     [InlineData("matchingnet", "algorithm.test_inner_steps=0")]

@@ -21,6 +21,7 @@ public class LearningTests(ITestOutputHelper output)
         },
         "metasgd" => new AlgorithmConfig { Name = "metasgd", InnerLr = 0.3, InnerSteps = 1, OuterLr = 0.01, MetaBatchSize = 8 },
         "anil" => new AlgorithmConfig { Name = "anil", InnerLr = 0.5, InnerSteps = 3, OuterLr = 0.003, MetaBatchSize = 8 },
+        "alfa" => new AlgorithmConfig { Name = "alfa", InnerLr = 0.3, InnerSteps = 2, OuterLr = 0.003, MetaBatchSize = 8 },
         "protonet" or "matchingnet" or "relationnet" => new AlgorithmConfig { Name = name, OuterLr = 0.003, MetaBatchSize = 8 },
         "maml++" => new AlgorithmConfig
         {
@@ -38,6 +39,7 @@ public class LearningTests(ITestOutputHelper output)
     [InlineData("reptile", 300)]
     [InlineData("metasgd", 300)]
     [InlineData("anil", 300)]
+    [InlineData("alfa", 300)]
     [InlineData("protonet", 300)]
     [InlineData("matchingnet", 300)]
     [InlineData("relationnet", 300)]
