@@ -20,7 +20,7 @@ public sealed class GradientTests
 
     [Theory]
     [MemberData(nameof(Names))]
-    public void Op_agrees_with_finite_differences_and_float64(string op)
+    public void OpAgreesWithFiniteDifferencesAndFloat64(string op)
     {
         var index = OpCatalog.All.Select((c, i) => (c, i)).Single(p => p.c.Name == op).i;
         var r = OpCheck.Check(OpCatalog.All[index], Device.Cpu, 1000 + index);
@@ -28,11 +28,11 @@ public sealed class GradientTests
     }
 
     [Fact]
-    public void Catalog_names_are_unique() =>
+    public void CatalogNamesAreUnique() =>
         Assert.Equal(OpCatalog.All.Count, OpCatalog.All.Select(c => c.Name).Distinct().Count());
 
     [Fact]
-    public void GradCheck_detects_a_wrong_gradient()
+    public void GradCheckDetectsAWrongGradient()
     {
         // The helper must be able to fail: x.Detach() * x has gradient x, not the true 2x.
         Assert.ThrowsAny<Xunit.Sdk.XunitException>(() =>
@@ -40,7 +40,7 @@ public sealed class GradientTests
     }
 
     [Fact]
-    public void OpCheck_detects_a_wrong_gradient()
+    public void OpCheckDetectsAWrongGradient()
     {
         var r = OpCheck.Check(new OpCase("wrong", (c, x) => x[0].Detach() * x[0], [new OpInput([3], [0.5, -1.0, 2.0])]), Device.Cpu, 1);
         Assert.False(r.Passed);
@@ -48,7 +48,7 @@ public sealed class GradientTests
     }
 
     [Fact]
-    public void OpCheck_detects_an_op_that_ignores_the_precision_it_is_given()
+    public void OpCheckDetectsAnOpThatIgnoresThePrecisionItIsGiven()
     {
         // A float64 constant promotes a float32 computation to float64: the check must notice.
         var promoted = OpCheck.Check(new OpCase("promoted", (c, x) => x[0] * Torch.Ones([3], ScalarType.Float64), [new OpInput([3], [0.5, -1.0, 2.0])]), Device.Cpu, 1);
@@ -64,7 +64,7 @@ public sealed class GradientTests
     }
 
     [Fact]
-    public void Dropout_with_a_fixed_generator_matches_finite_differences()
+    public void DropoutWithAFixedGeneratorMatchesFiniteDifferences()
     {
         // Dropout draws a new mask on every call; resetting the generator makes each evaluation use
         // the same one (the catalog checks dropout by its properties instead, as masks differ per device).

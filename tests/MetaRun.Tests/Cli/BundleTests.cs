@@ -16,7 +16,7 @@ public class BundleTests(ITestOutputHelper log)
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(8);
 
     [Fact]
-    public void Bundle_installs_trains_and_evaluates_without_dotnet()
+    public void BundleInstallsTrainsAndEvaluatesWithoutDotnet()
     {
         var clock = Stopwatch.StartNew();
         var tmp = TestPaths.NewTempDir("bundle");

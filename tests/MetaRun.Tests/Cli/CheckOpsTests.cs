@@ -3,11 +3,11 @@ using LibTorch;
 namespace MetaRun.Tests.Cli;
 
 /// <summary>metarun check ops, as gpu-check.sh runs it on a GPU, here on the CPU; and its refusals.</summary>
-[Collection(ConsoleCollection.Name)]
+[Collection(ProcessWideCollection.Name)]
 public class CheckOpsTests
 {
     [Fact]
-    public void Check_ops_on_the_cpu_passes_and_writes_every_op()
+    public void CheckOpsOnTheCpuPassesAndWritesEveryOp()
     {
         var json = Path.Combine(TestPaths.NewTempDir("check"), "ops.json");
         var (code, output, err) = CliRunner.Run("check", "ops", "--device", "cpu", "--json", json);
@@ -19,7 +19,7 @@ public class CheckOpsTests
     }
 
     [Fact]
-    public void Cuda_is_checked_where_there_is_one_and_refused_with_the_reason_where_not()
+    public void CudaIsCheckedWhereThereIsOneAndRefusedWithTheReasonWhereNot()
     {
         var (code, output, err) = CliRunner.Run("check", "ops", "--device", "cuda");
         if (Torch.CudaAvailable)
@@ -39,7 +39,7 @@ public class CheckOpsTests
     }
 
     [Fact]
-    public void An_unknown_device_is_bad_usage()
+    public void AnUnknownDeviceIsBadUsage()
     {
         var (code, _, err) = CliRunner.Run("check", "ops", "--device", "tpu");
         Assert.Equal(2, code);
