@@ -23,6 +23,7 @@ public class BundleTests(ITestOutputHelper log)
         var (code, output) = Sh(Path.Combine(TestPaths.RepoRoot, "scripts", "package.sh"), TestPaths.RepoRoot, null);
         Assert.True(code == 0, output);
         var archive = output.Split('\n').Select(l => l.Trim()).Single(l => l.EndsWith("-linux-x64.tar.gz"));
+        log.WriteLine($"package: {clock.Elapsed.TotalSeconds:F0} s");
         Assert.Equal(0, Sh($"tar -xzf '{archive}' -C '{tmp}'", tmp, null).Code);
         var box = Path.Combine(tmp, Path.GetFileName(archive)[..^".tar.gz".Length]);
         var home = Directory.CreateDirectory(Path.Combine(tmp, "home")).FullName;
@@ -46,10 +47,35 @@ public class BundleTests(ITestOutputHelper log)
         Assert.Equal(10, tooOld.Code);
         Assert.Contains("too old for libtorch", tooOld.Output);
 
-        var install = Box("./install.sh");
-        Assert.True(install.Code == 0, install.Output);
-        Assert.Contains("Debian's libtorch-dev", install.Output);
+        // Missing libpng headers, hidden in the private mount namespace where there is one (never
+        // outside it: that would hide them from the whole machine).
+        var noPng = Box($"[ \"${{METARUN_TEST_PRIVATE_MOUNTS:-}}\" = 1 ] || exit 99; mount --bind '{tmp}/empty' /usr/include/libpng16 && ./install.sh");
+        if (noPng.Code != 99)
+        {
+            Assert.Equal(10, noPng.Code);
+            Assert.Contains("development files (headers) of libpng are missing", noPng.Output);
+            Assert.Contains("sudo apt-get install libpng-dev", noPng.Output);
+            Assert.Contains("conda install -c conda-forge libpng", noPng.Output);
+        }
 
+        // The GPU-box path: the active Python's PyTorch. No PyTorch can be installed here (no PyPI),
+        // so a stand-in python3 first on PATH answers install.sh's two questions with Debian's libtorch.
+        var python = Directory.CreateDirectory(Path.Combine(tmp, "python")).FullName;
+        File.WriteAllText(Path.Combine(python, "python3"), """
+            #!/bin/sh
+            case "$2" in
+              *cmake_prefix_path*) echo /usr/lib/x86_64-linux-gnu/cmake ;;
+              *__version__*) echo 1.13.1-stand-in ;;
+              *) exit 1 ;;
+            esac
+            """);
+        File.SetUnixFileMode(Path.Combine(python, "python3"), UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        var install = Box($"PATH='{python}':$PATH ./install.sh");
+        Assert.True(install.Code == 0, install.Output);
+        Assert.Contains($"the PyTorch of {python}/python3 (1.13.1-stand-in)", install.Output);
+        Assert.Contains("this libtorch is CPU-only", install.Output);
+
+        log.WriteLine($"install: {clock.Elapsed.TotalSeconds:F0} s");
         var train = Box("./metarun train configs/sinusoid/maml.yaml --set algorithm.iterations=20 --set eval.interval=10 " +
                         "--set eval.episodes=20 --set checkpoint.interval=10 --out run");
         Assert.True(train.Code == 0, train.Output);
@@ -69,6 +95,7 @@ public class BundleTests(ITestOutputHelper log)
         Assert.Equal(2, cuda.Code);
         Assert.Contains("CPU-only", cuda.Output);
 
+        log.WriteLine($"train, eval, bench, check ops: {clock.Elapsed.TotalSeconds:F0} s");
         // gpu-check.sh end to end on the CPU with a token budget: its report must hold every part.
         var report = Path.Combine(tmp, "gpu-check.json");
         var check = Box($"./gpu-check.sh --device cpu --no-install --data-root '{TestPaths.SharedDatasets}' --iterations 2 --episodes 10 " +
@@ -108,7 +135,7 @@ public class BundleTests(ITestOutputHelper log)
             export PATH="$path"
             unset DOTNET_ROOT DOTNET_HOST_PATH MSBuildExtensionsPath MSBUILD_EXE_PATH
             if [ -d /usr/share/dotnet ] && unshare -m --propagation private true 2>/dev/null; then
-              exec unshare -m --propagation private bash -c 'mount --bind "$0" /usr/share/dotnet && exec bash -c "$1"' '{{empty}}' "$1"
+              exec unshare -m --propagation private bash -c 'mount --bind "$0" /usr/share/dotnet && export METARUN_TEST_PRIVATE_MOUNTS=1 && exec bash -c "$1"' '{{empty}}' "$1"
             fi
             exec bash -c "$1"
             """);
