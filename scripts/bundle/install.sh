@@ -69,7 +69,14 @@ echo "install.sh: building the native library against $torch_from" >&2
 prefix_path="$torch_prefix${CONDA_PREFIX:+;$CONDA_PREFIX}"
 build="$root/native/build"
 log="$root/native/install.log"
+# CMake caches what it found (libtorch's folder above all); another libtorch or compiler than last
+# time needs a fresh build folder, or the old libtorch would silently be used again.
+key="$prefix_path|$cxx|${PNG_ROOT:-}|${JPEG_ROOT:-}|${ZLIB_ROOT:-}"
+if [ -f "$build/.metarun-install-key" ] && [ "$(cat "$build/.metarun-install-key")" != "$key" ]; then
+  rm -rf "$build"
+fi
 mkdir -p "$build"
+echo "$key" > "$build/.metarun-install-key"
 if ! cmake -S "$root/native" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
      -DMETARUN_TORCH_PLAIN=ON -DCMAKE_PREFIX_PATH="$prefix_path" > "$log" 2>&1; then
   missing=()
