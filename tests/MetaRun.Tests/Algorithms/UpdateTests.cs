@@ -126,6 +126,19 @@ public class UpdateTests
     }
 
     [Fact]
+    public void MatchingNetScoresQueriesByCosineAttentionOverTheSupportLabels()
+    {
+        using var scope = Torch.NewScope();
+        // Support: (1,0) class 0, (0,2) class 1, (3,0) class 0. Query (1,1): cosines 1/√2 to each direction.
+        var support = Torch.From(new float[] { 1, 0, 0, 2, 3, 0 }, 3, 2);
+        var query = Torch.From(new float[] { 1, 1, 0, 5 }, 2, 2);
+        var logP = MatchingNet.LogProbabilities(query, support, Torch.From(new long[] { 0, 1, 0 }, 3), ways: 2);
+        // Query 1: attention 1/3 each, so P(0) = 2/3, P(1) = 1/3. Query 2 (0,5): cosines 0, 1, 0 → e/(e + 2) to class 1.
+        var e = Math.E;
+        Close(Torch.From(new float[] { (float)Math.Log(2.0 / 3), (float)Math.Log(1.0 / 3), (float)Math.Log(2 / (e + 2)), (float)Math.Log(e / (e + 2)) }, 2, 2), logP);
+    }
+
+    [Fact]
     public void ProtoNetTrainsAndSavesOnlyTheBody()
     {
         using var scope = Torch.NewScope();
