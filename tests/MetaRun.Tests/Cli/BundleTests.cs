@@ -106,7 +106,8 @@ public class BundleTests(ITestOutputHelper log)
         Assert.Equal(0, r["ops"]!["failed"]!.GetValue<int>());
         foreach (var name in new[] { "maml", "protonet" })
             Assert.Equal(10, r[name]!["eval"]!["episodes"]!.GetValue<int>());
-        Assert.True(r["bench"]!["per_task"]!["result"]!["median_seconds"]!.GetValue<double>() > 0);
+        Assert.True(r["bench"]!["per_task_median_seconds"]!.GetValue<double>() > 0);
+        Assert.True(r["bench"]!["batched_median_seconds"]!.GetValue<double>() > 0);
 
         log.WriteLine($"bundle test: {clock.Elapsed.TotalSeconds:F0} s (package, install, train, eval, bench, check ops, gpu-check.sh)");
         Directory.Delete(tmp, recursive: true);
