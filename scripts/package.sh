@@ -4,7 +4,7 @@
 # configs/, the bundle's launcher and install.sh (which builds the native library on the target
 # against the libtorch it finds), gpu-check.sh and docs/gpu.md. Prints the archive's path.
 # Needs the .NET SDK (here, not on the target). The publish step is skipped when its output is
-# newer than every C# source, so repeated packaging (the bundle test) costs seconds.
+# newer than every C# source and this script, so repeated packaging (the bundle test) costs seconds.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,7 +16,7 @@ dist="$root/dist"
 publish="$dist/.publish/linux-x64"
 stamp="$dist/.publish/.stamp"
 
-if [ ! -f "$stamp" ] || [ -n "$(find src Directory.Build.props global.json \( -name bin -o -name obj \) -prune -o -newer "$stamp" -type f -print -quit)" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find src Directory.Build.props global.json scripts/package.sh \( -name bin -o -name obj \) -prune -o -newer "$stamp" -type f -print -quit)" ]; then
   echo "package.sh: publishing the CLI for linux-x64 (self-contained)" >&2
   rm -rf "$publish" "$stamp"
   log=$(mktemp)
