@@ -16,6 +16,7 @@ public static class MetaRunCli
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(CheckCommand.Create());
         return root;
     }
 

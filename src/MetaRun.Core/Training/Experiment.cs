@@ -119,7 +119,7 @@ public sealed class Experiment : IDisposable
     public static Device ResolveDevice(string name) => name switch
     {
         "cpu" => Device.Cpu,
-        "cuda" => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException("device: cuda was requested but this libtorch has no CUDA support or sees no GPU (build against a CUDA libtorch, see README, or set device: cpu)"),
+        "cuda" => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException($"device: cuda was requested but {Torch.CudaUnavailableReason}"),
         _ => Torch.CudaAvailable ? Device.Cuda() : Device.Cpu,
     };
 
