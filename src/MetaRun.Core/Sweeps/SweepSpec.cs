@@ -221,6 +221,7 @@ public sealed class SweepSpec
         return runs;
     }
 
+    // Folder names stay plain: a list value [20, 20] reads 20-20, anything unusual becomes '-'.
     private static string Sanitize(string name) =>
-        new(name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '=' or '-' or '+' ? c : '-').ToArray());
+        new(name.Where(c => c is not ('[' or ']' or ' ')).Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '=' or '-' or '+' ? c : '-').ToArray());
 }

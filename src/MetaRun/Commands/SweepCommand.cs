@@ -47,9 +47,8 @@ public static class SweepCommand
         }
         if (dryRun) throw new ConfigException("--dry-run applies to --launcher slurm");
 
-        Console.WriteLine($"sweep {spec.Name}: {spec.Folder}");
         var outcome = SweepRunner.RunLocal(spec, parallel, cli, dataRoot, new Progress(), cancel.Token);
-        Console.WriteLine($"sweep {spec.Name}: {outcome.Done}/{outcome.Total} done ({outcome.Skipped} already finished), {outcome.Failures.Count} failed{(outcome.Interrupted ? ", interrupted" : "")}");
+        Console.WriteLine($"sweep {spec.Name} ({spec.Folder}): {outcome.Done}/{outcome.Total} done ({outcome.Skipped} already finished), {outcome.Failures.Count} failed{(outcome.Interrupted ? ", interrupted" : "")}");
         foreach (var f in outcome.Failures)
         {
             Console.WriteLine($"FAILED {f.Name} (combination {f.Combination}, exit {f.ExitCode}); end of its log:");
