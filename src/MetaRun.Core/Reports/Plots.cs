@@ -21,10 +21,13 @@ public static class Plots
         if (withMetrics.Count == 0) return plots;
         var window = Math.Max(1, withMetrics.Max(r => r.Metrics.Count) / 50);
         var smooth = window > 1 ? $" (moving average of {window})" : "";
+        // One colour per run across every plot, so a run is followed by colour alone.
+        var palette = new ScottPlot.Palettes.Category10();
+        var colours = withMetrics.Select((r, i) => (r, i)).ToDictionary(x => x.r, x => palette.GetColor(x.i));
 
-        plots.Add(Lines("train-loss", $"Train loss{smooth}", regression ? "MSE" : "cross-entropy", withMetrics, r => r.Metrics.Select(m => (m.Iteration, m.TrainLoss)), window));
+        plots.Add(Lines("train-loss", $"Train loss{smooth}", regression ? "MSE" : "cross-entropy", withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainLoss)), window));
         if (!regression)
-            plots.Add(Lines("train-accuracy", $"Train accuracy{smooth}", "accuracy", withMetrics, r => r.Metrics.Select(m => (m.Iteration, m.TrainAccuracy)), window));
+            plots.Add(Lines("train-accuracy", $"Train accuracy{smooth}", "accuracy", withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainAccuracy)), window));
 
         var validated = withMetrics.Where(r => r.Metrics.Any(m => regression ? m.ValLoss != null : m.ValAccuracy != null)).ToList();
         if (validated.Count > 0)
@@ -37,6 +40,7 @@ public static class Plots
                 var ys = rows.Select(m => regression ? m.ValLoss!.Value : m.ValAccuracy!.Value).ToArray();
                 var line = plot.Add.Scatter(xs, ys);
                 line.LegendText = r.Name;
+                line.Color = colours[r];
                 if (!regression && rows.All(m => m.ValCi95 != null))
                 {
                     var band = plot.Add.FillY(xs, ys.Select((y, i) => y - rows[i].ValCi95!.Value).ToArray(), ys.Select((y, i) => y + rows[i].ValCi95!.Value).ToArray());
@@ -47,9 +51,12 @@ public static class Plots
             plots.Add(new NamedPlot("validation", plot.Axes.Title.Label.Text, Finish(plot, validated.Count)));
         }
 
-        plots.Add(Lines("learning-rate", "Outer learning rate", "learning rate", withMetrics,
-            r => r.Metrics.Select(m => (m.Iteration, Trainer.ScheduledLr(r.Config.Algorithm, m.Iteration))), 1));
-        plots.Add(Lines("seconds", $"Seconds per iteration{smooth}", "seconds", withMetrics, SecondsPerIteration, window));
+        var lr = Lines("learning-rate", "Outer learning rate", "learning rate", withMetrics, colours,
+            r => r.Metrics.Select(m => (m.Iteration, Trainer.ScheduledLr(r.Config.Algorithm, m.Iteration))), 1);
+        // From zero: a constant rate would otherwise get an axis centred on nothing.
+        lr.Plot.Axes.SetLimitsY(0, withMetrics.Max(r => r.Config.Algorithm.OuterLr) * 1.15);
+        plots.Add(lr);
+        plots.Add(Lines("seconds", $"Seconds per iteration{smooth}", "seconds", withMetrics, colours, SecondsPerIteration, window));
         return plots;
     }
 
@@ -77,11 +84,8 @@ public static class Plots
         var path = RunFiles.Curves(runDir);
         if (plots.Count == 0) return path;
         var multi = new Multiplot();
-        foreach (var p in plots)
-        {
-            p.Plot.HideLegend();
-            multi.AddPlot(p.Plot);
-        }
+        multi.Reset(plots[0].Plot);
+        foreach (var p in plots.Skip(1)) multi.AddPlot(p.Plot);
         var columns = Math.Min(3, plots.Count);
         var rows = (plots.Count + columns - 1) / columns;
         multi.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
@@ -101,7 +105,7 @@ public static class Plots
         }
     }
 
-    private static NamedPlot Lines(string id, string title, string yLabel, IReadOnlyList<RunFolder> runs, Func<RunFolder, IEnumerable<(long X, double Y)>> series, int window)
+    private static NamedPlot Lines(string id, string title, string yLabel, IReadOnlyList<RunFolder> runs, IReadOnlyDictionary<RunFolder, Color> colours, Func<RunFolder, IEnumerable<(long X, double Y)>> series, int window)
     {
         var plot = NewPlot(title, yLabel);
         foreach (var r in runs)
@@ -110,6 +114,7 @@ public static class Plots
             if (points.Count == 0) continue;
             var line = plot.Add.ScatterLine(points.Select(p => (double)p.X).ToArray(), MovingAverage(points.Select(p => p.Y).ToArray(), window));
             line.LegendText = r.Name;
+            line.Color = colours[r];
         }
         return new NamedPlot(id, title, Finish(plot, runs.Count));
     }
