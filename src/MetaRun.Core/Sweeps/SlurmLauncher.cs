@@ -40,18 +40,30 @@ public static class SlurmLauncher
         Directory.CreateDirectory(SweepRunner.LogsDir(spec));
         var path = Path.Combine(dir, $"array-{DateTime.UtcNow:yyyyMMdd-HHmmss}.sbatch");
         File.WriteAllText(path, script);
+        // Queued before sbatch returns: a quick array task may already be running (or done) by
+        // the time its job id is known, and must not be set back to queued.
+        SweepManifest.Update(spec.Folder, m =>
+        {
+            foreach (var r in m.Runs.Where(r => todo.Contains(r.Index)))
+            {
+                r.State = RunState.Queued;
+                r.JobId = null;
+            }
+        });
         var (code, output, error) = Tool("sbatch", ["--parsable", path]);
         if (code != 0)
+        {
+            SweepManifest.Update(spec.Folder, m =>
+            {
+                foreach (var r in m.Runs.Where(r => todo.Contains(r.Index) && r.State == RunState.Queued)) r.State = RunState.Pending;
+            });
             throw new MetaRunException(ExitCodes.Failure, $"sbatch {path} failed (exit {code}): {error.Trim()}");
+        }
         var jobId = output.Trim().Split(';')[0];
         SweepManifest.Update(spec.Folder, m =>
         {
             m.SlurmJobs.Add(jobId);
-            foreach (var r in m.Runs.Where(r => todo.Contains(r.Index)))
-            {
-                r.State = RunState.Queued;
-                r.JobId = $"{jobId}_{r.Index}";
-            }
+            foreach (var r in m.Runs.Where(r => todo.Contains(r.Index))) r.JobId ??= $"{jobId}_{r.Index}";
         });
         return new Submission(script, path, jobId, todo);
     }
