@@ -52,7 +52,7 @@ public static class Plots
         }
 
         var lr = Lines("learning-rate", "Outer learning rate", "learning rate", withMetrics, colours,
-            r => r.Metrics.Select(m => (m.Iteration, Trainer.ScheduledLr(r.Config.Algorithm, m.Iteration))), 1);
+            r => r.Metrics.Select(m => (m.Iteration, MetaIteration.ScheduledLr(r.Config.Algorithm, m.Iteration))), 1);
         // From zero: a constant rate would otherwise get an axis centred on nothing.
         lr.Plot.Axes.SetLimitsY(0, withMetrics.Max(r => r.Config.Algorithm.OuterLr) * 1.15);
         plots.Add(lr);
@@ -77,22 +77,35 @@ public static class Plots
     }
 
     /// <summary>Writes curves.png into a run folder: its learning curves on one image.</summary>
-    public static string WriteCurves(string runDir)
+    public static string WriteCurves(RunDirectory run)
     {
-        var run = RunFolder.Read(runDir);
-        var plots = Curves([run]);
-        var path = RunFiles.Curves(runDir);
-        if (plots.Count == 0) return path;
+        var plots = Curves([RunFolder.Read(run.Path)]);
+        if (plots.Count == 0) return run.CurvesPath;
         var multi = new Multiplot();
+        // A new Multiplot holds one empty plot; it is replaced rather than added to.
         multi.Reset(plots[0].Plot);
         foreach (var p in plots.Skip(1)) multi.AddPlot(p.Plot);
         var columns = Math.Min(3, plots.Count);
         var rows = (plots.Count + columns - 1) / columns;
         multi.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
-        var tmp = path + ".tmp.png";
+        // Written aside and renamed, so a viewer never opens half an image.
+        var tmp = run.CurvesPath + ".tmp.png";
         multi.SavePng(tmp, 500 * columns, 350 * rows);
-        File.Move(tmp, path, overwrite: true);
-        return path;
+        File.Move(tmp, run.CurvesPath, overwrite: true);
+        return run.CurvesPath;
+    }
+
+    /// <summary>
+    /// curves.png for the trainer: a plot that cannot be drawn or written is a warning in the
+    /// log, never the end of a training run.
+    /// </summary>
+    public static void TryWriteCurves(RunDirectory run, Serilog.ILogger log)
+    {
+        try { WriteCurves(run); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MetaRunException or InvalidOperationException or ArgumentException)
+        {
+            log.Warning("curves.png not written: {Message}", e.Message);
+        }
     }
 
     private static IEnumerable<(long, double)> SecondsPerIteration(RunFolder r)

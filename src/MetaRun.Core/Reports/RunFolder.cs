@@ -29,11 +29,14 @@ public sealed class RunFolder
         ? Metrics.Where(m => m.ValLoss != null).Select(m => m.ValLoss!.Value).DefaultIfEmpty(double.NaN).Min() is var l && double.IsFinite(l) ? l : null
         : Metrics.Where(m => m.ValAccuracy != null).Select(m => m.ValAccuracy!.Value).DefaultIfEmpty(double.NaN).Max() is var a && double.IsFinite(a) ? a : null;
 
-    public static RunFolder? TryRead(string dir) => RunFiles.IsRun(dir) ? Read(dir) : null;
+    public static bool IsRun(string dir) => File.Exists(RunDirectory.At(dir).ConfigPath);
+
+    public static RunFolder? TryRead(string dir) => IsRun(dir) ? Read(dir) : null;
 
     public static RunFolder Read(string dir)
     {
-        var configPath = RunFiles.Config(dir);
+        var run = RunDirectory.At(dir);
+        var configPath = run.ConfigPath;
         var yaml = File.ReadAllText(configPath);
         var config = ConfigLoader.Parse(yaml, configPath);
         return new RunFolder
@@ -43,8 +46,8 @@ public sealed class RunFolder
             Config = config,
             ConfigYaml = yaml,
             Keys = Flatten(ConfigLoader.ToYaml(config)),
-            Metrics = ReadMetrics(RunFiles.MetricsCsv(dir)),
-            Eval = ReadEval(RunFiles.Eval(dir)),
+            Metrics = ReadMetrics(run.MetricsCsvPath),
+            Eval = ReadEval(run.EvalResult),
         };
     }
 
@@ -58,9 +61,9 @@ public sealed class RunFolder
         foreach (var p in paths)
         {
             if (!Directory.Exists(p)) throw new ConfigException($"{p}: no such folder");
-            if (RunFiles.IsRun(p)) { runs.Add(Read(p)); continue; }
+            if (IsRun(p)) { runs.Add(Read(p)); continue; }
             var found = Directory.EnumerateDirectories(p, "*", new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 3 })
-                .Where(RunFiles.IsRun).Order(StringComparer.Ordinal).ToList();
+                .Where(IsRun).Order(StringComparer.Ordinal).ToList();
             if (found.Count == 0) throw new ConfigException($"{p}: holds no run folders (a run folder has a config.yaml)");
             runs.AddRange(found.Select(Read));
         }

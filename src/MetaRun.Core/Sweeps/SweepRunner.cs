@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using MetaRun.Reports;
+using MetaRun.Training;
 
 namespace MetaRun.Sweeps;
 
@@ -78,7 +78,7 @@ public static class SweepRunner
 
     /// <summary>A run is finished when its last checkpoint and (if asked for) its meta-test result exist.</summary>
     public static bool IsComplete(SweepSpec spec, string dir) =>
-        File.Exists(RunFiles.LastCheckpoint(dir)) && (spec.EvalEpisodes == 0 || File.Exists(RunFiles.Eval(dir)));
+        File.Exists(RunDirectory.At(dir).LastCheckpoint) && (spec.EvalEpisodes == 0 || File.Exists(RunDirectory.At(dir).EvalResult));
 
     public static bool IsFinished(SweepSpec spec, ManifestRun r) => r.State == RunState.Done && IsComplete(spec, r.Dir);
 
@@ -158,7 +158,8 @@ public static class SweepRunner
         var run = manifest.Runs.SingleOrDefault(r => r.Index == index)
                   ?? throw new ConfigException($"{spec.File}: the sweep has no run {index} (it has {manifest.Runs.Count})");
         var dir = run.Dir;
-        var resume = File.Exists(RunFiles.LastCheckpoint(dir));
+        var folder = RunDirectory.At(dir);
+        var resume = File.Exists(folder.LastCheckpoint);
         var clock = Stopwatch.StartNew();
         SweepManifest.UpdateRun(spec.Folder, index, r =>
         {
@@ -182,8 +183,7 @@ public static class SweepRunner
 
         if (code == 0 && spec.EvalEpisodes > 0)
         {
-            var checkpoint = File.Exists(RunFiles.BestCheckpoint(dir)) ? RunFiles.BestCheckpoint(dir) : RunFiles.LastCheckpoint(dir);
-            var eval = new List<string> { "eval", "--checkpoint", checkpoint, "--split", spec.EvalSplit, "--episodes", spec.EvalEpisodes.ToString(System.Globalization.CultureInfo.InvariantCulture), "--out", RunFiles.Eval(dir) };
+            var eval = new List<string> { "eval", "--checkpoint", folder.BestOrLast, "--split", spec.EvalSplit, "--episodes", spec.EvalEpisodes.ToString(System.Globalization.CultureInfo.InvariantCulture), "--out", folder.EvalResult };
             if (dataRoot != null) eval.AddRange(["--data-root", dataRoot]);
             code = Exec(cli, eval, env, logPath, spec.Folder, index, cancel);
         }

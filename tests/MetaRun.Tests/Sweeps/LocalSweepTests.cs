@@ -15,7 +15,7 @@ public sealed class LocalSweepTests
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(4);
 
     [Fact]
-    public void A_killed_sweep_completes_on_rerun_without_starting_any_run_twice_or_touching_finished_ones()
+    public void AKilledSweepCompletesOnRerunWithoutStartingAnyRunTwiceOrTouchingFinishedOnes()
     {
         var dir = TestPaths.NewTempDir("sweepkill");
         var file = SweepTestSupport.WriteSweep(dir, "kill", """
@@ -76,7 +76,7 @@ public sealed class LocalSweepTests
     }
 
     [Fact]
-    public void A_failing_run_does_not_stop_the_others_and_the_summary_shows_its_log()
+    public void AFailingRunDoesNotStopTheOthersAndTheSummaryShowsItsLog()
     {
         var dir = TestPaths.NewTempDir("sweepfail");
         var file = SweepTestSupport.WriteSweep(dir, "fail", """

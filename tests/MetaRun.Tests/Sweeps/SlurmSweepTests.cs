@@ -42,7 +42,7 @@ public sealed class SlurmSweepTests
     }
 
     [SkippableFact]
-    public void A_two_by_two_grid_times_two_seeds_runs_as_one_job_array()
+    public void ATwoByTwoGridTimesTwoSeedsRunsAsOneJobArray()
     {
         StartCluster();
         var dir = TestPaths.NewTempDir("slurm");
@@ -89,7 +89,7 @@ public sealed class SlurmSweepTests
     }
 
     [SkippableFact]
-    public void A_failing_combination_fails_its_array_task_only()
+    public void AFailingCombinationFailsItsArrayTaskOnly()
     {
         StartCluster();
         var dir = TestPaths.NewTempDir("slurmfail");

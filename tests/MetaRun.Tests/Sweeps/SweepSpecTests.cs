@@ -6,7 +6,7 @@ namespace MetaRun.Tests.Sweeps;
 public sealed class SweepSpecTests
 {
     [Fact]
-    public void Grid_list_and_seeds_expand_in_order_with_names_from_the_varying_keys()
+    public void GridListAndSeedsExpandInOrderWithNamesFromTheVaryingKeys()
     {
         var dir = TestPaths.NewTempDir("sweepspec");
         var file = SweepTestSupport.WriteSweep(dir, "expand", """
@@ -32,7 +32,7 @@ public sealed class SweepSpecTests
     }
 
     [Fact]
-    public void A_bad_value_in_combination_37_fails_validation_naming_the_key_and_the_combination()
+    public void ABadValueInCombination37FailsValidationNamingTheKeyAndTheCombination()
     {
         var dir = TestPaths.NewTempDir("sweepspec");
         var file = SweepTestSupport.WriteSweep(dir, "bad", """
@@ -48,11 +48,11 @@ public sealed class SweepSpecTests
     }
 }
 
-[Collection(ConsoleCollection.Name)]
+[Collection(ProcessWideCollection.Name)]
 public sealed class SweepCliValidationTests
 {
     [Fact]
-    public void The_cli_refuses_a_sweep_with_a_bad_combination_before_starting_anything()
+    public void TheCliRefusesASweepWithABadCombinationBeforeStartingAnything()
     {
         var dir = TestPaths.NewTempDir("sweepcli");
         var file = SweepTestSupport.WriteSweep(dir, "badtype", """
@@ -72,7 +72,7 @@ public sealed class SweepCliValidationTests
     }
 
     [Fact]
-    public void Dry_run_prints_the_job_array_script_and_submits_nothing()
+    public void DryRunPrintsTheJobArrayScriptAndSubmitsNothing()
     {
         var dir = TestPaths.NewTempDir("sweepdry");
         var file = SweepTestSupport.WriteSweep(dir, "dry", """
