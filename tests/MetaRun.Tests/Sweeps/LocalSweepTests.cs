@@ -93,6 +93,9 @@ public sealed class LocalSweepTests
 
         var m = SweepManifest.Read(Path.Combine(dir, "fail"))!;
         Assert.Equal([RunState.Done, RunState.Failed, RunState.Done], m.Runs.Select(r => r.State));
+        // Two at a time: each run sized itself to half the cores.
+        var share = Math.Max(1, Environment.ProcessorCount / 2);
+        Assert.Contains($"device cpu, {share} workers × 1 threads", File.ReadAllText(Path.Combine(m.Runs[0].Dir, "train.log")));
         Assert.Equal(1, m.Runs[1].ExitCode);
         Assert.Contains("diverged", m.Runs[1].Failure);
     }
