@@ -81,7 +81,7 @@ public sealed class ReportTests(OmniglotSweepFixture sweep) : IClassFixture<Omni
             Assert.True(File.Exists(path), $"train wrote no {path}");
             using var image = SkiaSharp.SKBitmap.Decode(path);
             Assert.NotNull(image);
-            // Six panels (train loss and accuracy, validation, learning rate, seconds per iteration) in a 3 × 2 grid.
+            // Five panels (train loss and accuracy, validation, learning rate, seconds per iteration) in a 3 × 2 grid.
             Assert.Equal((1500, 700), (image.Width, image.Height));
             var colours = Enumerable.Range(0, 2000).Select(i => image.GetPixel(i * 7 % image.Width, i * 13 % image.Height)).Distinct().Count();
             Assert.True(colours > 10, $"{path} looks blank ({colours} colours sampled)");
