@@ -5,6 +5,10 @@ namespace MetaRun.Models;
 /// <summary>
 /// A functional network: <see cref="Forward"/> takes the weights as an argument, so an algorithm
 /// can run it with adapted weights (MAML's fast weights) without touching the model's own.
+/// It also runs a whole meta-batch at once: inputs with a leading task dimension [T, N, ...]
+/// and weights that are either shared (the model's shapes) or per task ([T, ...shape]), as
+/// <see cref="WeightsFor"/> makes them. Tasks never mix: each task's outputs depend only on its
+/// inputs and its weights, so the gradient of a sum of per-task losses is each task's own.
 /// </summary>
 public interface IModel : IDisposable
 {
@@ -16,6 +20,19 @@ public interface IModel : IDisposable
 
     /// <summary>Runs a batch of inputs through the network with the given weights (same order as Parameters).</summary>
     Tensor Forward(Tensor input, IReadOnlyList<Tensor> weights);
+
+    /// <summary>The head applied to features (from <see cref="Embed"/>).</summary>
+    Tensor Classify(Tensor features, IReadOnlyList<Tensor> weights);
+
+    /// <summary>
+    /// The weights to start adapting from for <paramref name="input"/>: the model's own for one
+    /// task, or for a meta-batch [T, N, ...] views of them with a task dimension in front (so
+    /// each task's gradient is its own).
+    /// </summary>
+    IReadOnlyList<Tensor> WeightsFor(Tensor input);
+
+    /// <summary>Whether <paramref name="input"/> holds a meta-batch (a leading task dimension) rather than one task's examples.</summary>
+    bool IsMetaBatch(Tensor input);
 
     /// <summary>
     /// Runs the body only (every layer before the head): the features the head reads. Reads only
@@ -66,10 +83,32 @@ public abstract class ModelBase : IModel
     public (Tensor Weight, Tensor Bias) Head(IReadOnlyList<Tensor> w) => (w[roles.IndexOf(ParameterRole.HeadWeight)], w[roles.IndexOf(ParameterRole.HeadBias)]);
 
     /// <summary>The body, then the linear head.</summary>
-    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w) => Classify(Embed(input, w), w);
+
+    public Tensor Classify(Tensor features, IReadOnlyList<Tensor> w)
     {
         var (weight, bias) = Head(w);
-        return F.Linear(Embed(input, w), weight, bias);
+        return features.Dim == 3 ? Linear(features, weight, bias, features.Size(0)) : F.Linear(features, weight, bias);
+    }
+
+    /// <summary>The rank of one example's input (3 for [C, H, W] images, 1 for vectors).</summary>
+    protected abstract int ExampleRank { get; }
+
+    public bool IsMetaBatch(Tensor input) => input.Dim == ExampleRank + 2;
+
+    public IReadOnlyList<Tensor> WeightsFor(Tensor input) =>
+        IsMetaBatch(input) ? parameters.Select(p => PerTask(p, p, input.Size(0))).ToArray() : parameters;
+
+    /// <summary>Weight <paramref name="w"/> (shaped like <paramref name="own"/>, or with a task dimension in front) as [T, ...shape].</summary>
+    protected static Tensor PerTask(Tensor w, Tensor own, long tasks) =>
+        w.Dim == own.Dim + 1 ? w : w.Unsqueeze(0).Expand([tasks, .. own.Shape]);
+
+    /// <summary>Per-task linear layers on [T, N, in]: x·Wᵀ + b with W [T, out, in], b [T, out] (shared ones expanded).</summary>
+    protected static Tensor Linear(Tensor x, Tensor weight, Tensor bias, long tasks)
+    {
+        var w = weight.Dim == 3 ? weight : weight.Unsqueeze(0).Expand([tasks, .. weight.Shape]);
+        var b = bias.Dim == 2 ? bias : bias.Unsqueeze(0).Expand([tasks, .. bias.Shape]);
+        return x.MatMul(w.Transpose(1, 2)) + b.Unsqueeze(1);
     }
 
     protected void Add(string name, Tensor value, ParameterRole role = ParameterRole.Body)

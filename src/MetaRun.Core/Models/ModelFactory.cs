@@ -9,7 +9,7 @@ public static class ModelFactory
     public static IModel Create(RunConfig config, long[] inputShape, int outputs, Device device, ulong seed)
     {
         using var g = new Generator(seed);
-        var name = config.Model.Name == "auto" ? (config.Data.Dataset == "sinusoid" ? "mlp" : "conv4") : config.Model.Name;
+        var name = config.Model.Name == "auto" ? (config.Data.IsRegression ? "mlp" : "conv4") : config.Model.Name;
         switch (name)
         {
             case "mlp":
