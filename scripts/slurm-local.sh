@@ -13,7 +13,8 @@ done
 
 node="$(hostname -s)"
 cpus="$(nproc)"
-# Leave room for the OS; Slurm refuses a node that reports less memory than configured.
+# Addresses are given as 127.0.0.1 so the cluster works where the host name does not resolve
+# (containers, CI). Leave room for the OS; Slurm refuses a node that reports less memory than configured.
 mem_mb=$(( $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) * 9 / 10 ))
 conf=/etc/slurm/slurm.conf
 state=/var/lib/metarun-slurm
@@ -26,7 +27,7 @@ mkdir -p /etc/slurm "$state/ctld" "$state/d" /var/log/slurm /run/munge /var/log/
 # /proc (proctrack/linuxproc) with no cgroups or CPU binding (task/none).
 cat > "$conf" <<EOF
 ClusterName=metarun
-SlurmctldHost=$node
+SlurmctldHost=$node(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -51,7 +52,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=300
-NodeName=$node CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 
