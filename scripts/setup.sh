@@ -4,11 +4,22 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-packages=(libtorch-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev)
+# fonts-dejavu-core: the text of the plots (curves.png, metarun report).
+packages=(libtorch-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev fonts-dejavu-core)
+# What the tests start for real: a browser that opens the report, a one-node Slurm cluster
+# (scripts/slurm-local.sh). Only needed to build and run the tests, so only then installed;
+# without root those tests skip and say why.
+test_packages=(chromium slurm-wlm munge)
+target="${1:-src/MetaRun/MetaRun.csproj}"
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ "$target" != src/MetaRun/MetaRun.csproj ] && [ "$(id -u)" = 0 ]; then
+  for p in "${test_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "metarun: installing ${missing[*]}" >&2
@@ -26,7 +37,6 @@ command -v dotnet >/dev/null || { echo "metarun: the .NET 10 SDK (dotnet) is not
 cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 # With an argument (a project or solution) builds that; by default the CLI alone.
-target="${1:-src/MetaRun/MetaRun.csproj}"
 echo "metarun: building $target" >&2
 log=$(mktemp)
 if ! dotnet build "$target" -c Release -nologo -v:q > "$log" 2>&1; then

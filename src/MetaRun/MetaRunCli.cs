@@ -17,6 +17,9 @@ public static class MetaRunCli
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
+        root.Subcommands.Add(SweepCommand.Create());
+        root.Subcommands.Add(CompareCommand.Create());
+        root.Subcommands.Add(ReportCommand.Create());
         return root;
     }
 

@@ -10,6 +10,7 @@ namespace MetaRun.Training;
 ///   train.log          the log
 ///   metrics.jsonl/.csv one row per iteration
 ///   checkpoints/last.safetensors, checkpoints/best.safetensors
+///   checkpoints/eval.json (metarun eval), curves.png
 /// It also owns the create-or-resume checks, done before anything is written.
 /// </summary>
 public sealed class RunDirectory
@@ -26,6 +27,10 @@ public sealed class RunDirectory
     public string CheckpointDir => Combine("checkpoints");
     public string LastCheckpoint => System.IO.Path.Combine(CheckpointDir, LastFile);
     public string BestCheckpoint => System.IO.Path.Combine(CheckpointDir, "best.safetensors");
+    /// <summary>Where metarun eval writes its result for this run's checkpoints (beside them).</summary>
+    public string EvalResult => System.IO.Path.Combine(CheckpointDir, Evaluation.Evaluator.ResultFile);
+    /// <summary>The learning curves, redrawn at every checkpoint.</summary>
+    public string CurvesPath => Combine("curves.png");
 
     /// <summary>The best checkpoint if validation ever ran, else the last.</summary>
     public string BestOrLast => File.Exists(BestCheckpoint) ? BestCheckpoint : LastCheckpoint;

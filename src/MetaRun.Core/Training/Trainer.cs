@@ -86,6 +86,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             {
                 metrics.Flush();
                 Save(run.LastCheckpoint, it, optimizer, null);
+                Reports.Plots.TryWriteCurves(run, log);
                 log.Debug("Checkpoint at iteration {Iteration}", it);
             }
         }

@@ -1,0 +1,121 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CsvHelper;
+
+namespace MetaRun.Reports;
+
+/// <summary>One row of the comparison: the runs that differ only by seed.</summary>
+public sealed record ComparisonRow(
+    IReadOnlyList<string> KeyValues,
+    IReadOnlyList<RunFolder> Runs,
+    double? BestValidation,
+    double? TestMean,
+    double? TestCi95,
+    double? SeedSpread)
+{
+    public int Seeds => Runs.Count;
+    public string Label(IReadOnlyList<string> keys) =>
+        keys.Count == 0 ? Runs[0].Config.Name : string.Join(" ", keys.Select((k, i) => $"{k.Split('.')[^1]}={KeyValues[i]}"));
+}
+
+/// <summary>
+/// The config keys that differ between runs, and per group of runs that differ only by seed: the
+/// best validation score and the meta-test mean with its 95% interval (means across seeds), the
+/// spread between seeds (sample standard deviation of the seeds' test means) and the seed count.
+/// </summary>
+public sealed class Comparison
+{
+    // Keys that always differ between runs and say nothing of the setting.
+    private static readonly string[] Ignored = ["name", "seed", "output.dir", "data.root"];
+
+    public required IReadOnlyList<string> Keys { get; init; }
+    public required IReadOnlyList<ComparisonRow> Rows { get; init; }
+    /// <summary>"accuracy" or "mse": what the validation and test columns measure.</summary>
+    public required string Metric { get; init; }
+
+    public static Comparison Of(IReadOnlyList<RunFolder> runs)
+    {
+        if (runs.Count == 0) throw new ConfigException("no runs to compare");
+        var allKeys = runs.SelectMany(r => r.Keys.Keys).Distinct().Where(k => !Ignored.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        var keys = allKeys.Where(k => runs.Select(r => r.Keys.GetValueOrDefault(k, "")).Distinct().Count() > 1).ToList();
+        var rows = runs
+            .GroupBy(r => string.Join("\u0001", keys.Select(k => r.Keys.GetValueOrDefault(k, ""))))
+            .Select(g =>
+            {
+                var group = g.OrderBy(r => r.Config.Seed).ToList();
+                var tests = group.Where(r => r.Eval != null).Select(r => r.Eval!).ToList();
+                var vals = group.Select(r => r.BestValidation).Where(v => v != null).Select(v => v!.Value).ToList();
+                return new ComparisonRow(
+                    keys.Select(k => group[0].Keys.GetValueOrDefault(k, "")).ToList(),
+                    group,
+                    vals.Count > 0 ? vals.Average() : null,
+                    tests.Count > 0 ? tests.Average(t => t.Mean) : null,
+                    tests.Count > 0 ? tests.Average(t => t.Ci95) : null,
+                    tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null);
+            })
+            .ToList();
+        var metric = runs.Select(r => r.Eval?.Metric).FirstOrDefault(m => m != null) ?? (runs[0].IsRegression ? "mse" : "accuracy");
+        return new Comparison { Keys = keys, Rows = rows, Metric = metric };
+    }
+
+    private static double StdDev(IReadOnlyList<double> xs)
+    {
+        var mean = xs.Average();
+        return Math.Sqrt(xs.Sum(x => (x - mean) * (x - mean)) / (xs.Count - 1));
+    }
+
+    public IReadOnlyList<string> Headers =>
+        [.. Keys, $"best val {(Metric == "mse" ? "loss" : "accuracy")}", $"test {Metric}", "±95% CI", "seed sd", "seeds"];
+
+    /// <summary>The table as text cells (numbers to 4 decimals; empty where not measured).</summary>
+    public IReadOnlyList<IReadOnlyList<string>> Cells() =>
+        Rows.Select(r => (IReadOnlyList<string>)[.. r.KeyValues, F(r.BestValidation), F(r.TestMean), F(r.TestCi95), F(r.SeedSpread), r.Seeds.ToString(CultureInfo.InvariantCulture)]).ToList();
+
+    private static string F(double? v) => v is { } x ? x.ToString("0.0000", CultureInfo.InvariantCulture) : "";
+
+    public string ToCsv()
+    {
+        using var w = new StringWriter();
+        using (var csv = CsvWriter.Create(w, new CsvWriterOptions(), true))
+        {
+            csv.WriteRecord([.. Headers]);
+            foreach (var row in Cells()) csv.WriteRecord([.. row]);
+        }
+        return w.ToString();
+    }
+
+    public string ToMarkdown()
+    {
+        static string Esc(string s) => s.Replace("|", "\\|");
+        var b = new StringBuilder();
+        b.AppendLine("| " + string.Join(" | ", Headers.Select(Esc)) + " |");
+        b.AppendLine("|" + string.Join("|", Headers.Select((_, i) => i < Keys.Count ? "---" : "---:")) + "|");
+        foreach (var row in Cells()) b.AppendLine("| " + string.Join(" | ", row.Select(Esc)) + " |");
+        return b.ToString();
+    }
+
+    public string ToJson()
+    {
+        static JsonNode? N(double? v) => v is { } x ? JsonValue.Create(Math.Round(x, 6)) : null;
+        var rows = new JsonArray();
+        foreach (var r in Rows)
+        {
+            var keys = new JsonObject();
+            for (var i = 0; i < Keys.Count; i++) keys[Keys[i]] = r.KeyValues[i];
+            rows.Add(new JsonObject
+            {
+                ["keys"] = keys,
+                ["best_validation"] = N(r.BestValidation),
+                ["test_mean"] = N(r.TestMean),
+                ["test_ci95"] = N(r.TestCi95),
+                ["seed_sd"] = N(r.SeedSpread),
+                ["seeds"] = r.Seeds,
+                ["runs"] = new JsonArray([.. r.Runs.Select(x => (JsonNode)JsonValue.Create(x.Dir))]),
+            });
+        }
+        var o = new JsonObject { ["metric"] = Metric, ["keys"] = new JsonArray([.. Keys.Select(k => (JsonNode)JsonValue.Create(k))]), ["rows"] = rows };
+        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+}

@@ -1,0 +1,40 @@
+using System.CommandLine;
+using MetaRun.Reports;
+using Spectre.Console;
+
+namespace MetaRun.Cli.Commands;
+
+/// <summary>metarun compare DIR... [--format table|csv|json|markdown]</summary>
+public static class CompareCommand
+{
+    public static Command Create()
+    {
+        var dirs = new Argument<string[]>("dirs") { Description = "Run folders, or sweep folders holding them", Arity = ArgumentArity.OneOrMore };
+        var format = new Option<string>("--format") { Description = "Output format", DefaultValueFactory = _ => "table" };
+        format.AcceptOnlyFromAmong("table", "csv", "json", "markdown");
+        var command = new Command("compare", "Compare runs: the config keys that differ, best validation, meta-test mean ± 95% CI, seeds grouped") { dirs, format };
+        command.SetAction(r => Run(r.GetValue(dirs)!, r.GetValue(format)!));
+        return command;
+    }
+
+    private static int Run(string[] dirs, string format)
+    {
+        var comparison = Comparison.Of(RunFolder.Discover(dirs));
+        switch (format)
+        {
+            case "csv": Console.Write(comparison.ToCsv()); break;
+            case "json": Console.Write(comparison.ToJson()); break;
+            case "markdown": Console.Write(comparison.ToMarkdown()); break;
+            default:
+                var table = new Table();
+                // The terminal is narrow: keys by their last part where that is unambiguous.
+                var shortKeys = comparison.Keys.Select(k => comparison.Keys.Count(o => o.Split('.')[^1] == k.Split('.')[^1]) > 1 ? k : k.Split('.')[^1]).ToList();
+                foreach (var (h, i) in comparison.Headers.Select((h, i) => (i < shortKeys.Count ? shortKeys[i] : h, i)))
+                    table.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = i < comparison.Keys.Count ? Justify.Left : Justify.Right });
+                foreach (var row in comparison.Cells()) table.AddRow(row.Select(Markup.Escape).ToArray());
+                AnsiConsole.Write(table);
+                break;
+        }
+        return ExitCodes.Success;
+    }
+}
