@@ -4,7 +4,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-packages=(libtorch-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev)
+packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
