@@ -42,7 +42,7 @@ public static class ConfigLoader
 
     /// <summary>
     /// A hash of everything that shapes the trained weights. The name, output folder, iteration
-    /// budget, validation and checkpoint schedules are left out, so a resumed run may extend its
+    /// budget, validation and checkpoint schedules and the distributed timeout are left out, so a resumed run may extend its
     /// budget or change how often it reports.
     /// </summary>
     public static string Hash(RunConfig config)
@@ -53,6 +53,7 @@ public static class ConfigLoader
         copy.Algorithm.Iterations = 1;
         copy.Eval = new EvalConfig();
         copy.Checkpoint = new CheckpointConfig();
+        copy.Distributed = new DistributedConfig();
         return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
     }
 
