@@ -9,6 +9,7 @@ var (mode, host, port, rank, world, timeout) =
      int.Parse(args[4], CultureInfo.InvariantCulture), TimeSpan.FromMilliseconds(double.Parse(args[5], CultureInfo.InvariantCulture)));
 try
 {
+    if (mode.StartsWith("dp-", StringComparison.Ordinal)) return DataParallelMode(mode, host, port, rank, world, timeout);
     using var store = TcpStore.Create(host, port, rank == 0, world, timeout);
     if (args.Length > 6) store.AgreeOn("config hash", args[6], rank, world);
     using var group = ProcessGroup.Create(CollectiveBackend.Gloo, store, rank, world, timeout);
@@ -55,6 +56,37 @@ catch (TorchException e)
 {
     Console.WriteLine("ERROR " + e.Message.ReplaceLineEndings(" "));
     return 1;
+}
+
+// DataParallel, the trainer's layer over the binding: repeated all-reduces until a peer fails,
+// then the error naming the failed rank (dp-loop), or a rank stopping on its own error (dp-error).
+static int DataParallelMode(string mode, string host, int port, int rank, int world, TimeSpan timeout)
+{
+    try
+    {
+        using var dp = MetaRun.Distributed.DataParallel.Join(new MetaRun.Distributed.Launch(rank, world, rank, world, host, port), "digest", Device.Cpu, timeout);
+        Console.WriteLine("joined");
+        for (var step = 0; step < 100000; step++)
+        {
+            if (mode == "dp-error" && rank == 1 && step == 3)
+            {
+                var e = new InvalidOperationException("data file broken at episode 7");
+                dp.ReportFailure(e);
+                Console.WriteLine("ERROR " + e.Message);
+                return 1;
+            }
+            using var scope = Torch.NewScope();
+            var sums = dp.AllReduce([Torch.Ones([3])], [1.0], $"the all-reduce of iteration {step}");
+            if (sums[0] != world) throw new InvalidOperationException("wrong sum " + sums[0]);
+            Thread.Sleep(50);
+        }
+        return 0;
+    }
+    catch (MetaRun.MetaRunException e)
+    {
+        Console.WriteLine($"ERROR({e.ExitCode}) " + e.Message);
+        return e.ExitCode;
+    }
 }
 
 static void Print(string name, IEnumerable<double> values) =>
