@@ -57,8 +57,8 @@ public sealed class ModelConfig
 
 public sealed class AlgorithmConfig
 {
-    /// <summary>The meta-learner; see the README's Algorithms section.</summary>
-    [OneOf("maml", "fomaml", "reptile", "metasgd", "anil", "protonet", "baseline", "baseline++")] public string Name { get; set; } = "maml";
+    /// <summary>The meta-learner: a name in <see cref="MetaRun.Algorithms.AlgorithmRegistry"/> (checked there); see the README's Algorithms section.</summary>
+    public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
     [Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
     [Range(0, 1000)] public int InnerSteps { get; set; } = 1;
@@ -86,9 +86,6 @@ public sealed class AlgorithmConfig
     [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
     [Range(1, 100000)] public int BatchSize { get; set; } = 16;
-
-    /// <summary>Algorithms with no output layer trained per class (their test ways may differ from the training ways).</summary>
-    [YamlDotNet.Serialization.YamlIgnore] public bool HeadFree => Name is "protonet" or "baseline" or "baseline++";
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

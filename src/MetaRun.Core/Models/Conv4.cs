@@ -21,20 +21,18 @@ public sealed class Conv4 : ModelBase
         {
             Add($"block{b}.conv.weight", XavierUniform([filters, channels, 3, 3], g, device));
             Add($"block{b}.conv.bias", Torch.Zeros([filters], device: device));
-            Add($"block{b}.bn.weight", Torch.Ones([filters], device: device));
-            Add($"block{b}.bn.bias", Torch.Zeros([filters], device: device));
+            Add($"block{b}.bn.weight", Torch.Ones([filters], device: device), ParameterRole.BatchNorm);
+            Add($"block{b}.bn.bias", Torch.Zeros([filters], device: device), ParameterRole.BatchNorm);
             channels = filters;
         }
         long side = inputShape[1];
         for (var b = 0; b < Blocks; b++) side = maxPool ? side / 2 : (side + 1) / 2;
         var features = maxPool ? filters * side * side : filters;
-        Add("head.weight", XavierUniform([outputs, features], g, device));
-        Add("head.bias", Torch.Zeros([outputs], device: device));
+        AddHead(XavierUniform([outputs, features], g, device), Torch.Zeros([outputs], device: device));
         Features = features;
     }
 
     public override long Features { get; }
-    public override int HeadStart => Blocks * 4;
 
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {

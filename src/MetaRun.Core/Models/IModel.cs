@@ -18,16 +18,35 @@ public interface IModel : IDisposable
     Tensor Forward(Tensor input, IReadOnlyList<Tensor> weights);
 
     /// <summary>
-    /// Runs the body only (every layer before the head): the features the head reads. Needs only
-    /// weights[0 .. HeadStart−1]; ProtoNets and the baseline's new heads work on these.
+    /// Runs the body only (every layer before the head): the features the head reads. Reads only
+    /// the non-head weights; ProtoNets and the baseline's new heads work on these.
     /// </summary>
     Tensor Embed(Tensor input, IReadOnlyList<Tensor> weights);
 
     /// <summary>Width of <see cref="Embed"/>'s output.</summary>
     long Features { get; }
 
-    /// <summary>Index in Parameters where the output layer (the "head") begins; earlier weights form the body.</summary>
-    int HeadStart { get; }
+    /// <summary>What each of <see cref="Parameters"/> is, same order: algorithms pick weights by role, never by position or name.</summary>
+    IReadOnlyList<ParameterRole> Roles { get; }
+
+    /// <summary>The output layer's weight and bias within <paramref name="weights"/> (the model's own or fast weights).</summary>
+    (Tensor Weight, Tensor Bias) Head(IReadOnlyList<Tensor> weights);
+}
+
+/// <summary>
+/// The part a weight plays. Body weights (batch norm included) compute the features; the head
+/// maps them to one output per class. ANIL adapts only the head, ProtoNets never use it, and
+/// MAML++ gives batch norm per-step copies.
+/// </summary>
+public enum ParameterRole { Body, BatchNorm, HeadWeight, HeadBias }
+
+public static class ModelRoles
+{
+    /// <summary>Indices of the weights with one of <paramref name="roles"/>, in parameter order.</summary>
+    public static int[] IndicesOf(this IModel model, params ParameterRole[] roles) =>
+        model.Roles.Select((r, i) => (r, i)).Where(p => roles.Contains(p.r)).Select(p => p.i).ToArray();
+
+    public static bool IsHead(this ParameterRole role) => role is ParameterRole.HeadWeight or ParameterRole.HeadBias;
 }
 
 /// <summary>Weight storage and initialization shared by the models.</summary>
@@ -35,21 +54,36 @@ public abstract class ModelBase : IModel
 {
     private readonly List<Tensor> parameters = new();
     private readonly List<string> names = new();
+    private readonly List<ParameterRole> roles = new();
 
     public IReadOnlyList<Tensor> Parameters => parameters;
     public IReadOnlyList<string> ParameterNames => names;
-    public abstract int HeadStart { get; }
+    public IReadOnlyList<ParameterRole> Roles => roles;
 
     public abstract Tensor Embed(Tensor input, IReadOnlyList<Tensor> weights);
     public abstract long Features { get; }
 
-    /// <summary>The body, then the linear head.</summary>
-    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w) => F.Linear(Embed(input, w), w[HeadStart], w[HeadStart + 1]);
+    public (Tensor Weight, Tensor Bias) Head(IReadOnlyList<Tensor> w) => (w[roles.IndexOf(ParameterRole.HeadWeight)], w[roles.IndexOf(ParameterRole.HeadBias)]);
 
-    protected void Add(string name, Tensor value)
+    /// <summary>The body, then the linear head.</summary>
+    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    {
+        var (weight, bias) = Head(w);
+        return F.Linear(Embed(input, w), weight, bias);
+    }
+
+    protected void Add(string name, Tensor value, ParameterRole role = ParameterRole.Body)
     {
         names.Add(name);
+        roles.Add(role);
         parameters.Add(value.DetachFromScope().RequiresGrad_());
+    }
+
+    /// <summary>The linear output layer, added last.</summary>
+    protected void AddHead(Tensor weight, Tensor bias)
+    {
+        Add("head.weight", weight, ParameterRole.HeadWeight);
+        Add("head.bias", bias, ParameterRole.HeadBias);
     }
 
     /// <summary>Glorot/Xavier uniform: U(−b, b) with b = √(6 / (fan_in + fan_out)), as the MAML reference code.</summary>

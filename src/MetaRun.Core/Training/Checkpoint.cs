@@ -54,7 +54,7 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Reads a checkpoint file, or the "last"/"best" checkpoint of a run folder.</summary>
     public static Checkpoint Load(string path)
     {
-        var file = ResolvePath(path);
+        var file = RunDirectory.ResolveCheckpoint(path);
         TensorFile tf;
         try
         {
@@ -69,7 +69,7 @@ public sealed class Checkpoint : IDisposable
             string Meta(string key) => tf.Metadata.TryGetValue(key, out var v) ? v : throw new CheckpointException($"{file}: not a MetaRun checkpoint (metadata '{key}' missing)");
             if (Meta("format") != "metarun-checkpoint-1") throw new CheckpointException($"{file}: unsupported checkpoint format '{Meta("format")}'");
             RunConfig config;
-            try { config = ConfigLoader.Parse(Meta("config"), $"{file} (embedded config)"); }
+            try { config = ConfigLoader.ParseResolved(Meta("config"), $"{file} (embedded config)"); }
             catch (ConfigException e) { throw new CheckpointException(e.Message); }
             var inv = CultureInfo.InvariantCulture;
             var p = new Dictionary<string, Tensor>();
@@ -98,12 +98,12 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    public static string ResolvePath(string path)
+    /// <summary>Refuses to continue training from this checkpoint under a config that would train differently.</summary>
+    public void CheckSameTraining(RunConfig config, string source)
     {
-        if (File.Exists(path)) return path;
-        foreach (var candidate in new[] { Path.Combine(path, "checkpoints", "last.safetensors"), Path.Combine(path, "last.safetensors") })
-            if (File.Exists(candidate)) return candidate;
-        throw new CheckpointException(Directory.Exists(path) ? $"{path}: no checkpoints/last.safetensors in this folder" : $"{path}: checkpoint not found");
+        var hash = ConfigLoader.Hash(config);
+        if (ConfigHash != hash)
+            throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {ConfigHash}, now {hash}); only name, output, algorithm.iterations, eval and checkpoint may change on resume");
     }
 
     /// <summary>Copies the saved weights into the model's parameters, checking names and shapes.</summary>

@@ -24,7 +24,7 @@ public static class MetaBatchRunner
     }
 
     /// <summary>Sums the tasks' gradients (each weighted 1/tasks) into tensors owned by the caller's scope.</summary>
-    public static MetaStep Step(IMetaLearner learner, MetaBatch batch, Device device, int workers)
+    public static MetaStep SumTaskGradients(IMetaLearner learner, MetaBatch batch, Device device, int workers)
     {
         var tasks = Episodes(batch, device);
         var n = tasks.Length;
@@ -96,7 +96,7 @@ public static class MetaBatchRunner
     }
 
     private static DisposeScope DisposeScopeOfCaller() =>
-        Torch.CurrentScope ?? throw new InvalidOperationException("MetaBatchRunner.Step must run inside a dispose scope that owns its gradients");
+        Torch.CurrentScope ?? throw new InvalidOperationException("MetaBatchRunner.SumTaskGradients must run inside a dispose scope that owns its gradients");
 }
 
 /// <summary>Mean and 95% confidence half-width (1.96 standard errors) of per-episode values.</summary>
