@@ -1,5 +1,9 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
 using LibTorch;
+using MetaRun.Config;
+using MetaRun.Training;
 
 namespace MetaRun.Distributed;
 
@@ -56,6 +60,54 @@ public sealed class DataParallel : IDisposable
     }
 
     /// <summary>
+    /// Joins the run the environment describes (see <see cref="Launch.FromEnvironment"/>), or
+    /// returns null for a single-process run. Every rank must hold the same resolved config and
+    /// the same <paramref name="purpose"/> (the command and its run folder), else all refuse.
+    /// </summary>
+    public static DataParallel? JoinIfLaunched(Launch? launch, RunConfig config, string purpose)
+    {
+        if (launch == null) return null;
+        var digest = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(purpose + "\n" + ConfigLoader.ToYaml(config))))[..16].ToLowerInvariant();
+        return Join(launch, digest, Experiment.PlanFor(config, launch).Device, TimeSpan.FromSeconds(config.Distributed.Timeout));
+    }
+
+    /// <summary>
+    /// A value rank 0 decides (the run folder's name, with its timestamp) and every rank needs.
+    /// If deciding fails on rank 0, the others fail with its message and exit code too.
+    /// </summary>
+    public string FromMaster(string key, Func<string> decide)
+    {
+        const string failed = "\0failed\0";
+        if (Rank == 0)
+        {
+            try
+            {
+                var value = decide();
+                store.Set("master/" + key, value);
+                return value;
+            }
+            catch (Exception e)
+            {
+                var code = e is MetaRunException m ? m.ExitCode : ExitCodes.Failure;
+                try { store.Set("master/" + key, $"{failed}{code}\0{e.Message}"); } catch (TorchException) { }
+                throw;
+            }
+        }
+        string got;
+        try
+        {
+            got = store.GetString("master/" + key);
+        }
+        catch (TorchException e)
+        {
+            throw new RankFailedException($"rank {Rank} of {WorldSize}: waiting for rank 0's {key} failed: {e.Message}", e);
+        }
+        if (!got.StartsWith(failed, StringComparison.Ordinal)) return got;
+        var parts = got[failed.Length..].Split('\0', 2);
+        throw new MetaRunException(int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture), $"rank 0 stopped: {parts[1]}");
+    }
+
+    /// <summary>
     /// This rank's contiguous slice of <paramref name="count"/> items starting at <paramref name="first"/>:
     /// episodes are a pure function of their index, so no rank needs another's data. The first
     /// count mod world ranks take one more.
@@ -75,11 +127,12 @@ public sealed class DataParallel : IDisposable
     public double[] AllReduce(Tensor?[] gradients, double[] sums, string during)
     {
         using var scope = Torch.NewScope();
-        var metrics = Torch.From(sums);
-        if (group.Device.Type != DeviceType.Cpu) metrics = metrics.To(group.Device);
-        var all = gradients.Where(g => g != null).Select(g => g!).Append(metrics).ToList();
-        Guard(during, () => group.AllReduceSum(all));
-        return metrics.To(Device.Cpu).ToArray<double>();
+        var present = gradients.Where(g => g != null).Select(g => g!).ToList();
+        // The metric sums ride in the gradients' dtype: a float64 tail would promote the whole
+        // packed buffer and double the bytes on the wire, for logged figures that need no more.
+        var metrics = Torch.From(sums).To(group.Device, present.Count > 0 ? present[0].DType : ScalarType.Float64);
+        Guard(during, () => group.AllReduceSum([.. present, metrics]));
+        return metrics.To(Device.Cpu, ScalarType.Float64).ToArray<double>();
     }
 
     /// <summary>Every rank's values concatenated in rank order; the ranks' lengths may differ.</summary>

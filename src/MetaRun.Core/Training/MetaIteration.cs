@@ -2,6 +2,7 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Distributed;
 
 namespace MetaRun.Training;
 
@@ -34,13 +35,31 @@ public static class MetaIteration
         };
     }
 
-    /// <summary>Outer step <paramref name="iteration"/> (1-based). Call inside a dispose scope: it owns the summed gradients.</summary>
-    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, Device device, int workers)
+    /// <summary>
+    /// Outer step <paramref name="iteration"/> (1-based). Call inside a dispose scope: it owns the
+    /// summed gradients. In a data-parallel run <paramref name="batch"/> is this rank's share of
+    /// the meta-batch; one all-reduce sums gradients and metrics over the ranks, so every rank
+    /// takes the same outer step.
+    /// </summary>
+    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, Device device, int workers, DataParallel? parallel = null)
     {
         optimizer.LearningRate = ScheduledLr(a, iteration);
         (learner as IIterationAware)?.SetIteration(iteration);
         MetaStep step;
-        using (PhaseClock.Time("task gradients (wall)")) step = MetaBatchRunner.SumTaskGradients(learner, batch, device, workers);
+        var total = parallel == null ? (int?)null : a.MetaBatchSize;
+        using (PhaseClock.Time("task gradients (wall)")) step = MetaBatchRunner.SumTaskGradients(learner, batch, device, workers, total);
+        if (parallel != null)
+        {
+            // Only when timing (bench): a barrier first, so the all-reduce's own time is apart
+            // from waiting for the slowest rank. Training issues the all-reduce alone.
+            if (PhaseClock.Enabled)
+                using (PhaseClock.Time("waiting for the slowest rank (wall)")) parallel.Barrier($"the barrier of iteration {iteration}");
+            var n = batch.Tasks;
+            double[] sums;
+            using (PhaseClock.Time("all-reduce (wall)"))
+                sums = parallel.AllReduce(step.Gradients, [step.Loss * n, step.Accuracy * n], $"the all-reduce of iteration {iteration}");
+            step = step with { Loss = sums[0] / a.MetaBatchSize, Accuracy = sums[1] / a.MetaBatchSize };
+        }
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;
     }
