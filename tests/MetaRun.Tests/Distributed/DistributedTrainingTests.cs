@@ -119,6 +119,22 @@ public sealed class DistributedTrainingTests
         Assert.Contains($"metarun: rendezvous of rank 1 of 2 at 127.0.0.1:{port} failed: cannot reach the rendezvous store", r1.Output);
     }
 
+    [Fact]
+    public void BenchWithTwoProcessesReportsTheAllReducesShareOnce()
+    {
+        var json = Path.Combine(TestPaths.NewTempDir("dp-bench"), "bench.json");
+        var (code, output) = Metarun.Run(["bench", Config, "--set", "threads=1", "--iterations", "5", "--warmup", "1", "--out", json, "--nproc", "2"]);
+        Assert.True(code == 0, output);
+        Assert.Contains("2 processes (Gloo) × 1 workers × 1 threads", output);
+        Assert.Single(output.Split('\n'), l => l.StartsWith("  communication: the all-reduce takes", StringComparison.Ordinal));
+        var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement;
+        Assert.Equal(2, doc.GetProperty("processes").GetInt32());
+        Assert.Equal(25, doc.GetProperty("tasks_per_iteration").GetInt32()); // the whole meta-batch, not a rank's share
+        // The sinusoid MLP 1-40-40-1: 1761 float32 parameters.
+        Assert.Equal(1761 * 4, doc.GetProperty("gradient_bytes").GetInt64());
+        Assert.InRange(doc.GetProperty("allreduce_share").GetDouble(), 1e-6, 1);
+    }
+
     private static Dictionary<string, string> TorchrunEnv(int rank, int port) => new()
     {
         ["RANK"] = rank.ToString(CultureInfo.InvariantCulture),
