@@ -13,7 +13,7 @@ using LibTorch;
 public sealed class DistributedTests
 {
     [Fact]
-    public void Two_processes_all_reduce_broadcast_and_all_gather_correctly()
+    public void TwoProcessesAllReduceBroadcastAndAllGatherCorrectly()
     {
         var port = FreePort();
         using var r0 = Rank.Start("collectives", port, 0, 2, 20_000);
@@ -31,7 +31,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void A_peer_that_never_joins_ends_the_rendezvous_within_the_timeout()
+    public void APeerThatNeverJoinsEndsTheRendezvousWithinTheTimeout()
     {
         var port = FreePort();
         var clock = Stopwatch.StartNew();
@@ -43,7 +43,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void A_peer_that_dies_fails_the_collective_long_before_the_timeout()
+    public void APeerThatDiesFailsTheCollectiveLongBeforeTheTimeout()
     {
         var port = FreePort();
         using var r1 = Rank.Start("idle", port, 1, 2, 60_000);
@@ -60,7 +60,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void A_peer_that_hangs_fails_the_collective_at_the_timeout()
+    public void APeerThatHangsFailsTheCollectiveAtTheTimeout()
     {
         var port = FreePort();
         using var r1 = Rank.Start("idle", port, 1, 2, 3_000);
@@ -74,7 +74,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void Ranks_with_different_config_hashes_both_refuse_naming_the_odd_rank()
+    public void RanksWithDifferentConfigHashesBothRefuseNamingTheOddRank()
     {
         var port = FreePort();
         using var r0 = Rank.Start("allreduce", port, 0, 2, 20_000, "hash-a");
@@ -89,7 +89,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void Ranks_with_equal_config_hashes_go_on()
+    public void RanksWithEqualConfigHashesGoOn()
     {
         var port = FreePort();
         using var r0 = Rank.Start("allreduce", port, 0, 2, 20_000, "same");
@@ -103,7 +103,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void A_taken_port_and_an_unreachable_master_are_exceptions_naming_the_address()
+    public void ATakenPortAndAnUnreachableMasterAreExceptionsNamingTheAddress()
     {
         var taken = new TcpListener(IPAddress.Any, 0);
         taken.Start();
@@ -127,7 +127,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void The_store_sets_gets_counts_and_times_out_in_one_process()
+    public void TheStoreSetsGetsCountsAndTimesOutInOneProcess()
     {
         using var store = TcpStore.Create("127.0.0.1", 0, isMaster: true, 1, TimeSpan.FromSeconds(1));
         Assert.True(store.Port > 0);
@@ -151,7 +151,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void Nccl_is_refused_with_a_clear_message_where_this_build_has_none()
+    public void NcclIsRefusedWithAClearMessageWhereThisBuildHasNone()
     {
         using var store = TcpStore.Create("127.0.0.1", 0, isMaster: true, 1, TimeSpan.FromSeconds(1));
         if (ProcessGroup.NcclAvailable)
@@ -161,7 +161,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void DataParallel_names_a_killed_rank_and_the_master_being_gone()
+    public void DataParallelNamesAKilledRankAndTheMasterBeingGone()
     {
         // Rank 1 killed: rank 0 (the store's host) names it.
         var port = FreePort();
@@ -194,7 +194,7 @@ public sealed class DistributedTests
     }
 
     [Fact]
-    public void DataParallel_passes_on_a_ranks_own_error()
+    public void DataParallelPassesOnARanksOwnError()
     {
         var port = FreePort();
         using var r0 = Rank.Start("dp-error", port, 0, 2, 60_000);

@@ -21,7 +21,7 @@ public sealed class DistributedTrainingTests
     ];
 
     [Fact]
-    public void TwoProcessesMatchOneProcessWithTwoWorkersAndTwoRunsAreBitIdentical()
+    public void TwoProcessesMatchOneProcessWithTwoWorkersTwoRunsAreBitIdenticalAndEvalSplitsAlike()
     {
         var single = TestPaths.NewTempDir("dp-single");
         var (code, output) = Metarun.Run(["train", Config, .. Settings(30), "--set", "workers=2", "--out", single]);
@@ -48,6 +48,16 @@ public sealed class DistributedTrainingTests
         // Two 2-process runs: bit for bit, weights and metrics.
         Assert.Equal(Bytes(a), Bytes(b));
         Assert.Equal(MetricsWithoutSeconds(a), MetricsWithoutSeconds(b));
+
+        // eval split over two ranks scores the same episodes as eval in one process.
+        var (one, two) = (Path.Combine(a, "eval1.json"), Path.Combine(a, "eval2.json"));
+        (code, output) = Metarun.Run(["eval", "--checkpoint", a, "--episodes", "30", "--out", one]);
+        Assert.True(code == 0, output);
+        (code, output) = Metarun.Run(["eval", "--checkpoint", a, "--episodes", "30", "--out", two, "--nproc", "2"]);
+        Assert.True(code == 0, output);
+        Assert.Single(output.Split('\n'), l => l.StartsWith("written to", StringComparison.Ordinal));
+        string Result(string f) => string.Join("\n", File.ReadAllLines(f).Where(l => !l.Contains("\"seconds\"")));
+        Assert.Equal(Result(one), Result(two));
     }
 
     [Fact]

@@ -9,7 +9,7 @@ public sealed class LaunchTests
         key => vars.FirstOrDefault(v => v.Key == key).Value;
 
     [Fact]
-    public void No_launcher_or_a_world_of_one_is_a_single_process_run()
+    public void NoLauncherOrAWorldOfOneIsASingleProcessRun()
     {
         Assert.Null(Launch.FromEnvironment(Env()));
         Assert.Null(Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "1"))));
@@ -17,7 +17,7 @@ public sealed class LaunchTests
     }
 
     [Fact]
-    public void Torchrun_variables_are_read_with_torchruns_defaults()
+    public void TorchrunVariablesAreReadWithTorchrunsDefaults()
     {
         var l = Launch.FromEnvironment(Env(("RANK", "3"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "1"), ("LOCAL_WORLD_SIZE", "2"), ("MASTER_ADDR", "node-a"), ("MASTER_PORT", "1234")));
         Assert.Equal(new Launch(3, 8, 1, 2, "node-a", 1234), l);
@@ -26,7 +26,7 @@ public sealed class LaunchTests
     }
 
     [Fact]
-    public void Slurm_variables_put_the_master_on_the_first_node()
+    public void SlurmVariablesPutTheMasterOnTheFirstNode()
     {
         var l = Launch.FromEnvironment(Env(("SLURM_PROCID", "5"), ("SLURM_NTASKS", "8"), ("SLURM_LOCALID", "1"),
             ("SLURM_JOB_NODELIST", "gpu[007-010,012],cpu3"), ("SLURM_TASKS_PER_NODE", "2(x4)")));
@@ -40,10 +40,10 @@ public sealed class LaunchTests
     [InlineData("n[09,11-12],m1", "n09")]
     [InlineData("a,b[1-2]", "a")]
     [InlineData("rack[1-2]-node[01-04]", "rack1-node01")]
-    public void The_first_host_of_a_Slurm_hostlist(string list, string first) => Assert.Equal(first, Launch.FirstHost(list));
+    public void TheFirstHostOfASlurmHostlist(string list, string first) => Assert.Equal(first, Launch.FirstHost(list));
 
     [Fact]
-    public void Inconsistent_variables_are_config_errors_naming_the_variable()
+    public void InconsistentVariablesAreConfigErrorsNamingTheVariable()
     {
         Assert.Contains("RANK=2 is not below WORLD_SIZE=2", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")))).Message);
         Assert.Contains("MASTER_ADDR is not set", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "2")))).Message);
@@ -52,7 +52,7 @@ public sealed class LaunchTests
     }
 
     [Fact]
-    public void Shares_split_episodes_contiguously_and_cover_them_once()
+    public void SharesSplitEpisodesContiguouslyAndCoverThemOnce()
     {
         Assert.Equal((100L, 2), DataParallel.Share(100, 4, 0, 2));
         Assert.Equal((102L, 2), DataParallel.Share(100, 4, 1, 2));
