@@ -3,8 +3,11 @@
 // and NCCL (CMake defines METARUN_HAVE_NCCL only then, so the CPU-only Debian build compiles).
 #include "common.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
+#ifdef METARUN_HAVE_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #ifdef METARUN_HAVE_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -15,6 +18,14 @@
 
 namespace metarun {
 
+// libtorch 2 made Gloo and NCCL "backends" under a ProcessGroup facade; 1.13 has them as process
+// groups. Both spell the collectives used here the same way.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+
 struct StoreHandle {
   c10::intrusive_ptr<c10d::Store> store;
 };
@@ -22,7 +33,7 @@ struct StoreHandle {
 // The group and the one timeout every wait on it uses: c10d's Work::wait has no default bound,
 // and a peer that hangs (alive, never joining a collective) would otherwise block forever.
 struct GroupHandle {
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<Collectives> group;
   std::chrono::milliseconds timeout;
 };
 
@@ -114,6 +125,10 @@ MR_EXPORT int mr_nccl_available() {
 // else the address this host's name resolves to (falling back to loopback).
 MR_EXPORT void* mr_pg_gloo_new(void* store, int rank, int size, int64_t timeout_ms) {
   MR_GUARD(nullptr, {
+#ifndef METARUN_HAVE_GLOO
+    (void)store;
+    throw std::runtime_error("this MetaRun was built without Gloo's headers (install libgloo-dev and rebuild: rm -rf native/build)");
+#else
     auto timeout = std::chrono::milliseconds(timeout_ms);
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
@@ -125,6 +140,7 @@ MR_EXPORT void* mr_pg_gloo_new(void* store, int rank, int size, int64_t timeout_
     opts->threads = 1;
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(S(store)->store, rank, size, opts);
     return new GroupHandle{std::move(pg), timeout};
+#endif
   })
 }
 
@@ -133,7 +149,8 @@ MR_EXPORT void* mr_pg_nccl_new(void* store, int rank, int size, int64_t timeout_
 #ifdef METARUN_HAVE_NCCL
     // Without blocking wait, ProcessGroupNCCL's Work::wait only syncs streams and a dead peer
     // shows up as a hang; with it, wait honours the timeout and throws.
-    setenv("NCCL_BLOCKING_WAIT", "1", 0);
+    setenv("NCCL_BLOCKING_WAIT", "1", 0);        // libtorch 1.13 - 2.1
+    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);  // libtorch 2.2 and later
     auto timeout = std::chrono::milliseconds(timeout_ms);
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
