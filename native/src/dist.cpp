@@ -3,6 +3,7 @@
 // and NCCL (CMake defines METARUN_HAVE_NCCL only then, so the CPU-only Debian build compiles).
 #include "common.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
 #ifdef METARUN_HAVE_GLOO
@@ -26,8 +27,10 @@ using Collectives = c10d::Backend;
 using Collectives = c10d::ProcessGroup;
 #endif
 
+// The store every call uses (the TCP store, or a prefixed view of it) and the TCP store itself.
 struct StoreHandle {
   c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::TCPStore> tcp;
 };
 
 // The group and the one timeout every wait on it uses: c10d's Work::wait has no default bound,
@@ -71,8 +74,10 @@ using namespace metarun;
 // ---- store ----
 // The master binds host:port and serves the store inside this process; the others connect to it,
 // retrying until the timeout. Neither waits for the rest of the world here: the process group's
-// constructor is the rendezvous, under the same timeout.
-MR_EXPORT void* mr_store_new(const char* host, int port, int is_master, int world_size, int64_t timeout_ms) {
+// constructor is the rendezvous, under the same timeout. A non-empty prefix gives a view of the
+// store under that prefix: a store a launcher keeps across restarts (torchrun's) then holds each
+// attempt's keys apart, as torch.distributed does.
+MR_EXPORT void* mr_store_new(const char* host, int port, int is_master, int world_size, int64_t timeout_ms, const char* prefix) {
   MR_GUARD(nullptr, {
     if (port < 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port) + " is out of range");
     c10d::TCPStoreOptions opts;
@@ -81,13 +86,15 @@ MR_EXPORT void* mr_store_new(const char* host, int port, int is_master, int worl
     if (world_size > 0) opts.numWorkers = static_cast<std::size_t>(world_size);
     opts.waitWorkers = false;
     opts.timeout = std::chrono::milliseconds(timeout_ms);
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
-    return new StoreHandle{std::move(store)};
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    c10::intrusive_ptr<c10d::Store> store = tcp;
+    if (prefix != nullptr && *prefix != '\0') store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
+    return new StoreHandle{std::move(store), std::move(tcp)};
   })
 }
 MR_EXPORT void mr_store_free(void* h) { delete static_cast<StoreHandle*>(h); }
 MR_EXPORT int mr_store_port(void* h) {
-  MR_GUARD(-1, return static_cast<int>(static_cast<c10d::TCPStore*>(S(h)->store.get())->getPort());)
+  MR_GUARD(-1, return static_cast<int>(S(h)->tcp->getPort());)
 }
 MR_EXPORT int mr_store_set(void* h, const char* key, const uint8_t* data, int64_t n) {
   MR_STATUS(S(h)->store->set(key, std::vector<uint8_t>(data, data + n));)

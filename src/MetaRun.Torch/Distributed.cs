@@ -6,7 +6,7 @@ namespace LibTorch;
 
 internal static unsafe partial class Native
 {
-    [DllImport(Lib)] internal static extern IntPtr mr_store_new([MarshalAs(UnmanagedType.LPUTF8Str)] string host, int port, int isMaster, int worldSize, long timeoutMs);
+    [DllImport(Lib)] internal static extern IntPtr mr_store_new([MarshalAs(UnmanagedType.LPUTF8Str)] string host, int port, int isMaster, int worldSize, long timeoutMs, [MarshalAs(UnmanagedType.LPUTF8Str)] string prefix);
     [DllImport(Lib)] internal static extern void mr_store_free(IntPtr h);
     [DllImport(Lib)] internal static extern int mr_store_port(IntPtr h);
     [DllImport(Lib)] internal static extern int mr_store_set(IntPtr h, [MarshalAs(UnmanagedType.LPUTF8Str)] string key, byte* data, long n);
@@ -47,11 +47,12 @@ public sealed unsafe class TcpStore : IDisposable
     /// <summary>
     /// The master binds <paramref name="host"/>:<paramref name="port"/> (0: any free port, see
     /// <see cref="Port"/>); a client connects to it, retrying until <paramref name="timeout"/>.
-    /// Gets and waits later in the run block at most that long too.
+    /// Gets and waits later in the run block at most that long too. With a <paramref name="prefix"/>
+    /// every key (this binding's and the process groups') lives under it.
     /// </summary>
-    public static TcpStore Create(string host, int port, bool isMaster, int worldSize, TimeSpan timeout)
+    public static TcpStore Create(string host, int port, bool isMaster, int worldSize, TimeSpan timeout, string prefix = "")
     {
-        var h = mr_store_new(host, port, isMaster ? 1 : 0, worldSize, (long)timeout.TotalMilliseconds);
+        var h = mr_store_new(host, port, isMaster ? 1 : 0, worldSize, (long)timeout.TotalMilliseconds, prefix);
         if (h == IntPtr.Zero)
         {
             var why = Marshal.PtrToStringUTF8(mr_last_error()) ?? "no message";

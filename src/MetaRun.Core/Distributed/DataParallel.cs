@@ -47,7 +47,7 @@ public sealed class DataParallel : IDisposable
         TcpStore? store = null;
         try
         {
-            store = TcpStore.Create(launch.MasterAddr, launch.MasterPort, launch.IsMaster, launch.WorldSize, timeout);
+            store = TcpStore.Create(launch.MasterAddr, launch.MasterPort, launch.ServesStore, launch.WorldSize, timeout, launch.StorePrefix);
             store.AgreeOn("config", configDigest, launch.Rank, launch.WorldSize);
             var group = ProcessGroup.Create(backend, store, launch.Rank, launch.WorldSize, timeout, device);
             return new DataParallel(launch, store, group);
@@ -190,13 +190,16 @@ public sealed class DataParallel : IDisposable
     private RankFailedException Diagnose(string during, TorchException cause)
     {
         var what = $"rank {Rank} of {WorldSize}: {during} failed";
+        var storeGone = Launch.LauncherHostsStore
+            ? $"{what}: the launcher's rendezvous store at {Launch.MasterAddr}:{Launch.MasterPort} stopped responding"
+            : $"{what}: rank 0, which hosts the rendezvous store, stopped responding (it died or hung)";
         try
         {
             store.Set($"saw/{Rank}", cause.Message);
         }
         catch (TorchException)
         {
-            return new RankFailedException($"{what}: rank 0, which hosts the rendezvous store, stopped responding (it died or hung)", cause);
+            return new RankFailedException(storeGone, cause);
         }
         var grace = TimeSpan.FromSeconds(Math.Min(5, Timeout.TotalSeconds));
         var clock = Stopwatch.StartNew();
@@ -216,7 +219,7 @@ public sealed class DataParallel : IDisposable
         }
         catch (TorchException)
         {
-            return new RankFailedException($"{what}: rank 0, which hosts the rendezvous store, stopped responding (it died or hung)", cause);
+            return new RankFailedException(storeGone, cause);
         }
         if (errors.Count > 0)
             return new RankFailedException($"{what}: " + string.Join("; ", errors.Select(kv => $"rank {kv.Key} stopped: {kv.Value}")), cause);

@@ -11,7 +11,19 @@ public sealed record Launch(int Rank, int WorldSize, int LocalRank, int LocalWor
     /// <summary>torchrun's default rendezvous port, used when the launcher names none.</summary>
     public const int DefaultPort = 29500;
 
-    public bool IsMaster => Rank == 0;
+    /// <summary>
+    /// torchrun's agent already serves a store at MASTER_ADDR:MASTER_PORT (it says so with
+    /// TORCHELASTIC_USE_AGENT_STORE=True): every rank is then its client, rank 0 included.
+    /// </summary>
+    public bool LauncherHostsStore { get; init; }
+
+    /// <summary>torchrun's restart count: each attempt keeps its keys apart in the launcher's store.</summary>
+    public int Attempt { get; init; }
+
+    /// <summary>Whether this process serves the rendezvous store.</summary>
+    public bool ServesStore => Rank == 0 && !LauncherHostsStore;
+
+    public string StorePrefix => $"metarun/{Attempt}/";
 
     /// <summary>
     /// The launch a parent process or a cluster described in the environment: torchrun's
@@ -30,7 +42,11 @@ public sealed record Launch(int Rank, int WorldSize, int LocalRank, int LocalWor
             var localWorld = Int(getenv, "LOCAL_WORLD_SIZE", min: 1, fallback: world);
             if (world == 1) return null;
             var addr = getenv("MASTER_ADDR") ?? throw Bad("MASTER_ADDR is not set (RANK and WORLD_SIZE are)");
-            return new Launch(rank, world, local, localWorld, addr, Int(getenv, "MASTER_PORT", min: 1, fallback: DefaultPort));
+            return new Launch(rank, world, local, localWorld, addr, Int(getenv, "MASTER_PORT", min: 1, fallback: DefaultPort))
+            {
+                LauncherHostsStore = string.Equals(getenv("TORCHELASTIC_USE_AGENT_STORE"), "true", StringComparison.OrdinalIgnoreCase),
+                Attempt = Int(getenv, "TORCHELASTIC_RESTART_COUNT", min: 0, fallback: 0),
+            };
         }
         if (getenv("SLURM_PROCID") != null)
         {

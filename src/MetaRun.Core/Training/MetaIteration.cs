@@ -43,6 +43,9 @@ public static class MetaIteration
     /// </summary>
     public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, Device device, int workers, DataParallel? parallel = null)
     {
+        // Every rank decides alike, so all stop together here rather than deadlock in the all-reduce.
+        if (parallel != null && a.MetaBatchSize < parallel.WorldSize)
+            throw new ConfigException($"algorithm.meta_batch_size: {a.MetaBatchSize} episodes cannot be shared by {parallel.WorldSize} processes; every rank needs at least one");
         optimizer.LearningRate = ScheduledLr(a, iteration);
         (learner as IIterationAware)?.SetIteration(iteration);
         MetaStep step;

@@ -23,6 +23,17 @@ public sealed class LaunchTests
         Assert.Equal(new Launch(3, 8, 1, 2, "node-a", 1234), l);
         var d = Launch.FromEnvironment(Env(("RANK", "1"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")));
         Assert.Equal(new Launch(1, 2, 1, 2, "h", Launch.DefaultPort), d);
+        Assert.True(d!.ServesStore == false && l!.ServesStore == false);
+        Assert.True(Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")))!.ServesStore);
+    }
+
+    [Fact]
+    public void UnderTorchrunsAgentTheAgentServesTheStoreAndEachAttemptHasItsOwnKeys()
+    {
+        var l = Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"), ("TORCHELASTIC_RESTART_COUNT", "3")))!;
+        Assert.False(l.ServesStore);
+        Assert.Equal("metarun/3/", l.StorePrefix);
     }
 
     [Fact]
