@@ -104,6 +104,34 @@ public sealed class DistributedTrainingTests
     }
 
     [Fact]
+    public void TheSupervisorNamesAKilledRankAndEveryRankExitsNonZero()
+    {
+        var dir = TestPaths.NewTempDir("dp-supervised");
+        using var supervisor = Metarun.Start(["train", Config, .. Settings(100000, 4), "--out", dir, "--nproc", "2"]);
+        var last = Path.Combine(dir, "checkpoints", "last.safetensors");
+        var clock = Stopwatch.StartNew();
+        while (!File.Exists(last) && clock.Elapsed < TimeSpan.FromSeconds(60) && !supervisor.HasExited) Thread.Sleep(20);
+        Assert.True(File.Exists(last), supervisor.Output);
+        var ranks = ChildRanks(supervisor.Id);
+        Assert.Equal([0, 1], ranks.Keys.Order());
+        Process.GetProcessById(ranks[1]).Kill();
+        Assert.True(supervisor.WaitForExit(TimeSpan.FromSeconds(60)), supervisor.Output);
+        Assert.Equal(1, supervisor.ExitCode);
+        Assert.Contains("metarun: rank 1 of 2 was killed by signal 9", supervisor.Output);
+        Assert.Contains("rank 1 stopped responding (it died or hung)", supervisor.Output); // rank 0's own line
+        Assert.Throws<ArgumentException>(() => Process.GetProcessById(ranks[0])); // rank 0 has exited too
+    }
+
+    /// <summary>The supervisor's children by their RANK variable (Linux /proc).</summary>
+    private static Dictionary<int, int> ChildRanks(int parent)
+    {
+        var children = File.ReadAllText($"/proc/{parent}/task/{parent}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse);
+        return children.ToDictionary(
+            pid => int.Parse(File.ReadAllText($"/proc/{pid}/environ").Split('\0').First(v => v.StartsWith("RANK=", StringComparison.Ordinal))[5..], CultureInfo.InvariantCulture),
+            pid => pid);
+    }
+
+    [Fact]
     public void RanksWithDifferentConfigsRefuseAtStartWithExitCode2()
     {
         var dir = TestPaths.NewTempDir("dp-mismatch");
@@ -213,6 +241,7 @@ internal sealed class Metarun : IDisposable
 
     public string Output { get { lock (lines) return string.Join("\n", lines); } }
     public bool HasExited => process.HasExited;
+    public int Id => process.Id;
     public int ExitCode => process.ExitCode;
 
     /// <summary>metarun.dll as built beside the tests (the test project references the CLI).</summary>
