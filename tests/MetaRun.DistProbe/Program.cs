@@ -7,6 +7,13 @@ using LibTorch;
 var (mode, host, port, rank, world, timeout) =
     (args[0], args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
      int.Parse(args[4], CultureInfo.InvariantCulture), TimeSpan.FromMilliseconds(double.Parse(args[5], CultureInfo.InvariantCulture)));
+// Gated (METARUN_PROBE_GATE=1): the test starts every rank, waits for each "ready", then lets them go
+// together, so a short timeout measures the collective, not a slow process start.
+if (Environment.GetEnvironmentVariable("METARUN_PROBE_GATE") == "1")
+{
+    Console.WriteLine("ready");
+    Console.ReadLine();
+}
 try
 {
     if (mode.StartsWith("dp-", StringComparison.Ordinal)) return DataParallelMode(mode, host, port, rank, world, timeout);

@@ -63,8 +63,9 @@ public sealed class DistributedTests
     public void APeerThatHangsFailsTheCollectiveAtTheTimeout()
     {
         var port = FreePort();
-        using var r1 = Rank.Start("idle", port, 1, 2, 3_000);
-        using var r0 = Rank.Start("allreduce", port, 0, 2, 3_000);
+        using var r1 = Rank.Start("idle", port, 1, 2, 3_000, gated: true);
+        using var r0 = Rank.Start("allreduce", port, 0, 2, 3_000, gated: true);
+        Rank.Go(r0, r1);
         r0.WaitForLine("joined", TimeSpan.FromSeconds(30));
         var clock = Stopwatch.StartNew();
         var (code, output) = r0.Finish(TimeSpan.FromSeconds(30));
@@ -229,9 +230,10 @@ public sealed class DistributedTests
             p.BeginErrorReadLine();
         }
 
-        public static Rank Start(string mode, int port, int rank, int world, int timeoutMs, string? hash = null)
+        public static Rank Start(string mode, int port, int rank, int world, int timeoutMs, string? hash = null, bool gated = false)
         {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = gated, UseShellExecute = false };
+            if (gated) psi.Environment["METARUN_PROBE_GATE"] = "1";
             foreach (var a in new[] { ProbeDll, mode, "127.0.0.1", port.ToString(CultureInfo.InvariantCulture), rank.ToString(CultureInfo.InvariantCulture),
                          world.ToString(CultureInfo.InvariantCulture), timeoutMs.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(a);
@@ -272,6 +274,13 @@ public sealed class DistributedTests
         }
 
         public void Kill() => process.Kill();
+
+        /// <summary>Lets gated ranks start together once every one of them has loaded.</summary>
+        public static void Go(params Rank[] ranks)
+        {
+            foreach (var r in ranks) r.WaitForLine("ready", TimeSpan.FromSeconds(60));
+            foreach (var r in ranks) r.process.StandardInput.WriteLine("go");
+        }
 
         public void Dispose()
         {
