@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 
 namespace metarun {
 
@@ -49,7 +50,33 @@ static GroupHandle* PG(void* h) {
   return static_cast<GroupHandle*>(h);
 }
 
+// c10d logs every failure through glog to stderr before it throws ("E1123 ... socket.cpp:860]
+// [c10d] The client socket has timed out ..."), and the same text then reaches the user in
+// MetaRun's one-line error. While a c10d call runs, glog's threshold is raised to fatal so the
+// message is printed once. glog is found at run time in this library's dependency tree (the
+// libtorch builds that log elsewhere simply have no such flag).
+static int* glog_min_level() {
+  static int* const flag = [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&glog_min_level), &self) == 0 || self.dli_fname == nullptr) return static_cast<int*>(nullptr);
+    void* handle = dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    return handle == nullptr ? nullptr : static_cast<int*>(dlsym(handle, "_ZN3fLI17FLAGS_minloglevelE"));
+  }();
+  return flag;
+}
+struct QuietGlog {
+  int* flag = glog_min_level();
+  int saved = flag != nullptr ? *flag : 0;
+  QuietGlog() {
+    if (flag != nullptr) *flag = 3;  // glog's FATAL
+  }
+  ~QuietGlog() {
+    if (flag != nullptr) *flag = saved;
+  }
+};
+
 static void wait_for(GroupHandle* g, const c10::intrusive_ptr<c10d::Work>& work) {
+  QuietGlog quiet;
   work->wait(g->timeout);
 }
 
@@ -86,6 +113,7 @@ MR_EXPORT void* mr_store_new(const char* host, int port, int is_master, int worl
     if (world_size > 0) opts.numWorkers = static_cast<std::size_t>(world_size);
     opts.waitWorkers = false;
     opts.timeout = std::chrono::milliseconds(timeout_ms);
+    QuietGlog quiet;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     c10::intrusive_ptr<c10d::Store> store = tcp;
     if (prefix != nullptr && *prefix != '\0') store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
@@ -102,6 +130,7 @@ MR_EXPORT int mr_store_set(void* h, const char* key, const uint8_t* data, int64_
 // Waits (up to the store's timeout) for the key; *out receives a buffer for mr_buffer_free.
 MR_EXPORT int64_t mr_store_get(void* h, const char* key, uint8_t** out) {
   MR_GUARD(-1, {
+    QuietGlog quiet;
     auto bytes = S(h)->store->get(key);
     *out = copy_out(bytes);
     return static_cast<int64_t>(bytes.size());
@@ -116,7 +145,7 @@ MR_EXPORT int mr_store_check(void* h, const char** keys, int n) {
   MR_GUARD(-1, return S(h)->store->check(std::vector<std::string>(keys, keys + n)) ? 1 : 0;)
 }
 MR_EXPORT int mr_store_wait(void* h, const char** keys, int n, int64_t timeout_ms) {
-  MR_STATUS(S(h)->store->wait(std::vector<std::string>(keys, keys + n), std::chrono::milliseconds(timeout_ms));)
+  MR_STATUS(QuietGlog quiet; S(h)->store->wait(std::vector<std::string>(keys, keys + n), std::chrono::milliseconds(timeout_ms));)
 }
 
 // ---- process groups ----
@@ -145,6 +174,7 @@ MR_EXPORT void* mr_pg_gloo_new(void* store, int rank, int size, int64_t timeout_
       opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     // One thread runs the queued collectives: MetaRun issues them one at a time.
     opts->threads = 1;
+    QuietGlog quiet;
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(S(store)->store, rank, size, opts);
     return new GroupHandle{std::move(pg), timeout};
 #endif
@@ -161,6 +191,7 @@ MR_EXPORT void* mr_pg_nccl_new(void* store, int rank, int size, int64_t timeout_
     auto timeout = std::chrono::milliseconds(timeout_ms);
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
+    QuietGlog quiet;
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(S(store)->store, rank, size, opts);
     return new GroupHandle{std::move(pg), timeout};
 #else

@@ -146,9 +146,6 @@ public sealed class DataParallel : IDisposable
         return all.SelectMany((values, r) => values.Take((int)lengths[r][0])).ToArray();
     }
 
-    /// <summary>Overwrites the tensors with rank 0's (the parameters every rank starts from).</summary>
-    public void Broadcast(IReadOnlyList<Tensor> tensors, string during) => Guard(during, () => group.Broadcast(tensors));
-
     public void Barrier(string during) => Guard(during, group.Barrier);
 
     /// <summary>
