@@ -19,6 +19,8 @@ public static class TaskFamilies
         {
             case "sinusoid":
                 return new SinusoidTaskFamily(seed);
+            case "linear":
+                return new LinearTaskFamily(seed);
             case Omniglot.Dataset:
             {
                 var (root, source) = DataRoot.ResolveWithSource(dataRootOverride, data.Root);
@@ -32,7 +34,7 @@ public static class TaskFamilies
                 return MiniImageNet.Open(dir, data.ImageSize, seed, options);
             }
             default:
-                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, omniglot or miniimagenet)");
+                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, linear, omniglot or miniimagenet)");
         }
     }
 

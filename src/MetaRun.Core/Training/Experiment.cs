@@ -7,8 +7,11 @@ using MetaRun.Models;
 
 namespace MetaRun.Training;
 
-/// <summary>Where and how wide a config runs: the device, the task workers and the intra-op threads per worker.</summary>
-public sealed record ExecutionPlan(Device Device, int Workers, int Threads);
+/// <summary>
+/// Where and how a config runs: the device, the task workers, the intra-op threads per worker,
+/// and whether a meta-batch's tasks run one by one on the workers or all at once (batched).
+/// </summary>
+public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool Batched);
 
 /// <summary>
 /// Everything a config names, built once: the task family, the model and the meta-learner, and
@@ -59,7 +62,7 @@ public sealed class Experiment : IDisposable
 
     /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
     public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration) =>
-        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Device, Workers, Parallel);
+        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan, Parallel);
 
     /// <summary>
     /// Adapts to and scores episodes 0..count−1 of a split with the test episode shape. In a
@@ -86,7 +89,7 @@ public sealed class Experiment : IDisposable
         {
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
-            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family));
+            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed));
             return new Experiment(config, algorithm, plan, family, model, learner, objective, parallel);
         }
         catch
@@ -100,18 +103,28 @@ public sealed class Experiment : IDisposable
     /// The device and thread layout a config asks for (0 = pick). Small tasks keep one core busy
     /// poorly: on CPU, a meta-batch's tasks side by side on single-threaded workers beat one task
     /// at a time on all cores (docs/performance.md). An algorithm that trains on one ordinary
-    /// batch per step has nothing to spread, so its one worker gets all the cores. Processes of a
-    /// distributed run on one machine share its cores evenly, and each takes the GPU of its local rank.
+    /// batch per step, or a batched meta-batch, is one computation: one worker gets all the cores.
+    /// execution: auto batches on a GPU, where one task at a time leaves it mostly idle, and runs
+    /// per task on CPU, where `metarun bench` measured per-task workers faster (docs/performance.md).
+    /// Processes of a distributed run on one machine share its cores evenly, and each takes the GPU
+    /// of its local rank.
     /// </summary>
     public static ExecutionPlan PlanFor(RunConfig config, Launch? launch = null)
     {
         var device = ResolveDevice(config.Device);
         if (device.Type == DeviceType.Cuda && launch != null) device = Device.Cuda(launch.LocalRank);
         var cores = Math.Max(1, Environment.ProcessorCount / (launch?.LocalWorldSize ?? 1));
-        var ownBatches = AlgorithmRegistry.Get(config.Algorithm.Name).Trains == TrainsOn.OwnBatches;
-        var workers = config.Workers > 0 ? config.Workers : device.Type != DeviceType.Cpu || ownBatches ? 1 : cores;
+        var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
+        var batched = config.Execution switch
+        {
+            "batched" => true,
+            "per_task" => false,
+            _ => algorithm.Batched && device.Type != DeviceType.Cpu,
+        };
+        var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches || batched;
+        var workers = config.Workers > 0 ? config.Workers : one ? 1 : cores;
         var threads = config.Threads > 0 ? config.Threads : Math.Max(1, cores / workers);
-        return new ExecutionPlan(device, workers, threads);
+        return new ExecutionPlan(device, workers, threads, batched);
     }
 
     /// <summary>

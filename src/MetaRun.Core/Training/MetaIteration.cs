@@ -41,7 +41,7 @@ public static class MetaIteration
     /// the meta-batch; one all-reduce sums gradients and metrics over the ranks, so every rank
     /// takes the same outer step.
     /// </summary>
-    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, Device device, int workers, DataParallel? parallel = null)
+    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, ExecutionPlan plan, DataParallel? parallel = null)
     {
         // Every rank decides alike, so all stop together here rather than deadlock in the all-reduce.
         if (parallel != null && a.MetaBatchSize < parallel.WorldSize)
@@ -49,8 +49,10 @@ public static class MetaIteration
         optimizer.LearningRate = ScheduledLr(a, iteration);
         (learner as IIterationAware)?.SetIteration(iteration);
         MetaStep step;
+        // A rank's tasks are weighted by the whole meta-batch: the all-reduce's sum is then the mean.
         var total = parallel == null ? (int?)null : a.MetaBatchSize;
-        using (PhaseClock.Time("task gradients (wall)")) step = MetaBatchRunner.SumTaskGradients(learner, batch, device, workers, total);
+        using (PhaseClock.Time("task gradients (wall)"))
+            step = plan.Batched ? MetaBatchRunner.BatchedGradient(learner, batch, plan.Device, total) : MetaBatchRunner.SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
         if (parallel != null)
         {
             // Only when timing (bench): a barrier first, so the all-reduce's own time is apart

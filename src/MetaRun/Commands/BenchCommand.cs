@@ -66,8 +66,9 @@ public static class BenchCommand
         var work = experiment.Algorithm.Trains == TrainsOn.OwnBatches
             ? $"batches of {a.BatchSize}"
             : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
+        var mode = experiment.Plan.Batched ? "batched" : "per_task";
         Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
-                          $"{experiment.Device}, {processes}{experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
+                          $"{experiment.Device}, execution {mode}, {processes}{experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
         Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB; live tensors {r.LiveTensorsAfterWarmup} → {r.LiveTensorsAtEnd}");
@@ -78,6 +79,16 @@ public static class BenchCommand
         if (parallel != null)
             Console.WriteLine($"  communication: the all-reduce takes {communication.ToString("0.0000", inv)} s of a {r.MedianSeconds.ToString("0.000", inv)} s iteration " +
                               $"({(100 * communication / r.MedianSeconds).ToString("0.0", inv)}%), {ParameterBytes(experiment).ToString("N0", inv)} bytes of gradients");
+        var threads = Torch.Threads;
+        // The other mode would be a single process's run here: a distributed bench times its own layout only.
+        var other = parallel == null ? Benchmark.RunOtherMode(experiment, dataRoot, iterations, warmup) : null;
+        var modes = new Dictionary<string, object> { [mode] = ModeJson(r, experiment.Plan) };
+        if (other != null)
+        {
+            modes[other.Mode] = ModeJson(other.Result, other.Plan);
+            Console.WriteLine($"  side by side: {mode} {r.MedianSeconds.ToString("0.000", inv)} s, {other.Mode} {other.Result.MedianSeconds.ToString("0.000", inv)} s per meta-iteration " +
+                              $"({other.Mode}: {other.Plan.Workers} workers × {other.Plan.Threads} threads, p10 {other.Result.P10Seconds.ToString("0.000", inv)}, p90 {other.Result.P90Seconds.ToString("0.000", inv)})");
+        }
         var json = new Dictionary<string, object>
         {
             ["config"] = Path.GetFullPath(configPath),
@@ -92,7 +103,9 @@ public static class BenchCommand
             ["device"] = experiment.Device.ToString(),
             ["processes"] = parallel?.WorldSize ?? 1,
             ["workers"] = experiment.Workers,
-            ["torch_threads"] = Torch.Threads,
+            ["torch_threads"] = threads,
+            ["execution"] = mode,
+            ["modes"] = modes,
             ["cores"] = Environment.ProcessorCount,
             ["iterations"] = iterations,
             ["warmup"] = warmup,
@@ -120,6 +133,16 @@ public static class BenchCommand
 
     /// <summary>What one all-reduce carries: every outer parameter's gradient.</summary>
     private static long ParameterBytes(Experiment e) => e.Learner.OuterParameters.Sum(p => p.NumElements * (p.DType == ScalarType.Float64 ? 8 : 4));
+
+    private static Dictionary<string, object> ModeJson(BenchmarkResult r, ExecutionPlan plan) => new()
+    {
+        ["median_seconds"] = Math.Round(r.MedianSeconds, 4),
+        ["p10_seconds"] = Math.Round(r.P10Seconds, 4),
+        ["p90_seconds"] = Math.Round(r.P90Seconds, 4),
+        ["workers"] = plan.Workers,
+        ["torch_threads"] = plan.Threads,
+        ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
+    };
 
     /// <summary>Times the data pipeline of a config (<see cref="DataBenchmark"/>); prints and writes the figures.</summary>
     public static int RunData(string configPath, IReadOnlyList<string> sets, string? dataRoot, int episodes, TextWriter output, string jsonPath = "bench-data.json")
