@@ -132,6 +132,29 @@ public sealed class DistributedTrainingTests
     }
 
     [Fact]
+    public void RanksStartedWithSlurmsVariablesTrainTogether()
+    {
+        // What srun gives each task: no torchrun variables; the master is the nodelist's first host.
+        var dir = TestPaths.NewTempDir("dp-slurm");
+        var port = Binding.DistributedTests.FreePort().ToString(CultureInfo.InvariantCulture);
+        Dictionary<string, string> Slurm(int rank) => new()
+        {
+            ["SLURM_PROCID"] = rank.ToString(CultureInfo.InvariantCulture), ["SLURM_LOCALID"] = rank.ToString(CultureInfo.InvariantCulture),
+            ["SLURM_NTASKS"] = "2", ["SLURM_TASKS_PER_NODE"] = "2", ["SLURM_JOB_NODELIST"] = "localhost", ["MASTER_PORT"] = port,
+        };
+        using var r0 = Metarun.Start(["train", Config, .. Settings(20), "--out", dir], Slurm(0));
+        using var r1 = Metarun.Start(["train", Config, .. Settings(20), "--out", dir], Slurm(1));
+        foreach (var r in new[] { r0, r1 })
+        {
+            Assert.True(r.WaitForExit(TimeSpan.FromSeconds(90)), r.Output);
+            Assert.True(r.ExitCode == 0, r.Output);
+        }
+        Assert.Contains("Rank 1 of 2 (Gloo, rendezvous localhost:", File.ReadAllText(Path.Combine(dir, "train.rank1.log")));
+        using var c = Checkpoint.Load(Path.Combine(dir, "checkpoints", "last.safetensors"));
+        Assert.Equal(20, c.Iteration);
+    }
+
+    [Fact]
     public void RanksWithDifferentConfigsRefuseAtStartWithExitCode2()
     {
         var dir = TestPaths.NewTempDir("dp-mismatch");
@@ -250,7 +273,8 @@ internal sealed class Metarun : IDisposable
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "metarun.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var k in new[] { "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS" })
+        foreach (var k in new[] { "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+                     "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "TORCHELASTIC_USE_AGENT_STORE" })
             psi.Environment.Remove(k);
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         return new Metarun(Process.Start(psi)!);
