@@ -4,7 +4,7 @@ namespace LibTorch;
 
 // The flat C ABI of native/ (libmetarun_native.so). Every call that can fail reports through
 // its return value; Check turns that into a TorchException carrying libtorch's message.
-internal static unsafe class Native
+internal static unsafe partial class Native
 {
     private const string Lib = "metarun_native";
 

@@ -64,8 +64,8 @@ public static class ConfigLoader
 
     /// <summary>
     /// A hash of everything that shapes the trained weights. The name, output folder, iteration
-    /// budget, validation and checkpoint schedules and the execution mode are left out, so a
-    /// resumed run may extend its budget or change how often it reports.
+    /// budget, validation and checkpoint schedules, the execution mode and the distributed timeout
+    /// are left out, so a resumed run may extend its budget or change how often it reports.
     /// </summary>
     public static string Hash(RunConfig config)
     {
@@ -77,6 +77,7 @@ public static class ConfigLoader
         copy.Checkpoint = new CheckpointConfig();
         // How the tasks are scheduled changes only the summation order, not what is trained.
         copy.Execution = "auto";
+        copy.Distributed = new DistributedConfig();
         return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
     }
 

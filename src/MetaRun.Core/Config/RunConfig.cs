@@ -20,6 +20,7 @@ public sealed class RunConfig
     public EvalConfig Eval { get; set; } = new();
     public OutputConfig Output { get; set; } = new();
     public CheckpointConfig Checkpoint { get; set; } = new();
+    public DistributedConfig Distributed { get; set; } = new();
 }
 
 public sealed class DataConfig
@@ -111,6 +112,15 @@ public sealed class CheckpointConfig
 {
     /// <summary>Write checkpoints/last every this many iterations (and at the end).</summary>
     [Range(1, 100000000)] public int Interval { get; set; } = 500;
+}
+
+public sealed class DistributedConfig
+{
+    /// <summary>
+    /// Seconds any rank waits for the others (rendezvous, each collective) before it gives up and
+    /// names the rank that did not come; only used when training runs in several processes.
+    /// </summary>
+    [Range(1, 86400)] public int Timeout { get; set; } = 300;
 }
 
 [AttributeUsage(AttributeTargets.Property)]

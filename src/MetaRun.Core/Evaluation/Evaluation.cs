@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Distributed;
 using MetaRun.Training;
 
 namespace MetaRun.Evaluation;
@@ -49,7 +50,9 @@ public static class Evaluator
 
     /// <summary>
     /// Evaluates episodes 0..episodes−1 of <paramref name="split"/>. Sets the process-wide
-    /// threads and seed for the checkpoint's config (as a command does before it runs).
+    /// threads and seed for the checkpoint's config (as a command does before it runs). Launched
+    /// as several ranks (torchrun or Slurm variables, or --nproc), each scores its share of the
+    /// episodes and every rank returns the same result from all of them.
     /// </summary>
     public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot)
     {
@@ -66,11 +69,23 @@ public static class Evaluator
         ConfigLoader.Override(config, sets);
 
         var clock = Stopwatch.StartNew();
-        Experiment.ApplyProcessSettings(config);
-        using var experiment = Experiment.Create(config, dataRoot);
+        var launch = Launch.FromEnvironment();
+        Experiment.ApplyProcessSettings(config, launch);
+        using var parallel = DataParallel.JoinIfLaunched(launch, config, $"eval {Path.GetFullPath(file)} {split} {episodes}");
+        using var experiment = Experiment.Create(config, dataRoot, parallel);
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
-        var scores = experiment.Evaluate(split, episodes);
+        List<TaskScore> scores;
+        try
+        {
+            scores = experiment.Evaluate(split, episodes);
+            parallel?.Barrier("the end of evaluation");
+        }
+        catch (Exception e)
+        {
+            parallel?.ReportFailure(e);
+            throw;
+        }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
             experiment.Family.IsRegression, config.Algorithm.EffectiveTestInnerSteps, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds);
     }

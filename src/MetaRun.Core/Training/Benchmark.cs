@@ -72,7 +72,8 @@ public static class Benchmark
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
-                tasks = batch.Tasks;
+                // A data-parallel rank holds a share; the iteration covers the whole meta-batch.
+                tasks = e.Parallel == null ? batch.Tasks : e.Config.Algorithm.MetaBatchSize;
                 if (measuring) waiting += clock.Elapsed.TotalSeconds;
                 e.Iterate(optimizer, batch, it + 1);
             }

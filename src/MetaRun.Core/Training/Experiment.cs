@@ -2,6 +2,7 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Distributed;
 using MetaRun.Models;
 
 namespace MetaRun.Training;
@@ -19,10 +20,13 @@ public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool
 /// </summary>
 public sealed class Experiment : IDisposable
 {
-    private Experiment(RunConfig config, AlgorithmInfo algorithm, ExecutionPlan plan, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective)
+    private Experiment(RunConfig config, AlgorithmInfo algorithm, ExecutionPlan plan, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective, DataParallel? parallel)
     {
-        (Config, Algorithm, Plan, Family, Model, Learner, Objective) = (config, algorithm, plan, family, model, learner, objective);
+        (Config, Algorithm, Plan, Family, Model, Learner, Objective, Parallel) = (config, algorithm, plan, family, model, learner, objective, parallel);
     }
+
+    /// <summary>This process's rank in a data-parallel run (it owns a share of every meta-batch and validation); null when alone.</summary>
+    public DataParallel? Parallel { get; }
 
     public RunConfig Config { get; }
     public AlgorithmInfo Algorithm { get; }
@@ -51,28 +55,42 @@ public sealed class Experiment : IDisposable
     {
         if (Learner is ITrainingBatchSource own) return own.TrainingBatch(index);
         var size = Config.Algorithm.MetaBatchSize;
-        return Family.Sample(Split.Train, index * size, size, TrainShape);
+        // In a data-parallel run this rank samples only its own episodes of the meta-batch.
+        var (first, count) = Parallel?.Share(index * size, size) ?? (index * size, size);
+        return Family.Sample(Split.Train, first, count, TrainShape);
     }
 
     /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
     public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration) =>
-        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan);
+        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan, Parallel);
 
-    /// <summary>Adapts to and scores episodes 0..count−1 of a split with the test episode shape.</summary>
-    public List<TaskScore> Evaluate(Split split, int count) =>
-        MetaBatchRunner.Evaluate(Learner, Family, split, count, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
+    /// <summary>
+    /// Adapts to and scores episodes 0..count−1 of a split with the test episode shape. In a
+    /// data-parallel run each rank scores its share and every rank gets all scores, in episode order.
+    /// </summary>
+    public List<TaskScore> Evaluate(Split split, int count)
+    {
+        if (Parallel == null)
+            return MetaBatchRunner.Evaluate(Learner, Family, split, 0, count, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
+        var (first, mine) = Parallel.Share(0, count);
+        var scores = MetaBatchRunner.Evaluate(Learner, Family, split, first, mine, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
+        var all = Parallel.Gather(scores.SelectMany(s => new[] { s.Loss, s.Accuracy }).ToArray(), $"gathering the {split} scores");
+        return Enumerable.Range(0, all.Length / 2).Select(i => new TaskScore(all[2 * i], all[2 * i + 1])).ToList();
+    }
 
-    public static Experiment Create(RunConfig config, string? dataRootOverride)
+    public static Experiment Create(RunConfig config, string? dataRootOverride, DataParallel? parallel = null)
     {
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
-        var plan = PlanFor(config);
+        if (parallel != null && algorithm.Trains == TrainsOn.OwnBatches)
+            throw new ConfigException($"algorithm.name: {config.Algorithm.Name} trains on ordinary mini-batches, not episodes; data-parallel training splits episodes, so run it in one process");
+        var plan = PlanFor(config, parallel?.Launch);
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
         try
         {
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
             var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed));
-            return new Experiment(config, algorithm, plan, family, model, learner, objective);
+            return new Experiment(config, algorithm, plan, family, model, learner, objective, parallel);
         }
         catch
         {
@@ -88,10 +106,14 @@ public sealed class Experiment : IDisposable
     /// batch per step, or a batched meta-batch, is one computation: one worker gets all the cores.
     /// execution: auto batches on a GPU, where one task at a time leaves it mostly idle, and runs
     /// per task on CPU, where `metarun bench` measured per-task workers faster (docs/performance.md).
+    /// Processes of a distributed run on one machine share its cores evenly, and each takes the GPU
+    /// of its local rank.
     /// </summary>
-    public static ExecutionPlan PlanFor(RunConfig config)
+    public static ExecutionPlan PlanFor(RunConfig config, Launch? launch = null)
     {
         var device = ResolveDevice(config.Device);
+        if (device.Type == DeviceType.Cuda && launch != null) device = Device.Cuda(launch.LocalRank);
+        var cores = Math.Max(1, Environment.ProcessorCount / (launch?.LocalWorldSize ?? 1));
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
         var batched = config.Execution switch
         {
@@ -100,8 +122,8 @@ public sealed class Experiment : IDisposable
             _ => algorithm.Batched && device.Type != DeviceType.Cpu,
         };
         var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches || batched;
-        var workers = config.Workers > 0 ? config.Workers : one ? 1 : Environment.ProcessorCount;
-        var threads = config.Threads > 0 ? config.Threads : Math.Max(1, Environment.ProcessorCount / workers);
+        var workers = config.Workers > 0 ? config.Workers : one ? 1 : cores;
+        var threads = config.Threads > 0 ? config.Threads : Math.Max(1, cores / workers);
         return new ExecutionPlan(device, workers, threads, batched);
     }
 
@@ -110,10 +132,10 @@ public sealed class Experiment : IDisposable
     /// libtorch's global seed. Commands call it once before they build an experiment; tests that
     /// call it share one serial collection.
     /// </summary>
-    public static void ApplyProcessSettings(RunConfig config)
+    public static void ApplyProcessSettings(RunConfig config, Launch? launch = null)
     {
         Torch.ManualSeed((ulong)config.Seed);
-        Torch.Threads = PlanFor(config).Threads;
+        Torch.Threads = PlanFor(config, launch).Threads;
     }
 
     public static Device ResolveDevice(string name) => name switch

@@ -23,15 +23,20 @@ public static class MetaBatchRunner
         return Enumerable.Range(0, batch.Tasks).Select(i => new Episode(sx[i], sy[i], qx[i], qy[i])).ToArray();
     }
 
-    /// <summary>Sums the tasks' gradients (each weighted 1/tasks) into tensors owned by the caller's scope.</summary>
-    public static MetaStep SumTaskGradients(IMetaLearner learner, MetaBatch batch, Device device, int workers)
+    /// <summary>
+    /// Sums the tasks' gradients (each weighted 1/<paramref name="metaBatchSize"/>: the whole
+    /// meta-batch's size, of which a data-parallel rank holds a share) into tensors owned by the
+    /// caller's scope.
+    /// </summary>
+    public static MetaStep SumTaskGradients(IMetaLearner learner, MetaBatch batch, Device device, int workers, int? metaBatchSize = null)
     {
         var tasks = Episodes(batch, device);
         var n = tasks.Length;
+        var weight = 1.0 / (metaBatchSize ?? n);
         var results = new TaskGradient[n];
         ForEachTask(n, workers, i =>
         {
-            var r = learner.TaskGradient(tasks[i], 1.0 / n);
+            var r = learner.TaskGradient(tasks[i], weight);
             foreach (var g in r.Gradients) g?.DetachFromScope();
             results[i] = r;
         });
@@ -65,21 +70,21 @@ public static class MetaBatchRunner
     /// dimension, which a fast-weight learner runs all at once (per-task weights side by side,
     /// grouped convolutions). Its gradient is the sum of the tasks' gradients, up to summation order.
     /// </summary>
-    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device)
+    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int? metaBatchSize = null)
     {
         var all = new Episode(batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
-        var r = learner.TaskGradient(all, 1.0 / batch.Tasks);
+        var r = learner.TaskGradient(all, 1.0 / (metaBatchSize ?? batch.Tasks));
         return new MetaStep(r.Gradients, r.Loss, r.Accuracy);
     }
 
-    /// <summary>Adapts to and scores episodes 0..count−1 of a split, in order.</summary>
-    public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, int count, EpisodeShape shape, int batchSize, Device device, int workers)
+    /// <summary>Adapts to and scores episodes start..start+count−1 of a split, in order.</summary>
+    public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers)
     {
         var scores = new List<TaskScore>(count);
         for (long first = 0; first < count; first += batchSize)
         {
             using var scope = Torch.NewScope();
-            using var batch = family.Sample(split, first, (int)Math.Min(batchSize, count - first), shape);
+            using var batch = family.Sample(split, start + first, (int)Math.Min(batchSize, count - first), shape);
             var tasks = Episodes(batch, device);
             var results = new TaskScore[tasks.Length];
             ForEachTask(tasks.Length, workers, i => results[i] = learner.Evaluate(tasks[i]));

@@ -2,6 +2,7 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Distributed;
 
 namespace MetaRun.Training;
 
@@ -34,14 +35,36 @@ public static class MetaIteration
         };
     }
 
-    /// <summary>Outer step <paramref name="iteration"/> (1-based). Call inside a dispose scope: it owns the summed gradients.</summary>
-    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, ExecutionPlan plan)
+    /// <summary>
+    /// Outer step <paramref name="iteration"/> (1-based). Call inside a dispose scope: it owns the
+    /// summed gradients. In a data-parallel run <paramref name="batch"/> is this rank's share of
+    /// the meta-batch; one all-reduce sums gradients and metrics over the ranks, so every rank
+    /// takes the same outer step.
+    /// </summary>
+    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, ExecutionPlan plan, DataParallel? parallel = null)
     {
+        // Every rank decides alike, so all stop together here rather than deadlock in the all-reduce.
+        if (parallel != null && a.MetaBatchSize < parallel.WorldSize)
+            throw new ConfigException($"algorithm.meta_batch_size: {a.MetaBatchSize} episodes cannot be shared by {parallel.WorldSize} processes; every rank needs at least one");
         optimizer.LearningRate = ScheduledLr(a, iteration);
         (learner as IIterationAware)?.SetIteration(iteration);
         MetaStep step;
+        // A rank's tasks are weighted by the whole meta-batch: the all-reduce's sum is then the mean.
+        var total = parallel == null ? (int?)null : a.MetaBatchSize;
         using (PhaseClock.Time("task gradients (wall)"))
-            step = plan.Batched ? MetaBatchRunner.BatchedGradient(learner, batch, plan.Device) : MetaBatchRunner.SumTaskGradients(learner, batch, plan.Device, plan.Workers);
+            step = plan.Batched ? MetaBatchRunner.BatchedGradient(learner, batch, plan.Device, total) : MetaBatchRunner.SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
+        if (parallel != null)
+        {
+            // Only when timing (bench): a barrier first, so the all-reduce's own time is apart
+            // from waiting for the slowest rank. Training issues the all-reduce alone.
+            if (PhaseClock.Enabled)
+                using (PhaseClock.Time("waiting for the slowest rank (wall)")) parallel.Barrier($"the barrier of iteration {iteration}");
+            var n = batch.Tasks;
+            double[] sums;
+            using (PhaseClock.Time("all-reduce (wall)"))
+                sums = parallel.AllReduce(step.Gradients, [step.Loss * n, step.Accuracy * n], $"the all-reduce of iteration {iteration}");
+            step = step with { Loss = sums[0] / a.MetaBatchSize, Accuracy = sums[1] / a.MetaBatchSize };
+        }
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;
     }

@@ -7,7 +7,7 @@ namespace MetaRun.Training;
 /// <summary>
 /// A run folder and its layout — the one place that names its files:
 ///   config.yaml        the fully resolved config
-///   train.log          the log
+///   train.log          the log (rank 0's in a data-parallel run; rank R logs to train.rankR.log)
 ///   metrics.jsonl/.csv one row per iteration
 ///   checkpoints/last.safetensors, checkpoints/best.safetensors
 ///   checkpoints/eval.json (metarun eval), curves.png
@@ -83,10 +83,13 @@ public sealed class RunDirectory
         File.WriteAllText(ConfigPath, ConfigLoader.ToYaml(config));
     }
 
-    /// <summary>The run's log file (Serilog), debug level with <paramref name="verbose"/>.</summary>
-    public Serilog.Core.Logger CreateLog(bool verbose) => new LoggerConfiguration()
+    /// <summary>Where rank <paramref name="rank"/> of a data-parallel run logs (rank 0: the run's own log).</summary>
+    public string RankLogPath(int rank) => rank == 0 ? LogPath : Combine($"train.rank{rank}.log");
+
+    /// <summary>The run's log file (Serilog), debug level with <paramref name="verbose"/>; <paramref name="rank"/> > 0 logs beside it.</summary>
+    public Serilog.Core.Logger CreateLog(bool verbose, int rank = 0) => new LoggerConfiguration()
         .MinimumLevel.Is(verbose ? Serilog.Events.LogEventLevel.Debug : Serilog.Events.LogEventLevel.Information)
-        .WriteTo.File(LogPath, outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}")
+        .WriteTo.File(RankLogPath(rank), outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}")
         .CreateLogger();
 
     /// <summary>A checkpoint file as given, or the last checkpoint of a run folder (or of a checkpoints folder).</summary>

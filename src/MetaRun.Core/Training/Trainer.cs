@@ -18,7 +18,8 @@ public interface ITrainingObserver
 /// <summary>
 /// The outer loop, common to every algorithm: sample a meta-batch, ask the learner for its
 /// gradients, step the outer optimizer; validate, log metrics and checkpoint on schedule.
-/// It knows nothing of any particular algorithm.
+/// It knows nothing of any particular algorithm. In a data-parallel run every rank runs this
+/// loop in step (same outer steps, same validation verdicts) and rank 0 alone writes the run folder.
 /// </summary>
 public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log, ITrainingObserver? observer = null)
 {
@@ -31,6 +32,8 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         var learner = experiment.Learner;
         var headline = experiment.Objective.Headline;
         var total = config.Algorithm.Iterations;
+        var parallel = experiment.Parallel;
+        var writes = parallel == null || parallel.Rank == 0;
         using var optimizer = MetaIteration.CreateOptimizer(config.Algorithm, learner.OuterParameters);
 
         long start = 0;
@@ -45,12 +48,15 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             log.Information("Resumed from {Path} at iteration {Iteration}", run.LastCheckpoint, start);
         }
 
-        Directory.CreateDirectory(run.CheckpointDir);
-        using var metrics = new MetricsLog(run, start);
+        if (writes) Directory.CreateDirectory(run.CheckpointDir);
+        using var metrics = writes ? new MetricsLog(run, start) : null;
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
             config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers, Torch.Threads);
+        if (parallel != null)
+            log.Information("Rank {Rank} of {World} ({Backend:l}, rendezvous {Addr:l}:{Port}, collective timeout {Timeout} s)",
+                parallel.Rank, parallel.WorldSize, parallel.Backend.ToString(), parallel.Launch.MasterAddr, parallel.Launch.MasterPort, parallel.Timeout.TotalSeconds);
 
         using var prefetcher = new Prefetcher(experiment.TrainingBatch, start);
         for (var it = start + 1; it <= total; it++)
@@ -75,22 +81,24 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
                 if (isBest)
                 {
                     bestScore = score;
-                    Save(run.BestCheckpoint, it, optimizer, val);
+                    if (writes) Save(run.BestCheckpoint, it, optimizer, val);
                 }
                 log.Information("Iteration {Iteration}: validation loss {Loss:F4}, {Metric} {Mean:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, headline.Name, val.Headline.Mean, val.Headline.Ci95, isBest ? " (best)" : "");
             }
-            metrics.Write(row);
+            metrics?.Write(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
             observer?.Iteration(row);
-            if (it % config.Checkpoint.Interval == 0 || it == total)
+            if (writes && (it % config.Checkpoint.Interval == 0 || it == total))
             {
-                metrics.Flush();
+                metrics!.Flush();
                 Save(run.LastCheckpoint, it, optimizer, null);
                 Reports.Plots.TryWriteCurves(run, log);
                 log.Debug("Checkpoint at iteration {Iteration}", it);
             }
         }
-        metrics.Flush();
+        metrics?.Flush();
+        // Rank 0 serves the rendezvous store: it leaves only once every rank is done with it.
+        parallel?.Barrier("the end of training");
         log.Information("Finished {Total} iterations in {Seconds:F1} s", total, clock.Elapsed.TotalSeconds);
     }
 

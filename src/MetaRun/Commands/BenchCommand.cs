@@ -3,6 +3,7 @@ using System.Text.Json;
 using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
+using MetaRun.Distributed;
 using MetaRun.Training;
 using System.Globalization;
 
@@ -22,7 +23,7 @@ public static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Meta-iterations to run first, untimed", DefaultValueFactory = _ => 3 };
         var output = new Option<string>("--out") { Description = "Where to write the JSON result", DefaultValueFactory = _ => "bench.json" };
         var command = new Command("bench", "Measure seconds per meta-iteration (sampling included), or with --data CONFIG the data pipeline alone")
-            { config, Data, Episodes, Set, iterations, warmup, output };
+            { config, Data, Episodes, Set, iterations, warmup, output, Nproc.Option };
         command.SetAction(parse =>
         {
             var sets = parse.GetValue(Set) ?? [];
@@ -30,6 +31,7 @@ public static class BenchCommand
             var data = parse.GetValue(Data);
             if (data != null) return RunData(data, sets, dataRoot, parse.GetValue(Episodes), Console.Out);
             var path = parse.GetValue(config) ?? throw new ConfigException("bench needs a CONFIG (or --data CONFIG for the data pipeline)");
+            if (Nproc.Requested(parse) is { } n) return Nproc.Launch(parse, n, ConfigLoader.Load(path, sets));
             return RunTraining(path, sets, dataRoot, parse.GetValue(iterations), parse.GetValue(warmup), parse.GetValue(output)!);
         });
         return command;
@@ -40,10 +42,25 @@ public static class BenchCommand
     {
         if (iterations < 1 || warmup < 0) throw new ConfigException("--iterations must be at least 1 and --warmup at least 0");
         var config = ConfigLoader.Load(configPath, sets);
-        Experiment.ApplyProcessSettings(config);
-        using var experiment = Experiment.Create(config, dataRoot);
-        var r = Benchmark.Run(experiment, iterations, warmup);
+        var launch = Launch.FromEnvironment();
+        Experiment.ApplyProcessSettings(config, launch);
+        using var parallel = DataParallel.JoinIfLaunched(launch, config, $"bench {iterations} {warmup}");
+        using var experiment = Experiment.Create(config, dataRoot, parallel);
+        BenchmarkResult r;
+        try
+        {
+            r = Benchmark.Run(experiment, iterations, warmup);
+            parallel?.Barrier("the end of the benchmark");
+        }
+        catch (Exception e)
+        {
+            parallel?.ReportFailure(e);
+            throw;
+        }
+        // One rank reports: every rank ran the same synchronised iterations.
+        if (parallel is { Rank: > 0 }) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;
+        var processes = parallel == null ? "" : $"{parallel.WorldSize} processes ({parallel.Backend}) × ";
         var a = config.Algorithm;
         var shape = experiment.TrainShape;
         var work = experiment.Algorithm.Trains == TrainsOn.OwnBatches
@@ -51,15 +68,20 @@ public static class BenchCommand
             : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
         var mode = experiment.Plan.Batched ? "batched" : "per_task";
         Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
-                          $"{experiment.Device}, execution {mode}, {experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
+                          $"{experiment.Device}, execution {mode}, {processes}{experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
         Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB; live tensors {r.LiveTensorsAfterWarmup} → {r.LiveTensorsAtEnd}");
         Console.WriteLine($"  RSS (MB, managed heap in brackets) after iteration: {string.Join(", ", r.RssByIteration.Select(p => $"{p.Iteration}: {p.RssMb.ToString("0", inv)} ({p.ManagedMb.ToString("0", inv)})"))}");
         foreach (var (k, v) in r.BreakdownSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             Console.WriteLine($"  {k,-34} {v.ToString("0.0000", inv)} s/iteration");
+        var communication = r.BreakdownSeconds.GetValueOrDefault("all-reduce (wall)");
+        if (parallel != null)
+            Console.WriteLine($"  communication: the all-reduce takes {communication.ToString("0.0000", inv)} s of a {r.MedianSeconds.ToString("0.000", inv)} s iteration " +
+                              $"({(100 * communication / r.MedianSeconds).ToString("0.0", inv)}%), {ParameterBytes(experiment).ToString("N0", inv)} bytes of gradients");
         var threads = Torch.Threads;
-        var other = Benchmark.RunOtherMode(experiment, dataRoot, iterations, warmup);
+        // The other mode would be a single process's run here: a distributed bench times its own layout only.
+        var other = parallel == null ? Benchmark.RunOtherMode(experiment, dataRoot, iterations, warmup) : null;
         var modes = new Dictionary<string, object> { [mode] = ModeJson(r, experiment.Plan) };
         if (other != null)
         {
@@ -79,6 +101,7 @@ public static class BenchCommand
             ["tasks_per_iteration"] = r.TasksPerIteration,
             ["inner_steps"] = a.InnerSteps,
             ["device"] = experiment.Device.ToString(),
+            ["processes"] = parallel?.WorldSize ?? 1,
             ["workers"] = experiment.Workers,
             ["torch_threads"] = threads,
             ["execution"] = mode,
@@ -99,11 +122,17 @@ public static class BenchCommand
             ["managed_mb_after_iteration"] = r.RssByIteration.ToDictionary(p => p.Iteration.ToString(inv), p => Math.Round(p.ManagedMb, 1)),
             ["breakdown_seconds_per_iteration"] = r.BreakdownSeconds.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 5)),
             ["libtorch"] = Torch.LibTorchVersion,
+            ["allreduce_seconds_per_iteration"] = Math.Round(communication, 5),
+            ["allreduce_share"] = Math.Round(communication / r.MedianSeconds, 4),
+            ["gradient_bytes"] = ParameterBytes(experiment),
         };
         File.WriteAllText(jsonPath, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
         Console.WriteLine($"  wrote {jsonPath}");
         return ExitCodes.Success;
     }
+
+    /// <summary>What one all-reduce carries: every outer parameter's gradient.</summary>
+    private static long ParameterBytes(Experiment e) => e.Learner.OuterParameters.Sum(p => p.NumElements * (p.DType == ScalarType.Float64 ? 8 : 4));
 
     private static Dictionary<string, object> ModeJson(BenchmarkResult r, ExecutionPlan plan) => new()
     {

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Distributed;
 using MetaRun.Evaluation;
 
 namespace MetaRun.Cli.Commands;
@@ -16,14 +18,18 @@ public static class EvalCommand
         split.AcceptOnlyFromAmong("test", "val");
         var set = new Option<string[]>("--set") { Description = $"Override one of {string.Join(", ", Evaluator.ChangeableKeys)}", AllowMultipleArgumentsPerToken = false };
         var output = new Option<string?>("--out") { Description = "Where to write the JSON result (default: eval.json beside the checkpoint)" };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output };
-        command.SetAction(r => Run(r.GetValue(checkpoint)!, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot)));
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output, Nproc.Option };
+        command.SetAction(r => Nproc.Requested(r) is { } n
+            ? Nproc.Launch(r, n, new RunConfig())
+            : Run(r.GetValue(checkpoint)!, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot)));
         return command;
     }
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot)
     {
         var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot);
+        // Every rank holds the same result; rank 0 alone reports it.
+        if (Launch.FromEnvironment() is { Rank: > 0 }) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
         var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";

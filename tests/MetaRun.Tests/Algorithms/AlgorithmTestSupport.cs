@@ -130,7 +130,7 @@ public sealed class BlobRun : IDisposable
     }
 
     public double TestAccuracy(int episodes = 100) =>
-        MetaBatchRunner.Evaluate(Learner, Family, Split.Test, episodes, Shape, 25, Device.Cpu, workers: 1).Average(s => s.Accuracy);
+        MetaBatchRunner.Evaluate(Learner, Family, Split.Test, 0, episodes, Shape, 25, Device.Cpu, workers: 1).Average(s => s.Accuracy);
 
     public void Dispose() => Learner.Dispose();
 }
