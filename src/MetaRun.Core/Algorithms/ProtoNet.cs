@@ -32,14 +32,16 @@ public sealed class ProtoNet(IModel model, Objective objective) : IMetaLearner
     public static Tensor Logits(Tensor queryEmbeddings, Tensor prototypes) =>
         -(queryEmbeddings.Unsqueeze(1) - prototypes.Unsqueeze(0)).Square().Sum(2);
 
-    private Tensor Score(Episode task)
+    private Tensor Score(Episode task) => Score(task, out _);
+
+    private Tensor Score(Episode task, out Tensor prototypes)
     {
         // Support and query pass through the body together: batch norm sees the whole episode,
         // as it does in MAML's query pass (transductive batch statistics; see README).
         var nS = task.SupportX.Size(0);
         var all = model.Embed(Torch.Cat([task.SupportX, task.QueryX]), model.Parameters);
         var ways = (int)task.SupportY.Max().Item() + 1;
-        var prototypes = Prototypes(all.Narrow(0, 0, nS), task.SupportY, ways);
+        prototypes = Prototypes(all.Narrow(0, 0, nS), task.SupportY, ways);
         return Logits(all.Narrow(0, nS, all.Size(0) - nS), prototypes);
     }
 
@@ -52,10 +54,18 @@ public sealed class ProtoNet(IModel model, Objective objective) : IMetaLearner
         return new TaskGradient(grads, loss.Item(), objective.Accuracy(logits, task.QueryY));
     }
 
+    /// <summary>The query logits; the state is the body and the prototypes, all a classifier of these classes needs.</summary>
+    public AdaptedTask AdaptTo(Episode task)
+    {
+        using var noGrad = Torch.NoGrad();
+        var logits = Score(task, out var prototypes);
+        return new AdaptedTask(logits, [.. names.Zip(body, KeyValuePair.Create), KeyValuePair.Create("prototypes", prototypes)]);
+    }
+
     public TaskScore Evaluate(Episode task)
     {
         using var noGrad = Torch.NoGrad();
-        return objective.Score(Score(task), task.QueryY);
+        return objective.Score(AdaptTo(task).Logits, task.QueryY);
     }
 
     public void Dispose() => model.Dispose();
