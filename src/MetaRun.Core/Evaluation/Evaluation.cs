@@ -45,13 +45,13 @@ public static class Evaluator
     /// and the work are — never anything that was trained.
     /// </summary>
     public static readonly IReadOnlyList<string> ChangeableKeys =
-        ["data.test.ways", "data.test.shots", "data.test.queries", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
+        ["data.test.ways", "data.test.shots", "data.test.queries", "data.test.within_alphabet", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
 
     /// <summary>
     /// Evaluates episodes 0..episodes−1 of <paramref name="split"/>. Sets the process-wide
     /// threads and seed for the checkpoint's config (as a command does before it runs).
     /// </summary>
-    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot)
+    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
         foreach (var s in sets)
@@ -67,7 +67,7 @@ public static class Evaluator
 
         var clock = Stopwatch.StartNew();
         Experiment.ApplyProcessSettings(config);
-        using var experiment = Experiment.Create(config, dataRoot);
+        using var experiment = Experiment.Create(config, dataRoot, new DataOptions { Log = log });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
         var scores = experiment.Evaluate(split, episodes);

@@ -59,11 +59,12 @@ public sealed class Experiment : IDisposable
     public List<TaskScore> Evaluate(Split split, int count) =>
         MetaBatchRunner.Evaluate(Learner, Family, split, count, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
 
-    public static Experiment Create(RunConfig config, string? dataRootOverride)
+    /// <param name="dataOptions">The data layer's cache and messages (default: the standard cache, silent).</param>
+    public static Experiment Create(RunConfig config, string? dataRootOverride, DataOptions? dataOptions = null)
     {
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
         var plan = PlanFor(config);
-        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
+        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
         {
             var objective = new Objective(family.IsRegression);

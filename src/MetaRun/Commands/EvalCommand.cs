@@ -23,7 +23,7 @@ public static class EvalCommand
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot)
     {
-        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot);
+        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"));
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
         var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";

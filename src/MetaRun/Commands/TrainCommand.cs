@@ -36,7 +36,15 @@ public static class TrainCommand
             try
             {
                 Experiment.ApplyProcessSettings(config);
-                using var experiment = Experiment.Create(config, dataRoot);
+                // Data messages (decoding progress, cache rebuilds, classes left out) go to the run's log and the terminal.
+                using var experiment = Experiment.Create(config, dataRoot, new MetaRun.Data.DataOptions
+                {
+                    Log = m =>
+                    {
+                        log.Information("{Message}", m);
+                        Console.Error.WriteLine($"metarun: {m}");
+                    },
+                });
                 var progress = new ConsoleProgress();
                 var trainer = new Trainer(experiment, run, log, progress);
                 Console.WriteLine($"run folder: {run.Path}");
