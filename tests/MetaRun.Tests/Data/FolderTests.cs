@@ -244,6 +244,68 @@ public sealed class FolderTests : IDisposable
         Assert.Contains("test.txt:2", Assert.Throws<DataException>(() => MetaRun.Data.FolderDataset.ReadLayout(flat, noRatio)).Message);
     }
 
+    /// <summary>A PNG written chunk by chunk (the native encoder writes only 8-bit gray and RGB): rows of raw samples, each behind filter byte 0.</summary>
+    private static byte[] Png(int w, int h, byte colorType, byte depth, byte[] rows, byte[]? palette = null)
+    {
+        static uint Crc(ReadOnlySpan<byte> data)
+        {
+            var c = 0xFFFFFFFFu;
+            foreach (var b in data)
+            {
+                c ^= b;
+                for (var k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            }
+            return ~c;
+        }
+        var file = new MemoryStream();
+        file.Write([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]);
+        void Chunk(string type, byte[] data)
+        {
+            var body = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
+            file.Write(BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(data.Length)));
+            file.Write(body);
+            file.Write(BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(Crc(body))));
+        }
+        var ihdr = new byte[13];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr, w);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), h);
+        (ihdr[8], ihdr[9]) = (depth, colorType);
+        Chunk("IHDR", ihdr);
+        if (palette != null) Chunk("PLTE", palette);
+        var z = new MemoryStream();
+        using (var zs = new System.IO.Compression.ZLibStream(z, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true)) zs.Write(rows);
+        Chunk("IDAT", z.ToArray());
+        Chunk("IEND", []);
+        return file.ToArray();
+    }
+
+    [Fact]
+    public void PalettedAndSixteenBitPngsDecodeToTheirValues()
+    {
+        // 2×2 palette image: indices 0 1 / 2 0 into red, green, blue.
+        var palette = Png(2, 2, 3, 8, [0, 0, 1, 0, 2, 0], [255, 0, 0, 0, 255, 0, 0, 0, 255]);
+        using (var rgb = Image.Decode(palette, 3))
+            Assert.Equal(new byte[] { 255, 0, 0, 255, /**/ 0, 255, 0, 0, /**/ 0, 0, 255, 0 }, rgb.ToArray<byte>());
+        // 16-bit gray 2×1: 0x1234 and 0xFF00 keep their high bytes; as RGB the gray is copied.
+        var sixteen = Png(2, 1, 0, 16, [0, 0x12, 0x34, 0xFF, 0x00]);
+        using (var gray = Image.Decode(sixteen, 1)) Assert.Equal(new byte[] { 0x12, 0xFF }, gray.ToArray<byte>());
+        using (var rgb = Image.Decode(sixteen, 3)) Assert.Equal(new byte[] { 0x12, 0xFF, 0x12, 0xFF, 0x12, 0xFF }, rgb.ToArray<byte>());
+        // 16-bit RGB 1×1 with its alpha dropped.
+        var rgba = Png(1, 1, 6, 16, [0, 0xA0, 0, 0x50, 0, 0x10, 0, 0x80, 0]);
+        using (var rgb = Image.Decode(rgba, 3)) Assert.Equal(new byte[] { 0xA0, 0x50, 0x10 }, rgb.ToArray<byte>());
+        // And such files train like any other: a class of them in the folder.
+        var cls = Path.Combine(Root, "train", "shape5");
+        for (var i = 0; i < 3; i++)
+        {
+            var px = new byte[1 + 8 * 2];
+            for (var x = 0; x < 8; x++) px[1 + 2 * x] = (byte)(x * 30 + i);
+            var rows = Enumerable.Range(0, 8).SelectMany(_ => px).ToArray();
+            File.WriteAllBytes(Path.Combine(cls, $"sixteen{i}.png"), Png(8, 8, 0, 16, rows));
+        }
+        var (code, _, err) = Train(Config("protonet", 3), "sixteen");
+        Assert.True(code == 0, err);
+    }
+
     [Fact]
     public void CmykJpegsDecodeToTheirColours()
     {
