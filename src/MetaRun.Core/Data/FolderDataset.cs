@@ -102,7 +102,10 @@ public static class FolderDataset
         if (small.Count == 0) return classes;
         string Describe(ClassFolder c) => $"'{c.Name}' ({c.Files.Length} images, {Lower(c.Split)} episodes need {Need(c.Split)})";
         if (!data.SkipSmallClasses)
-            throw new DataException($"{small[0].Dir}: class {Describe(small[0])}{(small.Count > 1 ? $" and {small.Count - 1} more class(es)" : "")} has too few images for data.{(small[0].Split == Split.Train ? "train" : "test")}.shots + queries; add images, lower the shots or queries, or set data.skip_small_classes: true to leave such classes out");
+        {
+            var more = small.Count == 1 ? "" : $"; so have {small.Count - 1} more: {string.Join(", ", small.Skip(1).Take(10).Select(Describe))}{(small.Count > 11 ? ", …" : "")}";
+            throw new DataException($"{small[0].Dir}: class {Describe(small[0])} has too few images{more}; add images, lower data.train/test shots or queries, or set data.skip_small_classes: true to leave such classes out");
+        }
         log?.Invoke($"warning: leaving out {small.Count} class(es) with too few images (data.skip_small_classes): {string.Join(", ", small.Select(Describe))}");
         return [.. classes.Except(small)];
     }
