@@ -6,6 +6,7 @@
 #include <torch/version.h>
 #include <cstring>
 #include <dlfcn.h>
+#include <link.h>
 
 namespace metarun {
 
@@ -25,11 +26,30 @@ static c10::optional<at::Generator> optgen(void* g) {
   return g == nullptr ? c10::optional<at::Generator>() : c10::optional<at::Generator>(*G(g));
 }
 
+// libtorch answers "no GPU" alike for a CPU-only build and for a CUDA build on a machine without a
+// usable GPU; the fix differs (rebuild against another libtorch vs. fix the driver), so tell them
+// apart by whether its CUDA part was loaded with it.
+static bool cuda_built() {
+  static const bool built = [] {
+    bool found = false;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, size_t, void* data) {
+          if (info->dlpi_name != nullptr && std::strstr(info->dlpi_name, "libtorch_cuda") != nullptr) *static_cast<bool*>(data) = true;
+          return 0;
+        },
+        &found);
+    return found;
+  }();
+  return built;
+}
+
 static void require_device(const at::Device& d) {
   if (d.is_cuda() && !torch::cuda::is_available()) {
-    throw std::runtime_error(
-        "CUDA was requested, but this libtorch has no CUDA support or sees no GPU. Build MetaRun against a CUDA "
-        "libtorch (METARUN_LIBTORCH=/path/to/libtorch, see README) or use device: cpu.");
+    throw std::runtime_error(cuda_built()
+        ? "CUDA was requested, but this CUDA libtorch sees no GPU (check nvidia-smi, the driver and CUDA_VISIBLE_DEVICES) "
+          "or use device: cpu."
+        : "CUDA was requested, but this libtorch is CPU-only. Rebuild the native library against a CUDA libtorch "
+          "(docs/gpu.md: ./install.sh with a CUDA PyTorch active, or METARUN_LIBTORCH) or use device: cpu.");
   }
 }
 
@@ -72,6 +92,7 @@ MR_EXPORT const char* mr_torch_version() {
                                std::to_string(TORCH_VERSION_PATCH);
   return v.c_str();
 }
+MR_EXPORT int mr_cuda_built() { return cuda_built() ? 1 : 0; }
 MR_EXPORT int mr_cuda_device_count() {
   MR_GUARD(-1, return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;)
 }

@@ -35,6 +35,7 @@ internal static unsafe class Native
     [DllImport(Lib)] internal static extern void mr_free(IntPtr h);
     [DllImport(Lib)] internal static extern long mr_live_tensors();
     [DllImport(Lib)] internal static extern IntPtr mr_torch_version();
+    [DllImport(Lib)] internal static extern int mr_cuda_built();
     [DllImport(Lib)] internal static extern int mr_cuda_device_count();
     [DllImport(Lib)] internal static extern int mr_set_num_threads(int n);
     [DllImport(Lib)] internal static extern int mr_get_num_threads();

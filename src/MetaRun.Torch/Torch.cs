@@ -19,6 +19,15 @@ public static unsafe class Torch
     public static int CudaDeviceCount { get { var n = mr_cuda_device_count(); Check(n); return n; } }
     public static bool CudaAvailable => CudaDeviceCount > 0;
 
+    /// <summary>Whether this libtorch was built with CUDA (its CUDA part is loaded), whether or not a GPU is visible.</summary>
+    public static bool CudaBuilt => mr_cuda_built() == 1;
+
+    /// <summary>Why CUDA cannot be used here (it differs for a CPU-only libtorch and a CUDA one without a GPU); null where it can.</summary>
+    public static string? CudaUnavailableReason => CudaAvailable ? null
+        : CudaBuilt ? "this CUDA libtorch sees no GPU (check nvidia-smi, the driver and CUDA_VISIBLE_DEVICES), or set device: cpu"
+        : $"this libtorch ({LibTorchVersion}) is CPU-only: rebuild the native library against a CUDA libtorch (the bundle: ./install.sh " +
+          "with a CUDA PyTorch's Python active, or METARUN_LIBTORCH=/path/to/libtorch; see docs/gpu.md), or set device: cpu";
+
     public static int Threads
     {
         get => mr_get_num_threads();

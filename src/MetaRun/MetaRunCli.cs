@@ -17,6 +17,7 @@ public static class MetaRunCli
         root.Subcommands.Add(AdaptCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(CheckCommand.Create());
         return root;
     }
 

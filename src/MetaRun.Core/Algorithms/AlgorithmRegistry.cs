@@ -18,8 +18,8 @@ public enum HeadKind
 /// <summary>What the trainer feeds an algorithm: the family's episodes, or batches the learner draws itself.</summary>
 public enum TrainsOn { Episodes, OwnBatches }
 
-/// <summary>What an algorithm's constructor gets: the config, a freshly built model and the task family.</summary>
-public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Objective Objective, ITaskFamily? Family);
+/// <summary>What an algorithm's constructor gets: the config, a freshly built model, the task family and the run's seed (for weights of its own).</summary>
+public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Objective Objective, ITaskFamily? Family, ulong Seed = 0);
 
 /// <summary>
 /// Everything the rest of MetaRun needs to know about one algorithm: the config checks, the
@@ -27,8 +27,9 @@ public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Obje
 /// is its own file plus one <see cref="AlgorithmRegistry"/> entry.
 /// </summary>
 /// <param name="Keys">The algorithm.* keys it reads beyond the outer loop's (name, outer_*, meta_batch_size, iterations); any other key set away from its default is a config error.</param>
+/// <param name="Batched">Whether a whole meta-batch can run as one batched computation (execution: batched): true for the fast-weight learners.</param>
 public sealed record AlgorithmInfo(string Name, string Paper, HeadKind Head, TrainsOn Trains, bool SupportsRegression,
-    IReadOnlyList<string> Keys, Func<AlgorithmContext, IMetaLearner> Create)
+    IReadOnlyList<string> Keys, Func<AlgorithmContext, IMetaLearner> Create, bool Batched = false)
 {
     /// <summary>Whether evaluation episodes may have other ways than training ones (nothing trained is tied to the ways).</summary>
     public bool AnyTestWays => Head != HeadKind.PerWay;
@@ -47,19 +48,25 @@ public static class AlgorithmRegistry
         // maml and fomaml with a MAML++ switch on become MAML++ (the configs of earlier releases
         // say so); with all off they stay plain MAML, bit-identical to before the switches existed.
         new("maml", "Finn, Abbeel and Levine 2017", HeadKind.PerWay, TrainsOn.Episodes, true, [.. Inner, .. MamlPlusPlusSwitches],
-            c => MamlPlusPlus.AnySwitch(c.Config) ? MamlPlusPlus.From(c, firstOrder: false) : Maml(c, firstOrder: false)),
+            c => MamlPlusPlus.AnySwitch(c.Config) ? MamlPlusPlus.From(c, firstOrder: false) : Maml(c, firstOrder: false), Batched: true),
         new("fomaml", "Finn, Abbeel and Levine 2017 (first order)", HeadKind.PerWay, TrainsOn.Episodes, true, [.. Inner, .. MamlPlusPlusSwitches],
-            c => MamlPlusPlus.AnySwitch(c.Config) ? MamlPlusPlus.From(c, firstOrder: true) : Maml(c, firstOrder: true)),
+            c => MamlPlusPlus.AnySwitch(c.Config) ? MamlPlusPlus.From(c, firstOrder: true) : Maml(c, firstOrder: true), Batched: true),
         new("maml++", "Antoniou, Edwards and Storkey 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [.. Inner, .. MamlPlusPlusSwitches],
-            c => MamlPlusPlus.From(c, firstOrder: false)),
+            c => MamlPlusPlus.From(c, firstOrder: false), Batched: true),
         new("reptile", "Nichol, Achiam and Schulman 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [.. Inner, "inner_optimizer", "inner_batch_size"],
             c => new Reptile(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, adam: c.Config.InnerOptimizer == "adam", c.Config.InnerBatchSize)),
         new("metasgd", "Li, Zhou, Chen and Li 2017", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
-            c => new MetaSgd(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps)),
+            c => new MetaSgd(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps), Batched: true),
         new("anil", "Raghu, Raghu, Bengio and Vinyals 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
-            c => new Anil(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false)),
+            c => new Anil(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false), Batched: true),
+        new("alfa", "Baik, Choi, Choi, Kim and Lee 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
+            c => new Alfa(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed)),
         new("protonet", "Snell, Swersky and Zemel 2017", HeadKind.None, TrainsOn.Episodes, false, [],
             c => new ProtoNet(c.Model, c.Objective)),
+        new("matchingnet", "Vinyals, Blundell, Lillicrap, Kavukcuoglu and Wierstra 2016", HeadKind.None, TrainsOn.Episodes, false, [],
+            c => new MatchingNet(c.Model, c.Objective)),
+        new("relationnet", "Sung, Yang, Zhang, Xiang, Torr and Hospedales 2018", HeadKind.None, TrainsOn.Episodes, false, [],
+            c => new RelationNet(c.Model, c.Objective, c.Seed)),
         new("baseline", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             c => Baseline.From(c, cosine: false)),
         new("baseline++", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
@@ -74,8 +81,8 @@ public static class AlgorithmRegistry
     public static AlgorithmInfo Get(string name) =>
         All.FirstOrDefault(a => a.Name == name) ?? throw new ConfigException($"algorithm.name: unknown algorithm '{name}' (known: {string.Join(", ", Names)})");
 
-    public static IMetaLearner Create(AlgorithmConfig config, IModel model, Objective objective, ITaskFamily? family = null) =>
-        Get(config.Name).Create(new AlgorithmContext(config, model, objective, family));
+    public static IMetaLearner Create(AlgorithmConfig config, IModel model, Objective objective, ITaskFamily? family = null, ulong seed = 0) =>
+        Get(config.Name).Create(new AlgorithmContext(config, model, objective, family, seed));
 
     /// <summary>The model's output width: one unit per training way, per training class (an ordinary classifier), or 1 where no head is used.</summary>
     public static int Outputs(AlgorithmInfo info, RunConfig config, ITaskFamily family) =>

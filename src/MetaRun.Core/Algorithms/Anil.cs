@@ -21,13 +21,12 @@ public sealed class Anil(IModel model, Objective objective, double innerLr, int 
     /// <summary>Body weights as they are, head weights after <paramref name="steps"/> SGD steps.</summary>
     public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
     {
-        var fast = Model.Parameters.ToArray();
+        var fast = Model.WeightsFor(x).ToArray();
         // The features do not change in the inner loop: compute them once.
         var features = Model.Embed(x, fast);
         for (var s = 0; s < steps; s++)
         {
-            var (weight, bias) = Model.Head(fast);
-            var loss = Objective.Loss(F.Linear(features, weight, bias), y);
+            var loss = Objective.Loss(Model.Classify(features, fast), y);
             var grads = Torch.Grad([loss], headIndex.Select(i => fast[i]).ToArray(), createGraph: createGraph, retainGraph: true);
             for (var k = 0; k < headIndex.Length; k++) fast[headIndex[k]] = fast[headIndex[k]] - innerLr * grads[k]!;
         }

@@ -13,6 +13,9 @@ public readonly record struct WeightedLoss(Tensor Loss, double Weight);
 ///   θ' ← Adapt(θ, support)                   (the algorithm's inner loop)
 ///   ∇ ← ∂/∂(outer parameters) L_query(f_θ')  (through the inner loop when it kept its graph)
 /// Evaluation adapts with the test step count, without a graph, and scores the query set.
+/// The same code runs one task or a whole meta-batch at once (execution: batched): the episode
+/// then holds [T, N, ...] tensors, the model runs the tasks side by side with per-task weights
+/// (<see cref="IModel.WeightsFor"/>), and the loss is the sum of the tasks' losses.
 /// </summary>
 public abstract class FastWeightLearner : IMetaLearner
 {
@@ -65,7 +68,8 @@ public abstract class FastWeightLearner : IMetaLearner
             total = loss * finalWeight;
         }
         var grads = Torch.Grad([total * weight], OuterParameters, allowUnused: true);
-        return new TaskGradient(grads, loss.Item(), Objective.Accuracy(output, task.QueryY));
+        // A meta-batch's loss is the sum over its tasks; report the mean, as for one task.
+        return new TaskGradient(grads, loss.Item() / Objective.Tasks(output), Objective.Accuracy(output, task.QueryY));
     }
 
     public AdaptedTask AdaptTo(Episode task)

@@ -17,7 +17,7 @@ public sealed class Maml(IModel model, Objective objective, double innerLr, int 
 
     public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
     {
-        IReadOnlyList<Tensor> fast = Model.Parameters;
+        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
         for (var s = 0; s < steps; s++)
         {
             var loss = Objective.Loss(Model.Forward(x, fast), y);

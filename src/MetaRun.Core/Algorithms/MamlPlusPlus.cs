@@ -125,7 +125,7 @@ public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
     /// </summary>
     private IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph, Action<int, IReadOnlyList<Tensor>>? afterStep)
     {
-        IReadOnlyList<Tensor> fast = Model.Parameters;
+        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
         for (var s = 0; s < steps; s++)
         {
             var loss = Objective.Loss(Model.Forward(x, AtStep(fast, s)), y);

@@ -29,7 +29,7 @@ public sealed class MetaSgd : FastWeightLearner
 
     public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
     {
-        IReadOnlyList<Tensor> fast = Model.Parameters;
+        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
         for (var s = 0; s < steps; s++)
         {
             var loss = Objective.Loss(Model.Forward(x, fast), y);

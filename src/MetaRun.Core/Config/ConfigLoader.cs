@@ -64,8 +64,8 @@ public static class ConfigLoader
 
     /// <summary>
     /// A hash of everything that shapes the trained weights. The name, output folder, iteration
-    /// budget, validation and checkpoint schedules are left out, so a resumed run may extend its
-    /// budget or change how often it reports.
+    /// budget, validation and checkpoint schedules and the execution mode are left out, so a
+    /// resumed run may extend its budget or change how often it reports.
     /// </summary>
     public static string Hash(RunConfig config)
     {
@@ -75,6 +75,8 @@ public static class ConfigLoader
         copy.Algorithm.Iterations = 1;
         copy.Eval = new EvalConfig();
         copy.Checkpoint = new CheckpointConfig();
+        // How the tasks are scheduled changes only the summation order, not what is trained.
+        copy.Execution = "auto";
         return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
     }
 
@@ -140,7 +142,7 @@ public static class ConfigLoader
     {
         var known = AlgorithmRegistry.All.FirstOrDefault(a => a.Name == c.Algorithm.Name)
                     ?? throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' is '{c.Algorithm.Name}'; expected one of: {string.Join(", ", AlgorithmRegistry.Names)}");
-        if (c.Data.Dataset != "sinusoid" && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
+        if (!c.Data.IsRegression && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
             throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))} may differ)");
         if (c.Data.Dataset != "folder")
         {
@@ -153,8 +155,10 @@ public static class ConfigLoader
         if (c.Data.Dataset != "omniglot")
             foreach (var (name, e) in new[] { ("train", c.Data.Train), ("test", c.Data.Test) })
                 if (e.WithinAlphabet) throw new ConfigException($"{where($"data.{name}.within_alphabet")}: 'data.{name}.within_alphabet' needs data.dataset omniglot (only Omniglot has alphabets)");
-        if (c.Data.Dataset == "sinusoid" && !known.SupportsRegression)
-            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset sinusoid is regression");
+        if (c.Execution == "batched" && !known.Batched)
+            throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
+        if (c.Data.IsRegression && !known.SupportsRegression)
+            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset {c.Data.Dataset} is regression");
         // A key the algorithm never reads would be silently ignored: refuse it unless it is left at its default.
         var defaults = new AlgorithmConfig();
         foreach (var prop in typeof(AlgorithmConfig).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))

@@ -12,6 +12,8 @@ public sealed class RunConfig
     [Range(0, 1024)] public int Workers { get; set; }
     /// <summary>libtorch intra-op threads; 0 picks from the cores (cores ÷ workers).</summary>
     [Range(0, 1024)] public int Threads { get; set; }
+    /// <summary>A meta-batch's tasks one after another on the workers (per_task) or all at once as one batched computation (batched); auto picks per device.</summary>
+    [OneOf("auto", "per_task", "batched")] public string Execution { get; set; } = "auto";
     public DataConfig Data { get; set; } = new();
     public ModelConfig Model { get; set; } = new();
     public AlgorithmConfig Algorithm { get; set; } = new();
@@ -22,7 +24,10 @@ public sealed class RunConfig
 
 public sealed class DataConfig
 {
-    [OneOf("sinusoid", "omniglot", "miniimagenet", "folder")] public string Dataset { get; set; } = "sinusoid";
+    [OneOf("sinusoid", "linear", "omniglot", "miniimagenet", "folder")] public string Dataset { get; set; } = "sinusoid";
+
+    /// <summary>The regression task families (no classes: one "way" of K points, MSE).</summary>
+    [YamlDotNet.Serialization.YamlIgnore] public bool IsRegression => Dataset is "sinusoid" or "linear";
     /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default. For the folder data set: the folder of class subfolders itself (required).</summary>
     public string? Root { get; set; }
     /// <summary>Folder data set: image channels fed to the model, 1 (gray) or 3 (RGB); 0 is 3. Omniglot is always 1 and miniImageNet 3.</summary>
@@ -52,9 +57,9 @@ public sealed class EpisodeConfig
 
 public sealed class ModelConfig
 {
-    /// <summary>auto picks conv4 for image data and mlp for sinusoid.</summary>
-    [OneOf("auto", "conv4", "mlp")] public string Name { get; set; } = "auto";
-    /// <summary>conv4 filters per layer; 0 uses the paper's (64 Omniglot, 32 miniImageNet).</summary>
+    /// <summary>auto picks conv4 for image data and mlp for regression.</summary>
+    [OneOf("auto", "conv4", "mlp", "resnet12")] public string Name { get; set; } = "auto";
+    /// <summary>conv4 filters per layer (0: 64 Omniglot, 32 miniImageNet); resnet12's first block width w, the others 2.5w, 5w, 10w (0: 64).</summary>
     [Range(0, 4096)] public int Filters { get; set; }
     /// <summary>conv4 downsampling: stride-2 convolutions (Omniglot in Finn et al.) or 2×2 max-pooling (miniImageNet); auto follows the data set.</summary>
     [OneOf("auto", "stride", "maxpool")] public string Downsample { get; set; } = "auto";

@@ -19,6 +19,8 @@ public static class TaskFamilies
         {
             case "sinusoid":
                 return new SinusoidTaskFamily(seed);
+            case "linear":
+                return new LinearTaskFamily(seed);
             case Omniglot.Dataset:
             {
                 var (root, source) = DataRoot.ResolveWithSource(dataRootOverride, data.Root);
@@ -35,7 +37,7 @@ public static class TaskFamilies
                 // data.root is the image folder itself; --data-root names where the benchmarks live, not this.
                 return FolderDataset.Open(data, seed, options);
             default:
-                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, omniglot, miniimagenet or folder)");
+                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, linear, omniglot, miniimagenet or folder)");
         }
     }
 

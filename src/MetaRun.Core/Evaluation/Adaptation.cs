@@ -94,7 +94,7 @@ public static class Adaptation
         var plan = Experiment.PlanFor(config);
         var objective = new Objective(regression: false);
         using var scope = Torch.NewScope();
-        using var learner = info.Create(new AlgorithmContext(config.Algorithm, BuildModel(config, info, format, checkpoint, plan.Device), objective, null));
+        using var learner = info.Create(new AlgorithmContext(config.Algorithm, BuildModel(config, info, format, checkpoint, plan.Device), objective, null, (ulong)config.Seed));
         checkpoint.LoadInto(learner.OuterParameterNames, learner.OuterParameters, file);
 
         var labels = support.SelectMany((c, j) => Enumerable.Repeat((long)j, c.Files.Length)).ToArray();

@@ -34,15 +34,18 @@ public sealed class Conv4 : ModelBase
 
     public override long Features { get; }
 
+    protected override int ExampleRank => 3;
+
+    /// <summary>One task [N, C, H, W] or a meta-batch [T, N, C, H, W] at once (grouped convolutions, batch norm per task).</summary>
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {
-        var x = input;
+        var (x, tasks) = ChannelsOf(input);
         for (var b = 0; b < Blocks; b++)
         {
-            x = F.Conv2d(x, w[4 * b], w[4 * b + 1], stride: maxPool ? 1 : 2, padding: 1);
-            x = F.BatchNorm(x, null, null, w[4 * b + 2], w[4 * b + 3], training: true).Relu();
+            x = Conv(x, w, 4 * b, 4 * b + 1, tasks, stride: maxPool ? 1 : 2, padding: 1);
+            x = BatchNorm(x, w, 4 * b + 2, 4 * b + 3, tasks).Relu();
             if (maxPool) x = F.MaxPool2d(x, 2);
         }
-        return maxPool ? x.Flatten(1) : x.Mean([2, 3]);
+        return FeaturesOf(maxPool ? x.Flatten(1) : x.Mean([2, 3]), input, tasks);
     }
 }

@@ -5,6 +5,10 @@ namespace MetaRun.Models;
 /// <summary>
 /// A functional network: <see cref="Forward"/> takes the weights as an argument, so an algorithm
 /// can run it with adapted weights (MAML's fast weights) without touching the model's own.
+/// It also runs a whole meta-batch at once: inputs with a leading task dimension [T, N, ...]
+/// and weights that are either shared (the model's shapes) or per task ([T, ...shape]), as
+/// <see cref="WeightsFor"/> makes them. Tasks never mix: each task's outputs depend only on its
+/// inputs and its weights, so the gradient of a sum of per-task losses is each task's own.
 /// </summary>
 public interface IModel : IDisposable
 {
@@ -16,6 +20,19 @@ public interface IModel : IDisposable
 
     /// <summary>Runs a batch of inputs through the network with the given weights (same order as Parameters).</summary>
     Tensor Forward(Tensor input, IReadOnlyList<Tensor> weights);
+
+    /// <summary>The head applied to features (from <see cref="Embed"/>).</summary>
+    Tensor Classify(Tensor features, IReadOnlyList<Tensor> weights);
+
+    /// <summary>
+    /// The weights to start adapting from for <paramref name="input"/>: the model's own for one
+    /// task, or for a meta-batch [T, N, ...] views of them with a task dimension in front (so
+    /// each task's gradient is its own).
+    /// </summary>
+    IReadOnlyList<Tensor> WeightsFor(Tensor input);
+
+    /// <summary>Whether <paramref name="input"/> holds a meta-batch (a leading task dimension) rather than one task's examples.</summary>
+    bool IsMetaBatch(Tensor input);
 
     /// <summary>
     /// Runs the body only (every layer before the head): the features the head reads. Reads only
@@ -66,10 +83,69 @@ public abstract class ModelBase : IModel
     public (Tensor Weight, Tensor Bias) Head(IReadOnlyList<Tensor> w) => (w[roles.IndexOf(ParameterRole.HeadWeight)], w[roles.IndexOf(ParameterRole.HeadBias)]);
 
     /// <summary>The body, then the linear head.</summary>
-    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w)
+    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w) => Classify(Embed(input, w), w);
+
+    public Tensor Classify(Tensor features, IReadOnlyList<Tensor> w)
     {
         var (weight, bias) = Head(w);
-        return F.Linear(Embed(input, w), weight, bias);
+        return features.Dim == 3 ? Linear(features, weight, bias, features.Size(0)) : F.Linear(features, weight, bias);
+    }
+
+    /// <summary>The rank of one example's input (3 for [C, H, W] images, 1 for vectors).</summary>
+    protected abstract int ExampleRank { get; }
+
+    public bool IsMetaBatch(Tensor input) => input.Dim == ExampleRank + 2;
+
+    public IReadOnlyList<Tensor> WeightsFor(Tensor input) =>
+        IsMetaBatch(input) ? parameters.Select(p => PerTask(p, p, input.Size(0))).ToArray() : parameters;
+
+    /// <summary>Weight <paramref name="w"/> (shaped like <paramref name="own"/>, or with a task dimension in front) as [T, ...shape].</summary>
+    protected static Tensor PerTask(Tensor w, Tensor own, long tasks) =>
+        w.Dim == own.Dim + 1 ? w : w.Unsqueeze(0).Expand([tasks, .. own.Shape]);
+
+    /// <summary>
+    /// Images as the convolutional layers below take them: one task's [N, C, H, W] as it is, a
+    /// meta-batch's [T, N, C, H, W] as [N, T·C, H, W] (the tasks' channels side by side); and T.
+    /// </summary>
+    protected (Tensor X, long Tasks) ChannelsOf(Tensor input) => IsMetaBatch(input)
+        ? (input.Transpose(0, 1).Reshape(input.Size(1), input.Size(0) * input.Size(2), input.Size(3), input.Size(4)), input.Size(0))
+        : (input, 1);
+
+    /// <summary>Pooled features [N, T·F] back to the per-task [T, N, F] of a meta-batch (as they are for one task).</summary>
+    protected Tensor FeaturesOf(Tensor pooled, Tensor input, long tasks) =>
+        IsMetaBatch(input) ? pooled.Reshape(pooled.Size(0), tasks, Features).Transpose(0, 1) : pooled;
+
+    /// <summary>
+    /// Convolution with weight <paramref name="weight"/> (and bias, if any) of <paramref name="w"/>.
+    /// For a meta-batch (<see cref="ChannelsOf"/>) it is a grouped convolution, one group per task
+    /// with that task's kernel; for one task, the plain convolution.
+    /// </summary>
+    protected Tensor Conv(Tensor x, IReadOnlyList<Tensor> w, int weight, int? bias, long tasks, int stride, int padding)
+    {
+        var own = Parameters[weight];
+        if (tasks == 1 && w[weight].Dim == own.Dim) return F.Conv2d(x, w[weight], bias is { } b ? w[b] : null, stride: stride, padding: padding);
+        var kernel = PerTask(w[weight], own, tasks).Reshape(tasks * own.Size(0), own.Size(1), own.Size(2), own.Size(3));
+        return F.Conv2d(x, kernel, bias is { } c ? Flat(w, c, tasks) : null, stride: stride, padding: padding, groups: (int)tasks);
+    }
+
+    /// <summary>
+    /// Batch norm with the current batch's statistics; over a meta-batch's T·F channels it is
+    /// batch norm per task, since its statistics are per channel (over N, H and W).
+    /// </summary>
+    protected Tensor BatchNorm(Tensor x, IReadOnlyList<Tensor> w, int gamma, int beta, long tasks) =>
+        tasks == 1 && w[gamma].Dim == 1
+            ? F.BatchNorm(x, null, null, w[gamma], w[beta], training: true)
+            : F.BatchNorm(x, null, null, Flat(w, gamma, tasks), Flat(w, beta, tasks), training: true);
+
+    /// <summary>A per-channel weight of every task as one [T·F] vector.</summary>
+    private Tensor Flat(IReadOnlyList<Tensor> w, int i, long tasks) => PerTask(w[i], Parameters[i], tasks).Reshape(tasks * Parameters[i].Size(0));
+
+    /// <summary>Per-task linear layers on [T, N, in]: x·Wᵀ + b with W [T, out, in], b [T, out] (shared ones expanded).</summary>
+    protected static Tensor Linear(Tensor x, Tensor weight, Tensor bias, long tasks)
+    {
+        var w = weight.Dim == 3 ? weight : weight.Unsqueeze(0).Expand([tasks, .. weight.Shape]);
+        var b = bias.Dim == 2 ? bias : bias.Unsqueeze(0).Expand([tasks, .. bias.Shape]);
+        return x.MatMul(w.Transpose(1, 2)) + b.Unsqueeze(1);
     }
 
     protected void Add(string name, Tensor value, ParameterRole role = ParameterRole.Body)
@@ -99,6 +175,16 @@ public abstract class ModelBase : IModel
 
     /// <summary>U(−b, b) with b = 1/√fan_in: PyTorch's default for linear layers.</summary>
     protected static Tensor FanInUniform(long[] shape, long fanIn, Generator g, Device device) => Uniform(shape, 1.0 / Math.Sqrt(fanIn), g, device);
+
+    /// <summary>He/Kaiming normal, N(0, 2 / fan_out), as ResNet-12 implementations initialize their convolutions.</summary>
+    protected static Tensor KaimingNormal(long[] shape, Generator g, Device device)
+    {
+        using var scope = Torch.NewScope();
+        long receptive = 1;
+        for (var i = 2; i < shape.Length; i++) receptive *= shape[i];
+        var n = Torch.Randn(shape, ScalarType.Float32, Device.Cpu, g);
+        return (n * Math.Sqrt(2.0 / (shape[0] * receptive))).To(device).MoveToOuterScope();
+    }
 
     private static Tensor Uniform(long[] shape, double bound, Generator g, Device device)
     {

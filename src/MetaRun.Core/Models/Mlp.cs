@@ -22,11 +22,14 @@ public sealed class Mlp : ModelBase
         AddHead(FanInUniform([sizes[^1], sizes[^2]], sizes[^2], g, device), FanInUniform([sizes[^1]], sizes[^2], g, device));
     }
     public override long Features { get; }
+    protected override int ExampleRank => 1;
 
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {
         var x = input;
-        for (var i = 0; i < layers - 1; i++) x = F.Linear(x, w[2 * i], w[2 * i + 1]).Relu();
+        var batched = IsMetaBatch(input);
+        for (var i = 0; i < layers - 1; i++)
+            x = (batched ? Linear(x, w[2 * i], w[2 * i + 1], input.Size(0)) : F.Linear(x, w[2 * i], w[2 * i + 1])).Relu();
         return x;
     }
 }

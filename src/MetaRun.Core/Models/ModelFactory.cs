@@ -9,7 +9,7 @@ public static class ModelFactory
     public static IModel Create(RunConfig config, long[] inputShape, int outputs, Device device, ulong seed)
     {
         using var g = new Generator(seed);
-        var name = config.Model.Name == "auto" ? (config.Data.Dataset == "sinusoid" ? "mlp" : "conv4") : config.Model.Name;
+        var name = config.Model.Name == "auto" ? (config.Data.IsRegression ? "mlp" : "conv4") : config.Model.Name;
         switch (name)
         {
             case "mlp":
@@ -20,6 +20,9 @@ public static class ModelFactory
                 var filters = config.Model.Filters > 0 ? config.Model.Filters : mini ? 32 : 64;
                 var maxPool = config.Model.Downsample == "auto" ? mini : config.Model.Downsample == "maxpool";
                 return new Conv4(inputShape, filters, outputs, maxPool, g, device);
+            case "resnet12":
+                if (inputShape.Length != 3) throw new ConfigException($"model.name: resnet12 needs image data, but {config.Data.Dataset} gives inputs of shape [{string.Join(", ", inputShape)}]");
+                return new ResNet12(inputShape, config.Model.Filters > 0 ? config.Model.Filters : 64, outputs, g, device);
             default:
                 throw new ConfigException($"model.name: unknown model '{name}'");
         }

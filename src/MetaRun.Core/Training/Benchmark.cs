@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using LibTorch;
 using MetaRun.Algorithms;
+using MetaRun.Config;
 using MetaRun.Data;
 
 namespace MetaRun.Training;
@@ -30,6 +31,25 @@ public sealed record BenchmarkResult(
 /// </summary>
 public static class Benchmark
 {
+    /// <summary>The other way to run the same meta-iteration, timed beside the configured one.</summary>
+    public sealed record ModeTiming(string Mode, ExecutionPlan Plan, BenchmarkResult Result);
+
+    /// <summary>
+    /// Times the other execution mode of the experiment's config (batched if it runs per task,
+    /// and the reverse) on a fresh experiment with the same seed, when the algorithm can batch;
+    /// null otherwise. Sets the process-wide threads for that mode's plan.
+    /// </summary>
+    public static ModeTiming? RunOtherMode(Experiment e, string? dataRoot, int iterations, int warmup)
+    {
+        if (!e.Algorithm.Batched) return null;
+        var config = ConfigLoader.ParseResolved(ConfigLoader.ToYaml(e.Config), "(bench)");
+        config.Execution = e.Plan.Batched ? "per_task" : "batched";
+        // Workers and threads follow the mode unless the config pins them.
+        Experiment.ApplyProcessSettings(config);
+        using var other = Experiment.Create(config, dataRoot);
+        return new ModeTiming(config.Execution, other.Plan, Run(other, iterations, warmup));
+    }
+
     public static BenchmarkResult Run(Experiment e, int iterations, int warmup)
     {
         using var optimizer = MetaIteration.CreateOptimizer(e.Config.Algorithm, e.Learner.OuterParameters);

@@ -99,11 +99,16 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>Refuses to continue training from this checkpoint under a config that would train differently.</summary>
+    /// <remarks>
+    /// Both hashes are computed now, from the embedded config and the new one, rather than
+    /// trusting the stored hash: a key added to MetaRun since the checkpoint was written then
+    /// takes its default on both sides instead of making every older checkpoint "different".
+    /// </remarks>
     public void CheckSameTraining(RunConfig config, string source)
     {
-        var hash = ConfigLoader.Hash(config);
-        if (ConfigHash != hash)
-            throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {ConfigHash}, now {hash}); only name, output, algorithm.iterations, eval and checkpoint may change on resume");
+        var (was, now) = (ConfigLoader.Hash(Config), ConfigLoader.Hash(config));
+        if (was != now)
+            throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {was}, now {now}); only name, output, algorithm.iterations, eval, checkpoint and execution may change on resume");
     }
 
     /// <summary>Copies the saved weights into the model's parameters, checking names and shapes.</summary>

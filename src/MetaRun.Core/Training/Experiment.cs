@@ -6,8 +6,11 @@ using MetaRun.Models;
 
 namespace MetaRun.Training;
 
-/// <summary>Where and how wide a config runs: the device, the task workers and the intra-op threads per worker.</summary>
-public sealed record ExecutionPlan(Device Device, int Workers, int Threads);
+/// <summary>
+/// Where and how a config runs: the device, the task workers, the intra-op threads per worker,
+/// and whether a meta-batch's tasks run one by one on the workers or all at once (batched).
+/// </summary>
+public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool Batched);
 
 /// <summary>
 /// Everything a config names, built once: the task family, the model and the meta-learner, and
@@ -53,7 +56,7 @@ public sealed class Experiment : IDisposable
 
     /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
     public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration) =>
-        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Device, Workers);
+        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan);
 
     /// <summary>Adapts to and scores episodes 0..count−1 of a split with the test episode shape.</summary>
     public List<TaskScore> Evaluate(Split split, int count) =>
@@ -69,7 +72,7 @@ public sealed class Experiment : IDisposable
         {
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
-            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family));
+            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed));
             return new Experiment(config, algorithm, plan, family, model, learner, objective);
         }
         catch
@@ -83,15 +86,24 @@ public sealed class Experiment : IDisposable
     /// The device and thread layout a config asks for (0 = pick). Small tasks keep one core busy
     /// poorly: on CPU, a meta-batch's tasks side by side on single-threaded workers beat one task
     /// at a time on all cores (docs/performance.md). An algorithm that trains on one ordinary
-    /// batch per step has nothing to spread, so its one worker gets all the cores.
+    /// batch per step, or a batched meta-batch, is one computation: one worker gets all the cores.
+    /// execution: auto batches on a GPU, where one task at a time leaves it mostly idle, and runs
+    /// per task on CPU, where `metarun bench` measured per-task workers faster (docs/performance.md).
     /// </summary>
     public static ExecutionPlan PlanFor(RunConfig config)
     {
         var device = ResolveDevice(config.Device);
-        var ownBatches = AlgorithmRegistry.Get(config.Algorithm.Name).Trains == TrainsOn.OwnBatches;
-        var workers = config.Workers > 0 ? config.Workers : device.Type != DeviceType.Cpu || ownBatches ? 1 : Environment.ProcessorCount;
+        var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
+        var batched = config.Execution switch
+        {
+            "batched" => true,
+            "per_task" => false,
+            _ => algorithm.Batched && device.Type != DeviceType.Cpu,
+        };
+        var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches || batched;
+        var workers = config.Workers > 0 ? config.Workers : one ? 1 : Environment.ProcessorCount;
         var threads = config.Threads > 0 ? config.Threads : Math.Max(1, Environment.ProcessorCount / workers);
-        return new ExecutionPlan(device, workers, threads);
+        return new ExecutionPlan(device, workers, threads, batched);
     }
 
     /// <summary>
@@ -108,7 +120,7 @@ public sealed class Experiment : IDisposable
     public static Device ResolveDevice(string name) => name switch
     {
         "cpu" => Device.Cpu,
-        "cuda" => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException("device: cuda was requested but this libtorch has no CUDA support or sees no GPU (build against a CUDA libtorch, see README, or set device: cpu)"),
+        "cuda" => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException($"device: cuda was requested but {Torch.CudaUnavailableReason}"),
         _ => Torch.CudaAvailable ? Device.Cuda() : Device.Cpu,
     };
 

@@ -60,6 +60,18 @@ public static class MetaBatchRunner
         return new MetaStep(sum, results.Average(r => r.Loss), results.Average(r => r.Accuracy));
     }
 
+    /// <summary>
+    /// The same sum in one batched computation: the whole meta-batch is one episode with a task
+    /// dimension, which a fast-weight learner runs all at once (per-task weights side by side,
+    /// grouped convolutions). Its gradient is the sum of the tasks' gradients, up to summation order.
+    /// </summary>
+    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device)
+    {
+        var all = new Episode(batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
+        var r = learner.TaskGradient(all, 1.0 / batch.Tasks);
+        return new MetaStep(r.Gradients, r.Loss, r.Accuracy);
+    }
+
     /// <summary>Adapts to and scores episodes 0..count−1 of a split, in order.</summary>
     public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, int count, EpisodeShape shape, int batchSize, Device device, int workers)
     {

@@ -35,12 +35,13 @@ public static class MetaIteration
     }
 
     /// <summary>Outer step <paramref name="iteration"/> (1-based). Call inside a dispose scope: it owns the summed gradients.</summary>
-    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, Device device, int workers)
+    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, ExecutionPlan plan)
     {
         optimizer.LearningRate = ScheduledLr(a, iteration);
         (learner as IIterationAware)?.SetIteration(iteration);
         MetaStep step;
-        using (PhaseClock.Time("task gradients (wall)")) step = MetaBatchRunner.SumTaskGradients(learner, batch, device, workers);
+        using (PhaseClock.Time("task gradients (wall)"))
+            step = plan.Batched ? MetaBatchRunner.BatchedGradient(learner, batch, plan.Device) : MetaBatchRunner.SumTaskGradients(learner, batch, plan.Device, plan.Workers);
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;
     }

@@ -49,14 +49,24 @@ public static class BenchCommand
         var work = experiment.Algorithm.Trains == TrainsOn.OwnBatches
             ? $"batches of {a.BatchSize}"
             : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
+        var mode = experiment.Plan.Batched ? "batched" : "per_task";
         Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
-                          $"{experiment.Device}, {experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
+                          $"{experiment.Device}, execution {mode}, {experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
         Console.WriteLine($"  peak RSS {r.PeakRssMb.ToString("0", inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", inv)} MB, at end {r.RssAtEndMb.ToString("0", inv)} MB; live tensors {r.LiveTensorsAfterWarmup} → {r.LiveTensorsAtEnd}");
         Console.WriteLine($"  RSS (MB, managed heap in brackets) after iteration: {string.Join(", ", r.RssByIteration.Select(p => $"{p.Iteration}: {p.RssMb.ToString("0", inv)} ({p.ManagedMb.ToString("0", inv)})"))}");
         foreach (var (k, v) in r.BreakdownSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             Console.WriteLine($"  {k,-34} {v.ToString("0.0000", inv)} s/iteration");
+        var threads = Torch.Threads;
+        var other = Benchmark.RunOtherMode(experiment, dataRoot, iterations, warmup);
+        var modes = new Dictionary<string, object> { [mode] = ModeJson(r, experiment.Plan) };
+        if (other != null)
+        {
+            modes[other.Mode] = ModeJson(other.Result, other.Plan);
+            Console.WriteLine($"  side by side: {mode} {r.MedianSeconds.ToString("0.000", inv)} s, {other.Mode} {other.Result.MedianSeconds.ToString("0.000", inv)} s per meta-iteration " +
+                              $"({other.Mode}: {other.Plan.Workers} workers × {other.Plan.Threads} threads, p10 {other.Result.P10Seconds.ToString("0.000", inv)}, p90 {other.Result.P90Seconds.ToString("0.000", inv)})");
+        }
         var json = new Dictionary<string, object>
         {
             ["config"] = Path.GetFullPath(configPath),
@@ -70,7 +80,9 @@ public static class BenchCommand
             ["inner_steps"] = a.InnerSteps,
             ["device"] = experiment.Device.ToString(),
             ["workers"] = experiment.Workers,
-            ["torch_threads"] = Torch.Threads,
+            ["torch_threads"] = threads,
+            ["execution"] = mode,
+            ["modes"] = modes,
             ["cores"] = Environment.ProcessorCount,
             ["iterations"] = iterations,
             ["warmup"] = warmup,
@@ -92,6 +104,16 @@ public static class BenchCommand
         Console.WriteLine($"  wrote {jsonPath}");
         return ExitCodes.Success;
     }
+
+    private static Dictionary<string, object> ModeJson(BenchmarkResult r, ExecutionPlan plan) => new()
+    {
+        ["median_seconds"] = Math.Round(r.MedianSeconds, 4),
+        ["p10_seconds"] = Math.Round(r.P10Seconds, 4),
+        ["p90_seconds"] = Math.Round(r.P90Seconds, 4),
+        ["workers"] = plan.Workers,
+        ["torch_threads"] = plan.Threads,
+        ["peak_rss_mb"] = Math.Round(r.PeakRssMb, 1),
+    };
 
     /// <summary>Times the data pipeline of a config (<see cref="DataBenchmark"/>); prints and writes the figures.</summary>
     public static int RunData(string configPath, IReadOnlyList<string> sets, string? dataRoot, int episodes, TextWriter output, string jsonPath = "bench-data.json")

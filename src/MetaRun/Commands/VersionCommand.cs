@@ -14,7 +14,7 @@ public static class VersionCommand
         var plus = version.IndexOf('+');
         if (plus > 0) version = version[..plus];
         var gpus = Torch.CudaDeviceCount;
-        var build = gpus > 0 ? $"CUDA, {gpus} GPU{(gpus == 1 ? "" : "s")}" : "CPU";
+        var build = gpus > 0 ? $"CUDA, {gpus} GPU{(gpus == 1 ? "" : "s")}" : Torch.CudaBuilt ? "CUDA, no GPU visible" : "CPU";
         return $"metarun {version}\nlibtorch {Torch.LibTorchVersion} ({build}), {Torch.Threads} intra-op threads";
     }
 

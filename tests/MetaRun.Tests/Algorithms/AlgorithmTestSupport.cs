@@ -125,7 +125,7 @@ public sealed class BlobRun : IDisposable
         {
             using var scope = Torch.NewScope();
             using var batch = Learner is ITrainingBatchSource own ? own.TrainingBatch(it - 1) : Family.Sample(Split.Train, (it - 1) * mb, mb, Shape);
-            MetaIteration.Run(Learner, Algorithm, optimizer, batch, it, Device.Cpu, workers: 1);
+            MetaIteration.Run(Learner, Algorithm, optimizer, batch, it, new ExecutionPlan(Device.Cpu, Workers: 1, Threads: 1, Batched: false));
         }
     }
 

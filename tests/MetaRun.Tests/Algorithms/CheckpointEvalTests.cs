@@ -14,11 +14,15 @@ public class CheckpointEvalTests
 {
     [Theory]
     [InlineData("maml")]
+    [InlineData("maml", "model.name=resnet12", "model.filters=2")]
     [InlineData("fomaml", "algorithm.inner_steps=2")]
     [InlineData("reptile", "algorithm.inner_steps=2", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=1", "algorithm.outer_lr_schedule=linear")]
     [InlineData("metasgd")]
+    [InlineData("alfa", "algorithm.inner_steps=2")]
     [InlineData("anil", "algorithm.inner_steps=2")]
     [InlineData("protonet", "data.train.ways=10", "algorithm.test_inner_steps=0")]
+    [InlineData("matchingnet", "algorithm.test_inner_steps=0")]
+    [InlineData("relationnet", "algorithm.test_inner_steps=0")]
     [InlineData("maml++", "algorithm.inner_steps=2", "algorithm.multi_step_loss=true", "algorithm.lslr=true", "algorithm.per_step_bn=true",
         "algorithm.first_order_iterations=1", "algorithm.outer_lr_schedule=cosine")]
     [InlineData("maml", "algorithm.inner_steps=2", "algorithm.lslr=true")]

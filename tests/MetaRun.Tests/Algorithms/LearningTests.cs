@@ -21,10 +21,11 @@ public class LearningTests(ITestOutputHelper output)
         },
         "metasgd" => new AlgorithmConfig { Name = "metasgd", InnerLr = 0.3, InnerSteps = 1, OuterLr = 0.01, MetaBatchSize = 8 },
         "anil" => new AlgorithmConfig { Name = "anil", InnerLr = 0.5, InnerSteps = 3, OuterLr = 0.003, MetaBatchSize = 8 },
-        "protonet" => new AlgorithmConfig { Name = "protonet", OuterLr = 0.003, MetaBatchSize = 8 },
-        "mamlpp" => new AlgorithmConfig
+        "alfa" => new AlgorithmConfig { Name = "alfa", InnerLr = 0.3, InnerSteps = 2, OuterLr = 0.003, MetaBatchSize = 8 },
+        "protonet" or "matchingnet" or "relationnet" => new AlgorithmConfig { Name = name, OuterLr = 0.003, MetaBatchSize = 8 },
+        "maml++" => new AlgorithmConfig
         {
-            Name = "maml", InnerLr = 0.3, InnerSteps = 3, OuterLr = 0.003, OuterLrSchedule = "cosine", MetaBatchSize = 8,
+            Name = "maml++", InnerLr = 0.3, InnerSteps = 3, OuterLr = 0.003, OuterLrSchedule = "cosine", MetaBatchSize = 8,
             MultiStepLoss = true, MultiStepLossIterations = 100, Lslr = true, FirstOrderIterations = 50,
         },
         "baseline" or "baseline++" => new AlgorithmConfig
@@ -38,13 +39,15 @@ public class LearningTests(ITestOutputHelper output)
     [InlineData("reptile", 300)]
     [InlineData("metasgd", 300)]
     [InlineData("anil", 300)]
+    [InlineData("alfa", 300)]
     [InlineData("protonet", 300)]
-    [InlineData("mamlpp", 300)]
+    [InlineData("matchingnet", 300)]
+    [InlineData("relationnet", 300)]
+    [InlineData("maml++", 300)]
     [InlineData("baseline", 300)]
     [InlineData("baseline++", 300)]
     public void QueryAccuracyRisesWellAboveChance(string name, int iterations)
     {
-        Torch.Threads = 1;
         using var run = new BlobRun(Config(name), new EpisodeShape(5, 1, 5));
         var before = run.TestAccuracy();
         run.Train(iterations);

@@ -126,6 +126,73 @@ public class UpdateTests
     }
 
     [Fact]
+    public void MatchingNetScoresQueriesByCosineAttentionOverTheSupportLabels()
+    {
+        using var scope = Torch.NewScope();
+        // Support: (1,0) class 0, (0,2) class 1, (3,0) class 0. Query (1,1): cosines 1/√2 to each direction.
+        var support = Torch.From(new float[] { 1, 0, 0, 2, 3, 0 }, 3, 2);
+        var query = Torch.From(new float[] { 1, 1, 0, 5 }, 2, 2);
+        var logP = MatchingNet.LogProbabilities(query, support, Torch.From(new long[] { 0, 1, 0 }, 3), ways: 2);
+        // Query 1: attention 1/3 each, so P(0) = 2/3, P(1) = 1/3. Query 2 (0,5): cosines 0, 1, 0 → e/(e + 2) to class 1.
+        var e = Math.E;
+        Close(Torch.From(new float[] { (float)Math.Log(2.0 / 3), (float)Math.Log(1.0 / 3), (float)Math.Log(2 / (e + 2)), (float)Math.Log(e / (e + 2)) }, 2, 2), logP);
+    }
+
+    [Fact]
+    public void RelationNetGradientMatchesFiniteDifferencesOfItsMseToOneHot()
+    {
+        using var scope = Torch.NewScope();
+        var task = Task();
+        using var net = new RelationNet(Tiny([4], outputs: 1), new Objective(false), seed: 7);
+        Assert.Equal(["layer0.weight", "layer0.bias", "relation.fc1.weight", "relation.fc1.bias", "relation.fc2.weight", "relation.fc2.bias", "relation.fc3.weight", "relation.fc3.bias"], net.OuterParameterNames);
+        var analytic = net.TaskGradient(task, 1.0).Gradients.Select(g => Values(g!)).ToArray();
+        const double h = 2e-3;   // small enough not to step over a ReLU kink, large for float32 losses
+        for (var k = 0; k < net.OuterParameters.Count; k++)
+            for (var e = 0; e < Math.Min(3, analytic[k].Length); e++)
+            {
+                double LossWith(double delta)
+                {
+                    using (Torch.NoGrad()) net.OuterParameters[k].Flatten().Narrow(0, e, 1).Add_(Torch.Scalar((float)delta));
+                    return net.Evaluate(task).Loss;
+                }
+                var (plus, minus) = (LossWith(h), LossWith(-2 * h));
+                LossWith(h);
+                var numeric = (plus - minus) / (2 * h);
+                Assert.True(Math.Abs(numeric - analytic[k][e]) <= 2e-3 + 0.02 * Math.Abs(numeric), $"{net.OuterParameterNames[k]}[{e}]: finite differences {numeric}, autograd {analytic[k][e]}");
+            }
+        // The loss is the mean squared error of the relation scores (in [0, 1]) to the one-hot labels.
+        Assert.InRange(net.Evaluate(task).Loss, 0.0, 1.0);
+    }
+
+    [Fact]
+    public void AlfaStartsAsMamlAndThenStepsWithItsGeneratedRateAndDecay()
+    {
+        using var scope = Torch.NewScope();
+        var task = Task();
+        var model = Tiny([4]);
+        using var alfa = new Alfa(model, new Objective(false), innerLr: 0.3, innerSteps: 1, testInnerSteps: 1, seed: 5);
+        var theta = model.Parameters.Select(p => p.Detach().Clone()).ToArray();
+        var g = Grad(F.CrossEntropy(model.Forward(task.SupportX, model.Parameters), task.SupportY), model.Parameters);
+        // The generator's last layer starts at zero: α = α⁰ = inner_lr and β = β⁰ = 1, MAML's step.
+        var fast = alfa.Adapt(task.SupportX, task.SupportY, 1, createGraph: false);
+        for (var p = 0; p < 4; p++) Close(theta[p] - 0.3 * g[p], fast[p]);
+
+        // With the generator's output bias set, (1 + a, 1 + b) scale α⁰ and β⁰: θ ← β θ − α g per layer.
+        var names = alfa.OuterParameterNames.ToList();
+        using (Torch.NoGrad())
+        {
+            alfa.OuterParameters[names.IndexOf("alfa.g.fc2.bias")].CopyFrom(Torch.From(new float[] { 1, 0, -0.5f, 0, -0.1f, 0, 0, 0.2f }, 8));
+            alfa.OuterParameters[names.IndexOf("alfa.alpha0")].CopyFrom(Torch.From(new float[] { 0.3f, 0.2f, 0.1f, 0.4f }, 1, 4));
+        }
+        float[] alpha = [0.6f, 0.2f, 0.05f, 0.4f], beta = [0.9f, 1f, 1f, 1.2f];
+        fast = alfa.Adapt(task.SupportX, task.SupportY, 1, createGraph: false);
+        for (var p = 0; p < 4; p++) Close(beta[p] * theta[p] - alpha[p] * g[p], fast[p]);
+        var r = alfa.TaskGradient(task, 1.0);
+        Assert.NotNull(r.Gradients[names.IndexOf("alfa.g.fc2.weight")]);
+        Assert.NotNull(r.Gradients[names.IndexOf("alfa.alpha0")]);
+    }
+
+    [Fact]
     public void ProtoNetTrainsAndSavesOnlyTheBody()
     {
         using var scope = Torch.NewScope();

@@ -35,5 +35,11 @@ public class BenchTests
         Assert.Equal(Environment.ProcessorCount, r.GetProperty("workers").GetInt32());
         Assert.Equal(1, r.GetProperty("torch_threads").GetInt32());
         Assert.Equal(4, r.GetProperty("tasks_per_iteration").GetInt32());
+        // The batched mode is timed beside it: one computation on all the cores.
+        Assert.Equal("per_task", r.GetProperty("execution").GetString());
+        var batched = r.GetProperty("modes").GetProperty("batched");
+        Assert.True(batched.GetProperty("median_seconds").GetDouble() > 0);
+        Assert.Equal(1, batched.GetProperty("workers").GetInt32());
+        Assert.Equal(Environment.ProcessorCount, batched.GetProperty("torch_threads").GetInt32());
     }
 }

@@ -151,7 +151,7 @@ public sealed class FolderTests : IDisposable
         (code, _, err) = CliRunner.Run("adapt", "--checkpoint", Path.Combine(dir, "maml"), "--support", support, "--query", query, "--out", csv);
         Assert.Equal(2, code);
         Assert.Contains("5 classes", err);
-        Assert.Contains("protonet, baseline, baseline++", err);
+        Assert.Contains("protonet, matchingnet, relationnet, baseline, baseline++", err);
         var (support3, query3) = SupportAndQuery(3);
         var saved = Path.Combine(dir, "adapted.safetensors");
         (code, _, err) = CliRunner.Run("adapt", "--checkpoint", Path.Combine(dir, "maml"), "--support", support3, "--query", query3, "--steps", "2", "--out", csv, "--save-adapted", saved);
