@@ -8,6 +8,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <memory>
 
 using namespace metarun;
@@ -103,15 +104,35 @@ void decode_jpeg(const uint8_t* data, size_t size, int want_channels, std::vecto
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
-  cinfo.out_color_space = want_channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  // libjpeg converts YCbCr and grayscale itself but not CMYK/YCCK (print workflows' JPEGs):
+  // those are read as CMYK and converted below.
+  bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : want_channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   w = static_cast<int>(cinfo.output_width);
   h = static_cast<int>(cinfo.output_height);
-  size_t stride = static_cast<size_t>(w) * static_cast<size_t>(cinfo.output_components);
+  size_t stride = static_cast<size_t>(w) * static_cast<size_t>(want_channels);
   out.resize(stride * static_cast<size_t>(h));
+  std::vector<uint8_t> ink(cmyk ? static_cast<size_t>(w) * 4 : 0);
+  // Adobe's CMYK JPEGs store inverted ink (255 = none), which libjpeg passes through.
+  bool inverted = cinfo.saw_Adobe_marker;
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = out.data() + stride * cinfo.output_scanline;
+    uint8_t* dst = out.data() + stride * cinfo.output_scanline;
+    JSAMPROW row = cmyk ? ink.data() : dst;
     jpeg_read_scanlines(&cinfo, &row, 1);
+    if (!cmyk) continue;
+    for (int x = 0; x < w; x++) {
+      int v[4];
+      for (int i = 0; i < 4; i++) v[i] = inverted ? ink[4 * x + i] : 255 - ink[4 * x + i];
+      int r = (v[0] * v[3] + 127) / 255, g = (v[1] * v[3] + 127) / 255, b = (v[2] * v[3] + 127) / 255;
+      if (want_channels == 1) {
+        dst[x] = static_cast<uint8_t>((299 * r + 587 * g + 114 * b + 500) / 1000);
+      } else {
+        dst[3 * x] = static_cast<uint8_t>(r);
+        dst[3 * x + 1] = static_cast<uint8_t>(g);
+        dst[3 * x + 2] = static_cast<uint8_t>(b);
+      }
+    }
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
@@ -139,7 +160,7 @@ MR_EXPORT Handle mr_image_decode(const uint8_t* data, int64_t size, int channels
 }
 
 // Encodes a uint8 tensor [channels, height, width] (1 or 3 channels) as PNG (format 0) or
-// JPEG (format 1, quality 1..100). Returns the byte count; *out receives a buffer for mr_buffer_free.
+// JPEG (format 1, quality 1..100), or as an Adobe CMYK JPEG (format 2, from RGB). Returns the byte count; *out receives a buffer for mr_buffer_free.
 MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t** out) {
   MR_GUARD(-1, {
     auto t = T(img);
@@ -169,7 +190,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       for (int y = 0; y < h; y++) png_write_row(png, const_cast<png_bytep>(px + static_cast<size_t>(y) * w * c));
       png_write_end(png, nullptr);
       png_destroy_write_struct(&png, &info);
-    } else if (format == 1) {
+    } else if (format == 1 || format == 2) {
       jpeg_compress_struct cinfo;
       JpegError err;
       cinfo.err = jpeg_std_error(&err.mgr);
@@ -182,19 +203,35 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       jpeg_stdio_dest(&cinfo, f);
       cinfo.image_width = static_cast<JDIMENSION>(w);
       cinfo.image_height = static_cast<JDIMENSION>(h);
-      cinfo.input_components = c;
-      cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+      bool cmyk = format == 2;
+      if (cmyk && c != 3) throw std::invalid_argument("a CMYK JPEG is made from an RGB image");
+      cinfo.input_components = cmyk ? 4 : c;
+      cinfo.in_color_space = cmyk ? JCS_CMYK : c == 1 ? JCS_GRAYSCALE : JCS_RGB;
       jpeg_set_defaults(&cinfo);
       jpeg_set_quality(&cinfo, quality, TRUE);
       jpeg_start_compress(&cinfo, TRUE);
+      std::vector<uint8_t> ink(cmyk ? static_cast<size_t>(w) * 4 : 0);
       while (cinfo.next_scanline < cinfo.image_height) {
         JSAMPROW row = const_cast<JSAMPROW>(px + static_cast<size_t>(cinfo.next_scanline) * w * c);
+        if (cmyk) {
+          // Adobe's convention (what the decoder expects with its marker): inverted ink, K from the brightest channel.
+          for (int x = 0; x < w; x++) {
+            int r = row[3 * x], g = row[3 * x + 1], b = row[3 * x + 2];
+            int m = std::max(r, std::max(g, b));
+            auto plate = [m](int v) { return m == 0 ? 255 : 255 - (255 * (m - v) + m / 2) / m; };
+            ink[4 * x] = static_cast<uint8_t>(plate(r));
+            ink[4 * x + 1] = static_cast<uint8_t>(plate(g));
+            ink[4 * x + 2] = static_cast<uint8_t>(plate(b));
+            ink[4 * x + 3] = static_cast<uint8_t>(m);
+          }
+          row = ink.data();
+        }
         jpeg_write_scanlines(&cinfo, &row, 1);
       }
       jpeg_finish_compress(&cinfo);
       jpeg_destroy_compress(&cinfo);
     } else {
-      throw std::invalid_argument("format must be 0 (PNG) or 1 (JPEG)");
+      throw std::invalid_argument("format must be 0 (PNG), 1 (JPEG) or 2 (CMYK JPEG)");
     }
     guard.reset();  // flushes buf/len
     *out = reinterpret_cast<uint8_t*>(buf);

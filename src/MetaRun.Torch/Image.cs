@@ -6,7 +6,7 @@ namespace LibTorch;
 /// <summary>PNG and JPEG through libpng and libjpeg-turbo (native/src/image.cpp).</summary>
 public static unsafe class Image
 {
-    /// <summary>Decodes a PNG or JPEG into a uint8 tensor [channels, height, width], channels 1 (gray) or 3 (RGB).</summary>
+    /// <summary>Decodes a PNG (any colour type and bit depth) or JPEG (gray, YCbCr or CMYK) into a uint8 tensor [channels, height, width], channels 1 (gray) or 3 (RGB).</summary>
     public static Tensor Decode(ReadOnlySpan<byte> encoded, int channels)
     {
         fixed (byte* p = encoded) return new Tensor(mr_image_decode(p, encoded.Length, channels));
@@ -15,6 +15,9 @@ public static unsafe class Image
     public static byte[] EncodePng(Tensor image) => Encode(image, 0, 0);
 
     public static byte[] EncodeJpeg(Tensor image, int quality = 95) => Encode(image, 1, quality);
+
+    /// <summary>An RGB image as an Adobe-style CMYK JPEG (inverted ink), as print workflows write them; Decode reads it back as RGB or gray.</summary>
+    public static byte[] EncodeCmykJpeg(Tensor image, int quality = 95) => Encode(image, 2, quality);
 
     private static byte[] Encode(Tensor image, int format, int quality)
     {

@@ -16,14 +16,15 @@ namespace MetaRun.Algorithms;
 /// Baseline++ replaces the linear heads by cosine-similarity ones, logits = s · cos(f(x), w_c),
 /// which the paper finds reduces intra-class variation.
 /// </summary>
-public sealed class Baseline(IModel model, Objective objective, IClassBatchSource source, int batchSize, double lr, int steps, bool adam, bool cosine)
+public sealed class Baseline(IModel model, Objective objective, IClassBatchSource? source, int batchSize, double lr, int steps, bool adam, bool cosine)
     : IMetaLearner, ITrainingBatchSource
 {
     public static Baseline From(AlgorithmContext c, bool cosine)
     {
         var a = c.Config;
-        var source = c.Family as IClassBatchSource ?? throw new ConfigException(
-            $"algorithm.name: {a.Name} pretrains on batches over all training classes, which the {c.Family?.Name ?? "(no)"} task family cannot give; use an image data set (omniglot, miniimagenet)");
+        // Without a family (`adapt` on new images) nothing is trained, so no batches are needed.
+        var source = c.Family == null ? null : c.Family as IClassBatchSource ?? throw new ConfigException(
+            $"algorithm.name: {a.Name} pretrains on batches over all training classes, which the {c.Family.Name} task family cannot give; use an image data set (omniglot, miniimagenet, folder)");
         return new Baseline(c.Model, c.Objective, source, a.BatchSize, a.InnerLr, a.EffectiveTestInnerSteps, adam: a.InnerOptimizer == "adam", cosine);
     }
 
@@ -36,7 +37,7 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
     /// <summary>One pretraining batch as a one-task meta-batch (support = query = the batch).</summary>
     public MetaBatch TrainingBatch(long index)
     {
-        var (x, y) = source.SampleClassBatch(index, batchSize);
+        var (x, y) = (source ?? throw new InvalidOperationException("this baseline was built without training data")).SampleClassBatch(index, batchSize);
         using (x)
         using (y)
             return new MetaBatch(x.Unsqueeze(0), y.Unsqueeze(0), x.Unsqueeze(0), y.Unsqueeze(0));
@@ -63,6 +64,14 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
 
     public TaskScore Evaluate(Episode task)
     {
+        var logits = AdaptTo(task).Logits;
+        using var noGrad = Torch.NoGrad();
+        return objective.Score(logits, task.QueryY);
+    }
+
+    /// <summary>The query logits; the state is the frozen body and the new head.</summary>
+    public AdaptedTask AdaptTo(Episode task)
+    {
         // Support and query go through the frozen body in one batch (batch norm uses its statistics; see README).
         Tensor support, query;
         using (Torch.NoGrad())
@@ -87,7 +96,9 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
             opt.Step(Torch.Grad([loss], head, allowUnused: true));
         }
         using var noGrad = Torch.NoGrad();
-        return objective.Score(Head(query, head[0], head[1]), task.QueryY);
+        var body = model.IndicesOf(ParameterRole.Body, ParameterRole.BatchNorm);
+        return new AdaptedTask(Head(query, head[0], head[1]),
+            [.. body.Select(i => KeyValuePair.Create(model.ParameterNames[i], model.Parameters[i])), KeyValuePair.Create("head.weight", head[0].Detach()), KeyValuePair.Create("head.bias", head[1].Detach())]);
     }
 
     public void Dispose() => model.Dispose();

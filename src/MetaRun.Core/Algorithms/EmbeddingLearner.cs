@@ -34,14 +34,33 @@ public abstract class EmbeddingLearner : IMetaLearner
     /// <summary>The training loss of the scores: the objective's cross-entropy unless the method says otherwise.</summary>
     protected virtual Tensor Loss(Tensor scores, Tensor queryY) => Objective.Loss(scores, queryY);
 
-    private Tensor Score(Episode task)
+    /// <summary>What a support set adapts the learner to, for saving: by default the support embeddings and labels (ProtoNet: its prototypes).</summary>
+    protected virtual IEnumerable<KeyValuePair<string, Tensor>> AdaptedState(Tensor support, Tensor supportY, int ways) =>
+        [KeyValuePair.Create("support_embeddings", support), KeyValuePair.Create("support_labels", supportY)];
+
+    private (Tensor Query, Tensor Support, int Ways) Embed(Episode task)
     {
         // Support and query pass through the body together: batch norm sees the whole episode,
         // as it does in MAML's query pass (transductive batch statistics; see README).
         var nS = task.SupportX.Size(0);
         var all = Model.Embed(Torch.Cat([task.SupportX, task.QueryX]), Model.Parameters);
         var ways = (int)task.SupportY.Max().Item() + 1;
-        return Logits(all.Narrow(0, nS, all.Size(0) - nS), all.Narrow(0, 0, nS), task.SupportY, ways);
+        return (all.Narrow(0, nS, all.Size(0) - nS), all.Narrow(0, 0, nS), ways);
+    }
+
+    private Tensor Score(Episode task)
+    {
+        var (query, support, ways) = Embed(task);
+        return Logits(query, support, task.SupportY, ways);
+    }
+
+    /// <summary>The query scores (what Evaluate scores); the state is the outer parameters and <see cref="AdaptedState"/>.</summary>
+    public AdaptedTask AdaptTo(Episode task)
+    {
+        using var noGrad = Torch.NoGrad();
+        var (query, support, ways) = Embed(task);
+        return new AdaptedTask(Logits(query, support, task.SupportY, ways),
+            [.. OuterParameterNames.Zip(OuterParameters, KeyValuePair.Create), .. AdaptedState(support, task.SupportY, ways)]);
     }
 
     public TaskGradient TaskGradient(Episode task, double weight)

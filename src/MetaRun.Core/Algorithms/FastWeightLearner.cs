@@ -72,11 +72,18 @@ public abstract class FastWeightLearner : IMetaLearner
         return new TaskGradient(grads, loss.Item() / Objective.Tasks(output), Objective.Accuracy(output, task.QueryY));
     }
 
-    public TaskScore Evaluate(Episode task)
+    public AdaptedTask AdaptTo(Episode task)
     {
         var fast = Adapt(task.SupportX, task.SupportY, TestInnerSteps, createGraph: false);
         using var noGrad = Torch.NoGrad();
-        return Objective.Score(Model.Forward(task.QueryX, fast), task.QueryY);
+        return new AdaptedTask(Model.Forward(task.QueryX, fast), [.. Model.ParameterNames.Zip(fast, KeyValuePair.Create)]);
+    }
+
+    public TaskScore Evaluate(Episode task)
+    {
+        var logits = AdaptTo(task).Logits;
+        using var noGrad = Torch.NoGrad();
+        return Objective.Score(logits, task.QueryY);
     }
 
     /// <summary>A learned outer parameter of the algorithm's own (Meta-SGD's α, MAML++'s rates), freed with the learner.</summary>

@@ -8,6 +8,12 @@ public readonly record struct Episode(Tensor SupportX, Tensor SupportY, Tensor Q
 /// <summary>What one task contributes to an outer step: gradients for the outer parameters and its query metrics.</summary>
 public sealed record TaskGradient(Tensor?[] Gradients, double Loss, double Accuracy);
 
+/// <summary>
+/// A learner adapted to one support set: its outputs for the query examples ([queries, ways]
+/// logits) and the tensors the adaptation produced, by name, for saving (fast weights, prototypes, a head).
+/// </summary>
+public sealed record AdaptedTask(Tensor Logits, IReadOnlyList<KeyValuePair<string, Tensor>> State);
+
 /// <summary>Query loss and accuracy (NaN for regression) after adapting to one task.</summary>
 public readonly record struct TaskScore(double Loss, double Accuracy);
 
@@ -23,6 +29,12 @@ public interface IMetaLearner : IDisposable
 
     /// <summary>Gradient of this task's outer loss, already multiplied by <paramref name="weight"/> (1/tasks).</summary>
     TaskGradient TaskGradient(Episode task, double weight);
+
+    /// <summary>
+    /// Adapts on the support set with the evaluation settings and predicts the query set (its
+    /// labels are not read): what <see cref="Evaluate"/> scores and `metarun adapt` reports.
+    /// </summary>
+    AdaptedTask AdaptTo(Episode task);
 
     /// <summary>Adapts on the support set with the evaluation settings and scores on the query set.</summary>
     TaskScore Evaluate(Episode task);

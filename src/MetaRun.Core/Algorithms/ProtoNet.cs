@@ -25,4 +25,7 @@ public sealed class ProtoNet(IModel model, Objective objective) : EmbeddingLearn
         -(queryEmbeddings.Unsqueeze(1) - prototypes.Unsqueeze(0)).Square().Sum(2);
 
     protected override Tensor Logits(Tensor query, Tensor support, Tensor supportY, int ways) => Logits(query, Prototypes(support, supportY, ways));
+
+    protected override IEnumerable<KeyValuePair<string, Tensor>> AdaptedState(Tensor support, Tensor supportY, int ways) =>
+        [KeyValuePair.Create("prototypes", Prototypes(support, supportY, ways))];
 }

@@ -75,11 +75,18 @@ public sealed class Reptile(IModel model, Objective objective, double innerLr, i
         return new TaskGradient(grads, objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
     }
 
-    public TaskScore Evaluate(Episode task)
+    public AdaptedTask AdaptTo(Episode task)
     {
         var phi = Train(task.SupportX, task.SupportY, testInnerSteps);
         using var noGrad = Torch.NoGrad();
-        return objective.Score(model.Forward(task.QueryX, phi), task.QueryY);
+        return new AdaptedTask(model.Forward(task.QueryX, phi), [.. model.ParameterNames.Zip(phi, KeyValuePair.Create)]);
+    }
+
+    public TaskScore Evaluate(Episode task)
+    {
+        var logits = AdaptTo(task).Logits;
+        using var noGrad = Torch.NoGrad();
+        return objective.Score(logits, task.QueryY);
     }
 
     public void Dispose() => model.Dispose();

@@ -145,6 +145,17 @@ public static class ConfigLoader
                     ?? throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' is '{c.Algorithm.Name}'; expected one of: {string.Join(", ", AlgorithmRegistry.Names)}");
         if (!c.Data.IsRegression && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
             throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))} may differ)");
+        if (c.Data.Dataset != "folder")
+        {
+            if (c.Data.Channels != 0) throw new ConfigException($"{where("data.channels")}: 'data.channels' is only for data.dataset folder ({c.Data.Dataset} has fixed channels)");
+            if (c.Data.SplitRatio.Count > 0) throw new ConfigException($"{where("data.split_ratio")}: 'data.split_ratio' is only for data.dataset folder");
+            if (c.Data.SkipSmallClasses) throw new ConfigException($"{where("data.skip_small_classes")}: 'data.skip_small_classes' is only for data.dataset folder");
+        }
+        else if (c.Data.Channels == 2)
+            throw new ConfigException($"{where("data.channels")}: 'data.channels' is 2; expected 1 (gray) or 3 (RGB)");
+        if (c.Data.Dataset != "omniglot")
+            foreach (var (name, e) in new[] { ("train", c.Data.Train), ("test", c.Data.Test) })
+                if (e.WithinAlphabet) throw new ConfigException($"{where($"data.{name}.within_alphabet")}: 'data.{name}.within_alphabet' needs data.dataset omniglot (only Omniglot has alphabets)");
         if (c.Execution == "batched" && !known.Batched)
             throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
         if (c.Data.IsRegression && !known.SupportsRegression)
@@ -199,6 +210,11 @@ public static class ConfigLoader
             var seq = node as YamlSequenceNode ?? throw new ConfigException($"{where}: '{path}' must be a list of integers, like [40, 40]");
             return seq.Children.Select(c => (int)Convert(c, typeof(int), path, where)!).ToList();
         }
+        if (type == typeof(List<double>))
+        {
+            var seq = node as YamlSequenceNode ?? throw new ConfigException($"{where}: '{path}' must be a list of numbers, like [0.6, 0.2, 0.2]");
+            return seq.Children.Select(c => (double)Convert(c, typeof(double), path, where)!).ToList();
+        }
         var scalar = node as YamlScalarNode ?? throw new ConfigException($"{where}: '{path}' must be a single value, not a {(node is YamlSequenceNode ? "list" : "section")}");
         var s = scalar.Value ?? "";
         var isNull = scalar.Style == ScalarStyle.Plain && s is "" or "~" or "null";
@@ -227,5 +243,7 @@ public static class ConfigLoader
         }
         if (value is List<int> list && list.Any(n => n < 1))
             throw new ConfigException($"{where}: '{path}' entries must be positive integers");
+        if (value is List<double> ratios && ratios.Count > 0 && (ratios.Count != 3 || ratios.Any(r => r < 0) || Math.Abs(ratios.Sum() - 1) > 1e-6))
+            throw new ConfigException($"{where}: '{path}' must be three non-negative fractions (train, val, test) that add up to 1, like [0.6, 0.2, 0.2]");
     }
 }

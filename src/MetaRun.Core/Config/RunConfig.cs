@@ -25,12 +25,18 @@ public sealed class RunConfig
 
 public sealed class DataConfig
 {
-    [OneOf("sinusoid", "linear", "omniglot", "miniimagenet")] public string Dataset { get; set; } = "sinusoid";
+    [OneOf("sinusoid", "linear", "omniglot", "miniimagenet", "folder")] public string Dataset { get; set; } = "sinusoid";
 
     /// <summary>The regression task families (no classes: one "way" of K points, MSE).</summary>
     [YamlDotNet.Serialization.YamlIgnore] public bool IsRegression => Dataset is "sinusoid" or "linear";
-    /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default.</summary>
+    /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default. For the folder data set: the folder of class subfolders itself (required).</summary>
     public string? Root { get; set; }
+    /// <summary>Folder data set: image channels fed to the model, 1 (gray) or 3 (RGB); 0 is 3. Omniglot is always 1 and miniImageNet 3.</summary>
+    [Range(0, 3)] public int Channels { get; set; }
+    /// <summary>Folder data set without train/ val/ test/ folders or class lists: the fractions of classes in train, val and test, split with data.split_seed.</summary>
+    public List<double> SplitRatio { get; set; } = [];
+    /// <summary>Folder data set: leave out (with a warning naming them) classes with fewer images than an episode takes, instead of stopping.</summary>
+    public bool SkipSmallClasses { get; set; }
     /// <summary>Omniglot class split: vinyals (1200 train characters, rotations as classes) or lake (background/evaluation alphabets).</summary>
     [OneOf("vinyals", "lake")] public string Split { get; set; } = "vinyals";
     /// <summary>Seed of the class split (independent of the run seed, so runs share a split).</summary>
@@ -46,6 +52,8 @@ public sealed class EpisodeConfig
     [Range(1, 10000)] public int Ways { get; set; } = 5;
     [Range(1, 10000)] public int Shots { get; set; } = 1;
     [Range(1, 10000)] public int Queries { get; set; } = 15;
+    /// <summary>Omniglot: every episode's classes come from one alphabet (Lake et al.'s within-alphabet protocol).</summary>
+    public bool WithinAlphabet { get; set; }
 }
 
 public sealed class ModelConfig

@@ -34,10 +34,14 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
     // the index map costs about a third of Omniglot's sampling rate).
     private readonly byte[]?[] rotated = new byte[4][];
     private volatile bool disposed;
+    // Splits whose episodes draw all their classes from one group (an Omniglot alphabet): the
+    // group's members as indices into the split's classes.
+    private readonly Dictionary<Split, int[][]> groups;
 
     internal ImageTaskFamily(string name, ImageStore store, Dictionary<Split, SplitClass[]> splits, string[] sourceNames,
-        float[] scale, float[] offset, long seed, DataOptions options)
+        float[] scale, float[] offset, long seed, DataOptions options, Dictionary<Split, int[][]>? groups = null)
     {
+        this.groups = groups ?? [];
         Name = name;
         Store = store;
         this.splits = splits;
@@ -81,7 +85,7 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
         Validate(split, 1, shape);
         var rng = SplitMix64.ForEpisode(seed, split, index);
         var classes = new int[shape.Ways];
-        rng.SampleDistinct(splits[split].Length, classes);
+        ChooseClasses(ref rng, split, classes);
         var images = new int[shape.Ways][];
         for (var j = 0; j < shape.Ways; j++)
         {
@@ -133,6 +137,8 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
         var classes = splits[split];
         if (shape.Ways > classes.Length)
             throw new DataException($"{Name} {Lower(split)} split has {classes.Length} classes; {shape.Ways}-way episodes need at least {shape.Ways}");
+        if (groups.TryGetValue(split, out var all) && !all.Any(g => g.Length >= shape.Ways))
+            throw new DataException($"{Name} {Lower(split)} split: no alphabet has {shape.Ways} classes for within-alphabet episodes (the largest has {all.Max(g => g.Length)})");
         var need = shape.Shots + shape.Queries;
         var (smallest, size) = Smallest(split);
         if (size < need)
@@ -157,6 +163,29 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
         }
     }
 
+    /// <summary>
+    /// The episode's classes (indices into the split): N distinct ones of the split, or, where the
+    /// split is grouped, a uniformly drawn group among those with at least N classes, then N of it.
+    /// </summary>
+    private void ChooseClasses(ref SplitMix64 rng, Split split, Span<int> chosen)
+    {
+        if (!groups.ContainsKey(split))
+        {
+            rng.SampleDistinct(splits[split].Length, chosen);
+            return;
+        }
+        var eligible = EligibleGroups(split, chosen.Length);
+        var group = eligible[rng.NextInt(eligible.Length)];
+        rng.SampleDistinct(group.Length, chosen);
+        for (var j = 0; j < chosen.Length; j++) chosen[j] = group[chosen[j]];
+    }
+
+    /// <summary>The groups of a grouped split with at least <paramref name="ways"/> classes, in group order.</summary>
+    public int[][] EligibleGroups(Split split, int ways) => [.. groups[split].Where(g => g.Length >= ways)];
+
+    /// <summary>Whether a split's episodes come from one group each (Omniglot within-alphabet).</summary>
+    public bool IsGrouped(Split split) => groups.ContainsKey(split);
+
     internal static string Lower(Split split) => split.ToString().ToLowerInvariant();
 
     private void Fill(Split split, long index, int t, EpisodeShape shape, float[] sx, long[] sy, float[] qx, long[] qy)
@@ -166,7 +195,7 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
         var classes = splits[split];
         var rng = SplitMix64.ForEpisode(seed, split, index);
         Span<int> chosen = n <= 256 ? stackalloc int[n] : new int[n];
-        rng.SampleDistinct(classes.Length, chosen);
+        ChooseClasses(ref rng, split, chosen);
         Span<int> picks = k + q <= 256 ? stackalloc int[k + q] : new int[k + q];
         for (var j = 0; j < n; j++)
         {

@@ -81,15 +81,13 @@ public static class MiniImageNet
         foreach (var split in SplitOrder)
             splits[split] = [.. classes.Select((c, i) => (c, i)).Where(x => x.c.Split == split).Select(x => new SplitClass(x.i, 0))];
         var names = classes.Select(c => $"{ImageTaskFamily.Lower(c.Split)}/{c.Label}").ToArray();
-        // (byte / 255 − mean) / std = byte × (1 / (255 std)) − mean / std
-        var scale = Std.Select(s => 1f / (255f * s)).ToArray();
-        var offset = Mean.Select((m, c) => -m / Std[c]).ToArray();
-        return new ImageTaskFamily(Dataset, store, splits, names, scale, offset, seed, options);
+        var format = ImageFormat.MiniImageNet(size);
+        return new ImageTaskFamily(Dataset, store, splits, names, format.Scale, format.Offset, seed, options);
     }
 
     public static ImageStore LoadStore(string datasetDir, List<ClassList> classes, int size, DataOptions options)
     {
-        var prep = new Preprocessing(3, size, Invert: false);
+        var prep = ImageFormat.MiniImageNet(size).Prep;
         var images = Path.Combine(datasetDir, "images");
         var files = classes.SelectMany(c => c.Images.Select(i => i.File)).ToArray();
         var sb = new StringBuilder();

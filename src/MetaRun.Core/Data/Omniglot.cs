@@ -164,16 +164,28 @@ public static class Omniglot
     /// Loads Omniglot from &lt;root&gt;/omniglot as an episode sampler: from the decoded-image
     /// cache when it is current, else by decoding every image (and writing the cache).
     /// </summary>
-    public static ImageTaskFamily Open(string datasetDir, string split, long splitSeed, int imageSize, long seed, DataOptions options)
+    /// <param name="trainWithinAlphabet">Training episodes draw all their classes from one alphabet.</param>
+    /// <param name="testWithinAlphabet">Validation and test episodes do (Lake et al.'s within-alphabet protocol).</param>
+    public static ImageTaskFamily Open(string datasetDir, string split, long splitSeed, int imageSize, long seed, DataOptions options,
+        bool trainWithinAlphabet = false, bool testWithinAlphabet = false)
     {
-        var size = imageSize > 0 ? imageSize : DefaultImageSize;
-        var store = LoadStore(datasetDir, size, options);
+        var format = ImageFormat.Omniglot(imageSize);
+        var store = LoadStore(datasetDir, format.Size, options);
         var names = Characters.Select(c => c.Folder).ToArray();
-        // Strokes are 1 and background 0 after inversion; the byte is the value × 255.
-        return new ImageTaskFamily(Dataset, store, Splits(split, splitSeed), names, [1f / 255f], [0f], seed, options);
+        var splits = Splits(split, splitSeed);
+        var groups = new Dictionary<Split, int[][]>();
+        foreach (var (s, classes) in splits)
+            if (s == Split.Train ? trainWithinAlphabet : testWithinAlphabet)
+                groups[s] = AlphabetGroups(classes);
+        return new ImageTaskFamily(Dataset, store, splits, names, format.Scale, format.Offset, seed, options, groups);
     }
 
-    private static Preprocessing Prep(int size) => new(1, size, Invert: true);
+    /// <summary>The split's classes (indices into it) grouped by the alphabet of their character, alphabets in manifest order.</summary>
+    public static int[][] AlphabetGroups(SplitClass[] classes) =>
+        [.. classes.Select((c, i) => (Alphabet: Characters[c.Source].Alphabet, i)).GroupBy(x => x.Alphabet)
+            .OrderBy(g => Manifest.ToList().IndexOf(g.Key)).Select(g => g.Select(x => x.i).ToArray())];
+
+    private static Preprocessing Prep(int size) => ImageFormat.Omniglot(size).Prep;
 
     /// <summary>The decoded store: from the cache when current, else prepared (and cached).</summary>
     public static ImageStore LoadStore(string datasetDir, int size, DataOptions options)

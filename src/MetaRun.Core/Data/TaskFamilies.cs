@@ -25,7 +25,7 @@ public static class TaskFamilies
             {
                 var (root, source) = DataRoot.ResolveWithSource(dataRootOverride, data.Root);
                 var dir = DataRoot.DatasetDir(root, source, Omniglot.Dataset);
-                return Omniglot.Open(dir, data.Split, data.SplitSeed, data.ImageSize, seed, options);
+                return Omniglot.Open(dir, data.Split, data.SplitSeed, data.ImageSize, seed, options, data.Train.WithinAlphabet, data.Test.WithinAlphabet);
             }
             case MiniImageNet.Dataset:
             {
@@ -33,8 +33,11 @@ public static class TaskFamilies
                 var dir = DataRoot.DatasetDir(root, source, MiniImageNet.Dataset);
                 return MiniImageNet.Open(dir, data.ImageSize, seed, options);
             }
+            case FolderDataset.Dataset:
+                // data.root is the image folder itself; --data-root names where the benchmarks live, not this.
+                return FolderDataset.Open(data, seed, options);
             default:
-                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, linear, omniglot or miniimagenet)");
+                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, linear, omniglot, miniimagenet or folder)");
         }
     }
 

@@ -46,7 +46,7 @@ public static class Evaluator
     /// and the work are — never anything that was trained.
     /// </summary>
     public static readonly IReadOnlyList<string> ChangeableKeys =
-        ["data.test.ways", "data.test.shots", "data.test.queries", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
+        ["data.test.ways", "data.test.shots", "data.test.queries", "data.test.within_alphabet", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
 
     /// <summary>
     /// Evaluates episodes 0..episodes−1 of <paramref name="split"/>. Sets the process-wide
@@ -54,7 +54,7 @@ public static class Evaluator
     /// as several ranks (torchrun or Slurm variables, or --nproc), each scores its share of the
     /// episodes and every rank returns the same result from all of them.
     /// </summary>
-    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot)
+    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
         foreach (var s in sets)
@@ -72,7 +72,7 @@ public static class Evaluator
         var launch = Launch.FromEnvironment();
         Experiment.ApplyProcessSettings(config, launch);
         using var parallel = DataParallel.JoinIfLaunched(launch, config, $"eval {Path.GetFullPath(file)} {split} {episodes}");
-        using var experiment = Experiment.Create(config, dataRoot, parallel);
+        using var experiment = Experiment.Create(config, dataRoot, parallel, new DataOptions { Log = log });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
         List<TaskScore> scores;

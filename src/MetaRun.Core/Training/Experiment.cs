@@ -78,13 +78,14 @@ public sealed class Experiment : IDisposable
         return Enumerable.Range(0, all.Length / 2).Select(i => new TaskScore(all[2 * i], all[2 * i + 1])).ToList();
     }
 
-    public static Experiment Create(RunConfig config, string? dataRootOverride, DataParallel? parallel = null)
+    /// <param name="dataOptions">The data layer's cache and messages (default: the standard cache, silent).</param>
+    public static Experiment Create(RunConfig config, string? dataRootOverride, DataParallel? parallel = null, DataOptions? dataOptions = null)
     {
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
         if (parallel != null && algorithm.Trains == TrainsOn.OwnBatches)
             throw new ConfigException($"algorithm.name: {config.Algorithm.Name} trains on ordinary mini-batches, not episodes; data-parallel training splits episodes, so run it in one process");
         var plan = PlanFor(config, parallel?.Launch);
-        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
+        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
         {
             var objective = new Objective(family.IsRegression);

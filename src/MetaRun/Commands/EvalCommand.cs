@@ -27,7 +27,7 @@ public static class EvalCommand
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot)
     {
-        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot);
+        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"));
         // Every rank holds the same result; rank 0 alone reports it.
         if (Launch.FromEnvironment() is { Rank: > 0 }) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;

@@ -57,7 +57,15 @@ public static class TrainCommand
             try
             {
                 Experiment.ApplyProcessSettings(config, launch);
-                using var experiment = Experiment.Create(config, dataRoot, parallel);
+                // Data messages (decoding progress, cache rebuilds, classes left out) go to the run's log, and on rank 0 to the terminal.
+                using var experiment = Experiment.Create(config, dataRoot, parallel, new MetaRun.Data.DataOptions
+                {
+                    Log = m =>
+                    {
+                        log.Information("{Message}", m);
+                        if (rank == 0) Console.Error.WriteLine($"metarun: {m}");
+                    },
+                });
                 if (rank != 0)
                 {
                     // Only rank 0 talks to the console; the others keep their train.rankR.log.

@@ -30,6 +30,10 @@ public class ConfigErrorTests
     [InlineData("name: t\ndata: [1, 2]\n", "data", ":2:")]
     [InlineData("name: t\n  bad indent: [\n", "invalid YAML", ":")]
     [InlineData("name: t\ndata:\n  dataset: omniglot\n  train: {ways: 5}\n  test: {ways: 20}\n", "data.test.ways", "")]
+    [InlineData("name: t\ndata:\n  dataset: omniglot\n  channels: 3\n", "data.channels", ":4:")]
+    [InlineData("name: t\ndata:\n  dataset: folder\n  root: /tmp\n  channels: 2\n", "data.channels", ":5:")]
+    [InlineData("name: t\ndata:\n  dataset: folder\n  root: /tmp\n  split_ratio: [0.5, 0.2]\n", "data.split_ratio", ":5:")]
+    [InlineData("name: t\ndata:\n  dataset: miniimagenet\n  test: {within_alphabet: true}\n", "data.test.within_alphabet", ":4:")]
     public void BadConfigExitsTwoNamingKeyAndLine(string yaml, string key, string line)
     {
         var path = Write(yaml);

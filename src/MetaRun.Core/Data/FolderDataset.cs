@@ -1,0 +1,169 @@
+using System.Text;
+using MetaRun.Config;
+
+namespace MetaRun.Data;
+
+/// <summary>
+/// Someone's own images (data.dataset: folder): one subfolder per class under data.root, image
+/// files inside (PNG of any colour type and bit depth, JPEG gray, YCbCr or CMYK; any size),
+/// resized to data.image_size with the benchmarks' antialiased resize and cached like them.
+/// Classes are split by, in this order: top-level train/ val/ test/ folders; train.txt,
+/// val.txt, test.txt class lists (one class folder per line); or data.split_ratio over the
+/// class folders, shuffled with data.split_seed. See docs/own-data.md.
+/// </summary>
+public static class FolderDataset
+{
+    public const string Dataset = "folder";
+    public const int DefaultImageSize = 84;
+
+    /// <summary>File extensions read as images (case-insensitive).</summary>
+    public static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg"];
+
+    /// <summary>Image formats people have that the native decoders (libpng, libjpeg-turbo) do not read: an error naming the file, not a silent skip.</summary>
+    public static readonly string[] UnsupportedExtensions = [".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic"];
+
+    private static readonly Split[] SplitOrder = [Split.Train, Split.Val, Split.Test];
+
+    /// <summary>A class folder: its name in messages and splits ("train/cat" or "cat"), and its image files in ordinal order.</summary>
+    public sealed record ClassFolder(Split Split, string Name, string Dir, string[] Files);
+
+    public static ImageTaskFamily Open(DataConfig data, long seed, DataOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(data.Root))
+            throw new ConfigException("data.root: the folder data set needs data.root, the folder that holds one subfolder per class");
+        var root = DataRoot.Expand(data.Root);
+        var format = ImageFormat.For(data);
+        var classes = Keep(ReadLayout(root, data), data, options.Log);
+        var store = LoadStore(root, classes, format, options);
+        var splits = SplitOrder.ToDictionary(s => s, s => classes.Select((c, i) => (c, i)).Where(x => x.c.Split == s).Select(x => new SplitClass(x.i, 0)).ToArray());
+        return new ImageTaskFamily(Dataset, store, splits, [.. classes.Select(c => c.Name)], format.Scale, format.Offset, seed, options);
+    }
+
+    /// <summary>The classes of each split, in store order (train, val, test; ordinal names within a split).</summary>
+    public static List<ClassFolder> ReadLayout(string root, DataConfig data)
+    {
+        if (!Directory.Exists(root)) throw new DataException($"{root}: data.root folder not found");
+        var splitDirs = SplitOrder.Select(s => Path.Combine(root, Lower(s))).ToArray();
+        var listFiles = SplitOrder.Select(s => Path.Combine(root, Lower(s) + ".txt")).ToArray();
+        var hasDirs = splitDirs.Any(Directory.Exists);
+        var hasLists = listFiles.Any(File.Exists);
+        if ((hasDirs || hasLists) && data.SplitRatio.Count > 0)
+            throw new ConfigException($"data.split_ratio: {root} already splits its classes ({(hasDirs ? "train/ val/ test/ folders" : "train.txt val.txt test.txt")}); remove data.split_ratio or that layout");
+        var result = new List<ClassFolder>();
+        if (hasDirs)
+        {
+            if (!Directory.Exists(splitDirs[0])) throw new DataException($"{splitDirs[0]}: missing (a split layout needs train/, and test/ to evaluate)");
+            for (var s = 0; s < 3; s++)
+                if (Directory.Exists(splitDirs[s]))
+                    foreach (var dir in Subfolders(splitDirs[s]))
+                        result.Add(Read(SplitOrder[s], $"{Lower(SplitOrder[s])}/{Path.GetFileName(dir)}", dir));
+        }
+        else if (hasLists)
+        {
+            var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+            for (var s = 0; s < 3; s++)
+            {
+                if (!File.Exists(listFiles[s])) continue;
+                var lines = File.ReadAllLines(listFiles[s]);
+                for (var i = 0; i < lines.Length; i++)
+                {
+                    var name = lines[i].Trim();
+                    if (name.Length == 0 || name.StartsWith('#')) continue;
+                    var where = $"{listFiles[s]}:{i + 1}";
+                    var dir = Path.Combine(root, name);
+                    if (!Directory.Exists(dir)) throw new DataException($"{where}: class folder {dir} not found");
+                    if (!seen.TryAdd(name, where)) throw new DataException($"{where}: class '{name}' is already listed at {seen[name]}");
+                    result.Add(Read(SplitOrder[s], name, dir));
+                }
+            }
+        }
+        else
+        {
+            if (data.SplitRatio.Count == 0)
+                throw new ConfigException($"data.split_ratio: {root} has no train/ val/ test/ folders and no train.txt val.txt test.txt class lists; set data.split_ratio (like [0.6, 0.2, 0.2]) to split its class folders");
+            var dirs = Subfolders(root);
+            new SplitMix64(SplitMix64.Mix((ulong)data.SplitSeed ^ 0x666F6C646572UL)).Shuffle<string>(dirs);
+            var nTrain = (int)Math.Round(data.SplitRatio[0] * dirs.Length);
+            var nVal = Math.Min(dirs.Length - nTrain, (int)Math.Round(data.SplitRatio[1] * dirs.Length));
+            for (var i = 0; i < dirs.Length; i++)
+                result.Add(Read(i < nTrain ? Split.Train : i < nTrain + nVal ? Split.Val : Split.Test, Path.GetFileName(dirs[i]), dirs[i]));
+            // Store order: train, val, test, each in name order, so the cache does not depend on the shuffle's layout.
+            result = [.. result.OrderBy(c => c.Split).ThenBy(c => c.Name, StringComparer.Ordinal)];
+        }
+        if (result.Count == 0) throw new DataException($"{root}: no class folders (expected one subfolder of images per class)");
+        return result;
+    }
+
+    /// <summary>Leaves out, or stops at, classes with fewer images than their split's episodes take.</summary>
+    private static List<ClassFolder> Keep(List<ClassFolder> classes, DataConfig data, Action<string>? log)
+    {
+        int Need(Split s) => s == Split.Train ? data.Train.Shots + data.Train.Queries : data.Test.Shots + data.Test.Queries;
+        var small = classes.Where(c => c.Files.Length < Need(c.Split)).ToList();
+        if (small.Count == 0) return classes;
+        string Describe(ClassFolder c) => $"'{c.Name}' ({c.Files.Length} images, {Lower(c.Split)} episodes need {Need(c.Split)})";
+        if (!data.SkipSmallClasses)
+        {
+            var more = small.Count == 1 ? "" : $"; so have {small.Count - 1} more: {string.Join(", ", small.Skip(1).Take(10).Select(Describe))}{(small.Count > 11 ? ", …" : "")}";
+            throw new DataException($"{small[0].Dir}: class {Describe(small[0])} has too few images{more}; add images, lower data.train/test shots or queries, or set data.skip_small_classes: true to leave such classes out");
+        }
+        log?.Invoke($"warning: leaving out {small.Count} class(es) with too few images (data.skip_small_classes): {string.Join(", ", small.Select(Describe))}");
+        return [.. classes.Except(small)];
+    }
+
+    private static string[] Subfolders(string dir) =>
+        [.. Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal)];
+
+    /// <summary>The image files of one class folder (hidden and non-image files are not images; formats the decoders cannot read are an error).</summary>
+    public static ClassFolder Read(Split split, string name, string dir)
+    {
+        var files = new List<string>();
+        foreach (var f in Directory.GetFiles(dir).Order(StringComparer.Ordinal))
+        {
+            var file = Path.GetFileName(f);
+            if (file.StartsWith('.')) continue;
+            var ext = Path.GetExtension(file).ToLowerInvariant();
+            if (UnsupportedExtensions.Contains(ext))
+                throw new DataException($"{f}: {ext.TrimStart('.').ToUpperInvariant()} images are not read (MetaRun decodes PNG and JPEG); convert the folder, e.g. with 'mogrify -format png *{ext}'");
+            if (ImageExtensions.Contains(ext)) files.Add(file);
+        }
+        return new ClassFolder(split, name, dir, [.. files]);
+    }
+
+    /// <summary>The decoded store: from the cache when current (same files, sizes and modification times, same preprocessing), else prepared and cached.</summary>
+    public static ImageStore LoadStore(string root, List<ClassFolder> classes, ImageFormat format, DataOptions options)
+    {
+        var prep = format.Prep;
+        var paths = classes.SelectMany(c => c.Files.Select(f => Path.Combine(c.Dir, f))).ToArray();
+        var sb = new StringBuilder();
+        foreach (var c in classes) sb.Append(Lower(c.Split)).Append('/').Append(c.Name).Append(':').Append(c.Files.Length).Append('\n');
+        foreach (var p in paths)
+        {
+            var info = new FileInfo(p);
+            sb.Append(Path.GetRelativePath(root, p)).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
+        }
+        var key = $"{Dataset};{prep.Key};root={root};files={paths.Length}:{XxHash64.Hash(sb.ToString()):x16}";
+        var classSizes = classes.Select(c => c.Files.Length).ToArray();
+        string? cachePath = null;
+        if (options.UseCache)
+        {
+            cachePath = ImageCache.PathFor(ImageCache.ResolveDir(options), Dataset, prep.Size, key);
+            var cached = ImageCache.TryLoad(cachePath, key, prep.Channels, prep.Size, prep.Size, classSizes, options.Log);
+            if (cached != null) return cached;
+        }
+        options.Log?.Invoke($"folder: decoding {paths.Length} images from {root} (once; later runs read the cache)");
+        using var source = new FileImages(root, [.. paths.Select(p => Path.GetRelativePath(root, p))]);
+        var store = ImagePreparation.Prepare(source, classSizes, prep, options, Dataset);
+        if (cachePath != null) ImageCache.TrySave(cachePath, key, store, options.Log);
+        return store;
+    }
+
+    /// <summary>Decodes and resizes image files (absolute paths) into a store of one class per group, without the cache: adapt's support and query images.</summary>
+    public static ImageStore Decode(IReadOnlyList<string[]> groups, ImageFormat format, DataOptions options)
+    {
+        var paths = groups.SelectMany(g => g).ToArray();
+        using var source = new FileImages("/", [.. paths.Select(Path.GetFullPath)]);
+        return ImagePreparation.Prepare(source, [.. groups.Select(g => g.Length)], format.Prep, options, "adapt");
+    }
+
+    private static string Lower(Split s) => ImageTaskFamily.Lower(s);
+}

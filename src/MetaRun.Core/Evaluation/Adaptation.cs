@@ -1,0 +1,219 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CsvHelper;
+using LibTorch;
+using MetaRun.Algorithms;
+using MetaRun.Config;
+using MetaRun.Data;
+using MetaRun.Models;
+using MetaRun.Training;
+
+namespace MetaRun.Evaluation;
+
+/// <summary>One query image's prediction: its file, its true class when the query folder has class subfolders, the predicted class and every class's probability.</summary>
+public sealed record Prediction(string Image, string? Truth, string Predicted, double Probability, double[] Probabilities);
+
+/// <summary>What `metarun adapt` did: the support classes (label order), the predictions, and for a labelled query its accuracy and confusion table [true, predicted].</summary>
+public sealed record AdaptationResult(
+    string Algorithm, string Checkpoint, string[] Classes, int[] Shots, int? Steps, IReadOnlyList<Prediction> Predictions,
+    double? Accuracy, int[][]? Confusion, double Seconds)
+{
+    public JsonObject ToJson()
+    {
+        var json = new JsonObject
+        {
+            ["algorithm"] = Algorithm,
+            ["checkpoint"] = Checkpoint,
+            ["classes"] = new JsonArray([.. Classes.Select(c => (JsonNode)c)]),
+            ["shots"] = new JsonArray([.. Shots.Select(s => (JsonNode)s)]),
+            ["steps"] = Steps,
+            ["queries"] = Predictions.Count,
+            ["predicted"] = new JsonObject(Classes.Select(c => KeyValuePair.Create(c, (JsonNode?)Predictions.Count(p => p.Predicted == c)))),
+            ["seconds"] = Math.Round(Seconds, 2),
+        };
+        if (Accuracy is { } a)
+        {
+            json["accuracy"] = Math.Round(a, 6);
+            json["correct"] = Predictions.Count(p => p.Truth == p.Predicted);
+            json["confusion"] = new JsonObject
+            {
+                ["rows"] = "true class, in the order of classes",
+                ["columns"] = "predicted class, in the order of classes",
+                ["counts"] = new JsonArray([.. Confusion!.Select(r => (JsonNode)new JsonArray([.. r.Select(v => (JsonNode)v)]))]),
+            };
+        }
+        return json;
+    }
+}
+
+/// <summary>
+/// `metarun adapt`: a checkpoint adapts to a support folder (one subfolder of images per class)
+/// exactly as it adapts to a test episode (<see cref="IMetaLearner.AdaptTo"/>, the same call
+/// evaluation scores), with the checkpoint's own image preprocessing, and classifies query images.
+/// </summary>
+public static class Adaptation
+{
+    /// <summary>
+    /// Adapts and predicts, and writes the adapted tensors to <paramref name="saveAdapted"/> when
+    /// given; a ConfigException (exit 2) for a support set the checkpoint's head cannot take, a
+    /// DataException (exit 3) naming an empty class or an image that does not decode.
+    /// </summary>
+    public static AdaptationResult Run(string checkpointPath, string supportDir, string? queryDir, int? steps, string? saveAdapted = null)
+    {
+        var clock = Stopwatch.StartNew();
+        var file = RunDirectory.ResolveCheckpoint(checkpointPath);
+        using var checkpoint = Checkpoint.Load(file);
+        var config = checkpoint.Config;
+        var info = AlgorithmRegistry.Get(config.Algorithm.Name);
+        if (config.Data.Dataset == "sinusoid")
+            throw new ConfigException($"{file}: the checkpoint was trained on sinusoid regression; adapt classifies images");
+        if (steps is { } n)
+        {
+            if (!info.Keys.Contains("test_inner_steps"))
+                throw new ConfigException($"--steps: {info.Name} adapts without steps (it has no test_inner_steps); leave --steps out");
+            if (n < 1) throw new ConfigException("--steps must be at least 1");
+            config.Algorithm.TestInnerSteps = n;
+        }
+
+        var support = ReadClassFolders(supportDir, "support");
+        var classes = support.Select(c => c.Name).ToArray();
+        if (info.Head == HeadKind.PerWay && classes.Length != config.Data.Train.Ways)
+            throw new ConfigException(
+                $"{supportDir}: {classes.Length} classes, but this {info.Name} checkpoint's head has one output per way of its {config.Data.Train.Ways}-way training episodes; " +
+                $"give it {config.Data.Train.Ways} classes, or train an algorithm that takes any number of classes at adaptation: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))}");
+        var query = queryDir == null ? null : ReadQuery(queryDir, classes);
+
+        var format = ImageFormat.For(config.Data);
+        var options = new DataOptions();
+        var supportStore = FolderDataset.Decode([.. support.Select(c => c.Files)], format, options);
+        var queryStore = query == null ? null : FolderDataset.Decode([query.Select(q => q.Path).ToArray()], format, options);
+
+        Experiment.ApplyProcessSettings(config);
+        var plan = Experiment.PlanFor(config);
+        var objective = new Objective(regression: false);
+        using var scope = Torch.NewScope();
+        using var learner = info.Create(new AlgorithmContext(config.Algorithm, BuildModel(config, info, format, checkpoint, plan.Device), objective, null, (ulong)config.Seed));
+        checkpoint.LoadInto(learner.OuterParameterNames, learner.OuterParameters, file);
+
+        var labels = support.SelectMany((c, j) => Enumerable.Repeat((long)j, c.Files.Length)).ToArray();
+        var supportX = Inputs(supportStore, format, plan.Device);
+        var supportY = Torch.From(labels, labels.Length).To(plan.Device);
+        // Without a query the support stands in for it: a batch and its copy have the same
+        // batch-norm statistics, so the adapted state is the support set's alone.
+        var queryX = queryStore == null ? supportX : Inputs(queryStore, format, plan.Device);
+        var queryY = queryStore == null ? supportY : Torch.Zeros([queryStore.ImageCount], ScalarType.Int64, plan.Device);
+        var adapted = learner.AdaptTo(new Episode(supportX, supportY, queryX, queryY));
+
+        var predictions = new List<Prediction>();
+        double? accuracy = null;
+        int[][]? confusion = null;
+        if (query != null)
+        {
+            using var noGrad = Torch.NoGrad();
+            var probs = F.Softmax(adapted.Logits, 1).To(Device.Cpu).To(ScalarType.Float64).ToArray<double>();
+            var w = classes.Length;
+            for (var i = 0; i < query.Count; i++)
+            {
+                var p = probs.AsSpan(i * w, w).ToArray();
+                var best = 0;
+                for (var c = 1; c < w; c++) if (p[c] > p[best]) best = c;
+                predictions.Add(new Prediction(query[i].Name, query[i].Truth, classes[best], p[best], p));
+            }
+            if (query.All(q => q.Truth != null))
+            {
+                confusion = [.. classes.Select(_ => new int[w])];
+                foreach (var p in predictions) confusion[Array.IndexOf(classes, p.Truth)][Array.IndexOf(classes, p.Predicted)]++;
+                accuracy = predictions.Count(p => p.Truth == p.Predicted) / (double)predictions.Count;
+            }
+        }
+        var result = new AdaptationResult(info.Name, Path.GetFullPath(file), classes, [.. support.Select(c => c.Files.Length)],
+            info.Keys.Contains("test_inner_steps") ? config.Algorithm.EffectiveTestInnerSteps : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds);
+        if (saveAdapted != null) SaveAdapted(result, adapted.State, saveAdapted);
+        return result;
+    }
+
+    /// <summary>The checkpoint's model on <paramref name="device"/>, its head as wide as the checkpoint's (the training ways or training classes).</summary>
+    private static IModel BuildModel(RunConfig config, AlgorithmInfo info, ImageFormat format, Checkpoint checkpoint, Device device)
+    {
+        var outputs = info.Head == HeadKind.PerWay ? config.Data.Train.Ways : 1;
+        var model = ModelFactory.Create(config, format.InputShape, outputs, device, (ulong)config.Seed);
+        if (info.Head != HeadKind.PerTrainingClass) return model;
+        // A baseline's head has one output per training class, a count of the training data the checkpoint records in the head's shape.
+        var headName = model.ParameterNames[model.IndicesOf(ParameterRole.HeadWeight).Single()];
+        model.Dispose();
+        if (!checkpoint.Parameters.TryGetValue(headName, out var head)) throw new CheckpointException($"checkpoint has no '{headName}'");
+        return ModelFactory.Create(config, format.InputShape, (int)head.Size(0), device, (ulong)config.Seed);
+    }
+
+    private static Tensor Inputs(ImageStore store, ImageFormat format, Device device) =>
+        Torch.From(format.ToFloats(store, 0, store.ImageCount), store.ImageCount, format.Channels, format.Size, format.Size).To(device);
+
+    /// <summary>A folder of class subfolders, each with at least one image (class names: folder names, ordinal order).</summary>
+    public static List<(string Name, string[] Files)> ReadClassFolders(string dir, string what)
+    {
+        if (!Directory.Exists(dir)) throw new DataException($"{dir}: {what} folder not found");
+        var result = new List<(string, string[])>();
+        foreach (var sub in Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal))
+        {
+            var c = FolderDataset.Read(Split.Test, Path.GetFileName(sub), sub);
+            if (c.Files.Length == 0) throw new DataException($"{sub}: {what} class '{c.Name}' has no image (PNG or JPEG)");
+            result.Add((c.Name, [.. c.Files.Select(f => Path.Combine(sub, f))]));
+        }
+        if (result.Count == 0) throw new DataException($"{dir}: no class subfolders (the {what} folder holds one subfolder of images per class, named after the class)");
+        if (result.Count < 2) throw new DataException($"{dir}: only one class ('{result[0].Item1}'); a classifier needs at least two");
+        return result;
+    }
+
+    private sealed record QueryImage(string Path, string Name, string? Truth);
+
+    /// <summary>A flat folder of images (unlabelled), or class subfolders named like support classes (labelled).</summary>
+    private static List<QueryImage> ReadQuery(string dir, string[] classes)
+    {
+        if (!Directory.Exists(dir)) throw new DataException($"{dir}: query folder not found");
+        var flat = FolderDataset.Read(Split.Test, "", dir).Files;
+        var subs = Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
+        if (flat.Length > 0 && subs.Length > 0)
+            throw new DataException($"{dir}: holds both images and subfolders; give either a flat folder of images or one subfolder per class");
+        if (flat.Length > 0) return [.. flat.Select(f => new QueryImage(Path.Combine(dir, f), f, null))];
+        var result = new List<QueryImage>();
+        foreach (var sub in subs)
+        {
+            var name = Path.GetFileName(sub);
+            if (!classes.Contains(name))
+                throw new DataException($"{sub}: query class '{name}' is not one of the support classes ({string.Join(", ", classes)})");
+            result.AddRange(FolderDataset.Read(Split.Test, name, sub).Files.Select(f => new QueryImage(Path.Combine(sub, f), $"{name}/{f}", name)));
+        }
+        if (result.Count == 0) throw new DataException($"{dir}: no query images (PNG or JPEG)");
+        return result;
+    }
+
+    /// <summary>The predictions as CSV: image, predicted, probability, then one probability column per class (and truth when labelled).</summary>
+    public static void WriteCsv(AdaptationResult result, string path)
+    {
+        using var writer = new StreamWriter(path);
+        using var csv = CsvWriter.Create(writer, new CsvWriterOptions(), true);
+        var labelled = result.Accuracy != null;
+        static string F(double v) => v.ToString("0.000000", CultureInfo.InvariantCulture);
+        csv.WriteRecord(["image", "predicted", "probability", .. result.Classes, .. labelled ? new[] { "true" } : []]);
+        foreach (var p in result.Predictions)
+            csv.WriteRecord([p.Image, p.Predicted, F(p.Probability), .. p.Probabilities.Select(F), .. labelled ? new[] { p.Truth! } : []]);
+    }
+
+    public static void WriteJson(AdaptationResult result, string path) =>
+        File.WriteAllText(path, result.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+
+    /// <summary>The adapted tensors as safetensors, with the class names (label order) and the algorithm in the metadata.</summary>
+    private static void SaveAdapted(AdaptationResult result, IReadOnlyList<KeyValuePair<string, Tensor>> state, string path)
+    {
+        var metadata = new Dictionary<string, string>
+        {
+            ["classes"] = new JsonArray([.. result.Classes.Select(c => (JsonNode)c)]).ToJsonString(),
+            ["algorithm"] = result.Algorithm,
+            ["checkpoint"] = result.Checkpoint,
+        };
+        using var noGrad = Torch.NoGrad();
+        Safetensors.Save(path, state.ToDictionary(kv => kv.Key, kv => kv.Value.Detach().To(Device.Cpu).Contiguous()), metadata);
+    }
+}

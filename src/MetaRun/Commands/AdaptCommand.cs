@@ -1,0 +1,55 @@
+using System.CommandLine;
+using System.Globalization;
+using MetaRun.Evaluation;
+
+namespace MetaRun.Cli.Commands;
+
+/// <summary>metarun adapt --checkpoint CK --support DIR [--query DIR] [--steps N] [--out FILE] [--save-adapted FILE]</summary>
+public static class AdaptCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its last checkpoint)", Required = true };
+        var support = new Option<string>("--support") { Description = "Folder with one subfolder of labelled images per class (the folder name is the class name)", Required = true };
+        var query = new Option<string?>("--query") { Description = "Images to classify: a flat folder, or one subfolder per class (then accuracy and a confusion table too)" };
+        var steps = new Option<int?>("--steps") { Description = "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)" };
+        var output = new Option<string>("--out") { Description = "Predictions CSV; the JSON summary goes beside it (same name, .json)", DefaultValueFactory = _ => "predictions.csv" };
+        var save = new Option<string?>("--save-adapted") { Description = "Write the adapted weights (fast weights, prototypes or head) as safetensors, class names in its metadata" };
+        var command = new Command("adapt", "Adapt a checkpoint to your own labelled images (few per class) and classify new ones (see docs/own-data.md)")
+        {
+            checkpoint, support, query, steps, output, save,
+        };
+        command.SetAction(r => Run(r.GetValue(checkpoint)!, r.GetValue(support)!, r.GetValue(query), r.GetValue(steps), r.GetValue(output)!, r.GetValue(save)));
+        return command;
+    }
+
+    private static int Run(string checkpoint, string support, string? query, int? steps, string csvPath, string? saveAdapted)
+    {
+        if (query == null && saveAdapted == null)
+            throw new ConfigException("adapt: nothing to do; give --query (images to classify) and/or --save-adapted (where to write the adapted weights)");
+        var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted);
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}");
+        if (query != null)
+        {
+            Adaptation.WriteCsv(r, csvPath);
+            var jsonPath = Path.ChangeExtension(csvPath, ".json");
+            Adaptation.WriteJson(r, jsonPath);
+            if (r.Accuracy is { } a)
+            {
+                Console.WriteLine($"accuracy {a.ToString("0.0000", inv)} ({r.Predictions.Count(p => p.Truth == p.Predicted)} of {r.Predictions.Count} query images)");
+                var width = Math.Max(9, r.Classes.Max(c => c.Length));
+                Console.WriteLine("true \\ predicted".PadRight(width) + string.Concat(r.Classes.Select(c => " " + c.PadLeft(Math.Max(4, c.Length)))));
+                for (var i = 0; i < r.Classes.Length; i++)
+                    Console.WriteLine(r.Classes[i].PadRight(width) + string.Concat(r.Confusion![i].Select((v, j) => " " + v.ToString(inv).PadLeft(Math.Max(4, r.Classes[j].Length)))));
+            }
+            else
+            {
+                Console.WriteLine($"{r.Predictions.Count} query images: {string.Join(", ", r.Classes.Select(c => $"{c} {r.Predictions.Count(p => p.Predicted == c)}"))}");
+            }
+            Console.WriteLine($"written to {Path.GetFullPath(csvPath)} and {Path.GetFullPath(jsonPath)}");
+        }
+        if (saveAdapted != null) Console.WriteLine($"adapted weights written to {Path.GetFullPath(saveAdapted)}");
+        return ExitCodes.Success;
+    }
+}
