@@ -48,14 +48,17 @@ public sealed record Launch(int Rank, int WorldSize, int LocalRank, int LocalWor
                 Attempt = Int(getenv, "TORCHELASTIC_RESTART_COUNT", min: 0, fallback: 0),
             };
         }
-        if (getenv("SLURM_PROCID") != null)
+        // Only a step started by srun is a set of ranks: a batch script itself (an sbatch job,
+        // an array task) also has SLURM_PROCID, and SLURM_NTASKS when --ntasks was asked for, but
+        // runs one process; SLURM_STEP_NUM_TASKS is set by srun alone.
+        if (getenv("SLURM_PROCID") != null && getenv("SLURM_STEP_NUM_TASKS") != null)
         {
-            var world = Int(getenv, "SLURM_NTASKS", min: 1);
+            var world = Int(getenv, "SLURM_STEP_NUM_TASKS", min: 1);
             if (world == 1) return null;
             var rank = Int(getenv, "SLURM_PROCID", min: 0);
             var local = Int(getenv, "SLURM_LOCALID", min: 0);
             var nodelist = getenv("SLURM_JOB_NODELIST") ?? getenv("SLURM_NODELIST") ?? throw Bad("SLURM_JOB_NODELIST is not set (SLURM_PROCID is)");
-            var localWorld = LocalTasks(getenv("SLURM_TASKS_PER_NODE") ?? getenv("SLURM_STEP_TASKS_PER_NODE"), world);
+            var localWorld = LocalTasks(getenv("SLURM_STEP_TASKS_PER_NODE") ?? getenv("SLURM_TASKS_PER_NODE"), world);
             return new Launch(rank, world, local, localWorld, getenv("MASTER_ADDR") ?? FirstHost(nodelist),
                 Int(getenv, "MASTER_PORT", min: 1, fallback: DefaultPort));
         }

@@ -21,7 +21,7 @@ public static class Nproc
         if (n < 1) throw new ConfigException("--nproc must be at least 1");
         if (n == 1) return null;
         if (MetaRun.Distributed.Launch.FromEnvironment() != null)
-            throw new ConfigException("--nproc starts its own ranks, but this process was already given one (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS); drop one of the two");
+            throw new ConfigException("--nproc starts its own ranks, but this process was already given one (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_STEP_NUM_TASKS); drop one of the two");
         return n;
     }
 

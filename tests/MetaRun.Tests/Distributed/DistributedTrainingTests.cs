@@ -140,7 +140,7 @@ public sealed class DistributedTrainingTests
         Dictionary<string, string> Slurm(int rank) => new()
         {
             ["SLURM_PROCID"] = rank.ToString(CultureInfo.InvariantCulture), ["SLURM_LOCALID"] = rank.ToString(CultureInfo.InvariantCulture),
-            ["SLURM_NTASKS"] = "2", ["SLURM_TASKS_PER_NODE"] = "2", ["SLURM_JOB_NODELIST"] = "localhost", ["MASTER_PORT"] = port,
+            ["SLURM_STEP_NUM_TASKS"] = "2", ["SLURM_TASKS_PER_NODE"] = "2", ["SLURM_JOB_NODELIST"] = "localhost", ["MASTER_PORT"] = port,
         };
         using var r0 = Metarun.Start(["train", Config, .. Settings(20), "--out", dir], Slurm(0));
         using var r1 = Metarun.Start(["train", Config, .. Settings(20), "--out", dir], Slurm(1));
@@ -273,7 +273,7 @@ internal sealed class Metarun : IDisposable
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "metarun.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var k in new[] { "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+        foreach (var k in new[] { "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS",
                      "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "TORCHELASTIC_USE_AGENT_STORE" })
             psi.Environment.Remove(k);
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;

@@ -13,7 +13,7 @@ public sealed class LaunchTests
     {
         Assert.Null(Launch.FromEnvironment(Env()));
         Assert.Null(Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "1"))));
-        Assert.Null(Launch.FromEnvironment(Env(("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1"), ("SLURM_JOB_NODELIST", "n1"))));
+        Assert.Null(Launch.FromEnvironment(Env(("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1"), ("SLURM_JOB_NODELIST", "n1"))));
     }
 
     [Fact]
@@ -39,7 +39,7 @@ public sealed class LaunchTests
     [Fact]
     public void SlurmVariablesPutTheMasterOnTheFirstNode()
     {
-        var l = Launch.FromEnvironment(Env(("SLURM_PROCID", "5"), ("SLURM_NTASKS", "8"), ("SLURM_LOCALID", "1"),
+        var l = Launch.FromEnvironment(Env(("SLURM_PROCID", "5"), ("SLURM_STEP_NUM_TASKS", "8"), ("SLURM_LOCALID", "1"),
             ("SLURM_JOB_NODELIST", "gpu[007-010,012],cpu3"), ("SLURM_TASKS_PER_NODE", "2(x4)")));
         Assert.Equal(new Launch(5, 8, 1, 2, "gpu007", Launch.DefaultPort), l);
     }
@@ -59,7 +59,7 @@ public sealed class LaunchTests
         Assert.Contains("RANK=2 is not below WORLD_SIZE=2", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")))).Message);
         Assert.Contains("MASTER_ADDR is not set", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "2")))).Message);
         Assert.Contains("WORLD_SIZE='two'", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("RANK", "0"), ("WORLD_SIZE", "two")))).Message);
-        Assert.Contains("SLURM_JOB_NODELIST", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_LOCALID", "0")))).Message);
+        Assert.Contains("SLURM_JOB_NODELIST", Assert.Throws<ConfigException>(() => Launch.FromEnvironment(Env(("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_LOCALID", "0")))).Message);
     }
 
     [Fact]
