@@ -71,7 +71,13 @@ public sealed class Checkpoint : IDisposable
             RunConfig config;
             try { config = ConfigLoader.Parse(Meta("config"), $"{file} (embedded config)"); }
             catch (ConfigException e) { throw new CheckpointException(e.Message); }
-            var inv = CultureInfo.InvariantCulture;
+            var hash = Meta("config_hash");
+            if (hash != ConfigLoader.Hash(config))
+                throw new CheckpointException($"{file}: metadata 'config_hash' is '{Shorten(hash)}', which is not the hash of the embedded config ({ConfigLoader.Hash(config)}); the file was edited or damaged");
+            var iteration = Integer(file, tf.Metadata, "iteration", 1, config.Algorithm.Iterations);
+            var episodes = Integer(file, tf.Metadata, "episode_counter", 0, long.MaxValue);
+            if (episodes != iteration * config.Algorithm.MetaBatchSize)
+                throw new CheckpointException($"{file}: metadata 'episode_counter' is {episodes}, but iteration {iteration} × algorithm.meta_batch_size {config.Algorithm.MetaBatchSize} is {iteration * config.Algorithm.MetaBatchSize}; the file was edited or damaged");
             var p = new Dictionary<string, Tensor>();
             var o = new Dictionary<string, Tensor>();
             foreach (var (k, v) in tf.Tensors)
@@ -83,10 +89,10 @@ public sealed class Checkpoint : IDisposable
             return new Checkpoint
             {
                 Config = config,
-                ConfigHash = Meta("config_hash"),
-                Iteration = long.Parse(Meta("iteration"), inv),
-                ValidationAccuracy = tf.Metadata.TryGetValue("val_accuracy", out var a) ? double.Parse(a, inv) : null,
-                ValidationLoss = tf.Metadata.TryGetValue("val_loss", out var l) ? double.Parse(l, inv) : null,
+                ConfigHash = hash,
+                Iteration = iteration,
+                ValidationAccuracy = Number(file, tf.Metadata, "val_accuracy", 0, 1),
+                ValidationLoss = Number(file, tf.Metadata, "val_loss", 0, double.MaxValue),
                 Parameters = p,
                 OptimizerState = o,
             };
@@ -98,6 +104,26 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
+    private static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    /// <summary>An integer metadata field within [min, max]; anything else names the file and the field.</summary>
+    private static long Integer(string file, IReadOnlyDictionary<string, string> meta, string key, long min, long max)
+    {
+        if (!meta.TryGetValue(key, out var text)) throw new CheckpointException($"{file}: not a MetaRun checkpoint (metadata '{key}' missing)");
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) || v < min || v > max)
+            throw new CheckpointException($"{file}: metadata '{key}' is '{Shorten(text)}'; expected an integer from {min} to {max}");
+        return v;
+    }
+
+    /// <summary>An optional finite number within [min, max].</summary>
+    private static double? Number(string file, IReadOnlyDictionary<string, string> meta, string key, double min, double max)
+    {
+        if (!meta.TryGetValue(key, out var text)) return null;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v) || v < min || v > max)
+            throw new CheckpointException($"{file}: metadata '{key}' is '{Shorten(text)}'; expected a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
+        return v;
+    }
+
     public static string ResolvePath(string path)
     {
         if (File.Exists(path)) return path;
@@ -106,17 +132,51 @@ public sealed class Checkpoint : IDisposable
         throw new CheckpointException(Directory.Exists(path) ? $"{path}: no checkpoints/last.safetensors in this folder" : $"{path}: checkpoint not found");
     }
 
-    /// <summary>Copies the saved weights into the model's parameters, checking names and shapes.</summary>
+    /// <summary>Copies the saved weights into the model's parameters, checking names, shapes and dtypes.</summary>
     public void LoadInto(IReadOnlyList<string> names, IReadOnlyList<Tensor> parameters, string source)
     {
-        using var noGrad = Torch.NoGrad();
+        // Everything is checked before anything is copied: a refused checkpoint leaves the model as it was.
         for (var i = 0; i < names.Count; i++)
         {
             if (!Parameters.TryGetValue(names[i], out var saved)) throw new CheckpointException($"{source}: parameter '{names[i]}' is missing");
-            if (!saved.Shape.SequenceEqual(parameters[i].Shape))
-                throw new CheckpointException($"{source}: parameter '{names[i]}' has shape [{string.Join(", ", saved.Shape)}], the model expects [{string.Join(", ", parameters[i].Shape)}]");
-            parameters[i].CopyFrom(saved);
+            CheckLike(source, $"parameter '{names[i]}'", saved, parameters[i]);
         }
+        if (Parameters.Keys.FirstOrDefault(k => !names.Contains(k)) is { } extra)
+            throw new CheckpointException($"{source}: parameter '{extra}' is not one of the model's ({Parameters.Count} saved, the model has {names.Count})");
+        using var noGrad = Torch.NoGrad();
+        for (var i = 0; i < names.Count; i++) parameters[i].CopyFrom(Parameters[names[i]]);
+    }
+
+    /// <summary>
+    /// Restores the outer optimizer's state, checked against the parameters first: a copy would
+    /// silently convert a relabelled dtype and broadcast a wrong shape.
+    /// </summary>
+    public void LoadOptimizerInto(Optimizer optimizer, string source)
+    {
+        var parameters = optimizer.Parameters;
+        using (var fresh = Torch.NewScope())
+        {
+            foreach (var (key, expected) in optimizer.StateDict())
+            {
+                if (!OptimizerState.TryGetValue(key, out var saved)) throw new CheckpointException($"{source}: optimizer state '{key}' is missing");
+                CheckLike(source, $"optimizer state '{key}'", saved, expected);
+            }
+        }
+        if (OptimizerState.TryGetValue("step", out var step))
+        {
+            var n = (long)step.Item();
+            if (n < 0 || n > Iteration) throw new CheckpointException($"{source}: optimizer state 'step' is {n}; expected 0 to the checkpoint's iteration {Iteration}");
+        }
+        try { optimizer.LoadStateDict(OptimizerState); }
+        catch (InvalidDataException e) { throw new CheckpointException($"{source}: {e.Message}", e); }
+    }
+
+    private static void CheckLike(string source, string what, Tensor saved, Tensor expected)
+    {
+        if (!saved.Shape.SequenceEqual(expected.Shape))
+            throw new CheckpointException($"{source}: {what} has shape [{string.Join(", ", saved.Shape)}], the model expects [{string.Join(", ", expected.Shape)}]");
+        if (saved.DType != expected.DType)
+            throw new CheckpointException($"{source}: {what} has dtype {saved.DType}, the model expects {expected.DType}");
     }
 
     public void Dispose()

@@ -50,11 +50,12 @@ public sealed class Experiment : IDisposable
     public List<TaskScore> Evaluate(Split split, int count) =>
         MetaBatchRunner.Evaluate(Learner, Family, split, count, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
 
-    public static Experiment Create(RunConfig config, string? dataRootOverride)
+    /// <param name="dataOptions">How the data is opened; its Log hears about cache builds and rebuilds.</param>
+    public static Experiment Create(RunConfig config, string? dataRootOverride, DataOptions? dataOptions = null)
     {
         var device = ResolveDevice(config.Device);
         Torch.ManualSeed((ulong)config.Seed);
-        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed);
+        var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
         {
             var objective = new Objective(family.IsRegression);

@@ -65,7 +65,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
             if (resume.ConfigHash != hash)
                 throw new CheckpointException($"{LastPath}: the checkpoint was trained with a different config (hash {resume.ConfigHash}, now {hash}); only name, output, algorithm.iterations, eval and checkpoint may change on resume");
             resume.LoadInto(learner.OuterParameterNames, learner.OuterParameters, LastPath);
-            optimizer.LoadStateDict(resume.OptimizerState);
+            resume.LoadOptimizerInto(optimizer, LastPath);
             start = resume.Iteration;
             bestScore = BestScoreSoFar();
             log.Information("Resumed from {Path} at iteration {Iteration}", LastPath, start);
@@ -98,6 +98,9 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
             if (config.Eval.Interval > 0 && (it % config.Eval.Interval == 0 || it == total))
             {
                 var val = Validate();
+                // A non-finite validation loss is divergence too: it must not become "best" or be checkpointed.
+                if (!double.IsFinite(val.Loss.Mean))
+                    throw new MetaRunException(ExitCodes.Failure, $"training diverged at iteration {it} (validation loss {val.Loss.Mean}); lower algorithm.inner_lr or algorithm.outer_lr");
                 row = row with { ValLoss = val.Loss.Mean, ValAccuracy = val.Accuracy.Mean, ValCi95 = val.Accuracy.Ci95 };
                 var score = experiment.Family.IsRegression ? -val.Loss.Mean : val.Accuracy.Mean;
                 isBest = bestScore == null || score > bestScore;
@@ -106,7 +109,10 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
                     bestScore = score;
                     Save(BestPath, it, optimizer, val);
                 }
-                log.Information("Iteration {Iteration}: validation loss {Loss:F4}, accuracy {Accuracy:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, val.Accuracy.Mean, val.Accuracy.Ci95, isBest ? " (best)" : "");
+                if (experiment.Family.IsRegression)
+                    log.Information("Iteration {Iteration}: validation MSE {Loss:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, val.Loss.Ci95, isBest ? " (best)" : "");
+                else
+                    log.Information("Iteration {Iteration}: validation loss {Loss:F4}, accuracy {Accuracy:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, val.Accuracy.Mean, val.Accuracy.Ci95, isBest ? " (best)" : "");
             }
             metrics.Write(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);

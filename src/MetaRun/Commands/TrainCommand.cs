@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MetaRun.Config;
+using MetaRun.Data;
 using MetaRun.Training;
 using Serilog;
 
@@ -51,7 +52,9 @@ public static class TrainCommand
             .CreateLogger();
         try
         {
-            using var experiment = Experiment.Create(config, dataRoot);
+            // Cache builds and rebuilds take seconds to minutes: say so (docs/data.md), on stderr and in train.log.
+            var data = new DataOptions { Log = m => { Console.Error.WriteLine($"metarun: {m}"); log.Information("{Message}", m); } };
+            using var experiment = Experiment.Create(config, dataRoot, data);
             using (resume)
             {
                 var progress = new ConsoleProgress();
