@@ -91,7 +91,8 @@ public sealed class Checkpoint : IDisposable
                 Config = config,
                 ConfigHash = hash,
                 Iteration = iteration,
-                ValidationAccuracy = Number(file, tf.Metadata, "val_accuracy", 0, 1),
+                // Regression has no accuracy; checkpoints before this check stored it as NaN.
+                ValidationAccuracy = Number(file, tf.Metadata, "val_accuracy", 0, 1, allowNaN: config.Data.Dataset == "sinusoid"),
                 ValidationLoss = Number(file, tf.Metadata, "val_loss", 0, double.MaxValue),
                 Parameters = p,
                 OptimizerState = o,
@@ -116,9 +117,9 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>An optional finite number within [min, max].</summary>
-    private static double? Number(string file, IReadOnlyDictionary<string, string> meta, string key, double min, double max)
+    private static double? Number(string file, IReadOnlyDictionary<string, string> meta, string key, double min, double max, bool allowNaN = false)
     {
-        if (!meta.TryGetValue(key, out var text)) return null;
+        if (!meta.TryGetValue(key, out var text) || (allowNaN && text == "NaN")) return null;
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v) || v < min || v > max)
             throw new CheckpointException($"{file}: metadata '{key}' is '{Shorten(text)}'; expected a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
         return v;

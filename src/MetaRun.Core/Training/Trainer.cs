@@ -146,7 +146,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
             Config = experiment.Config,
             ConfigHash = ConfigLoader.Hash(experiment.Config),
             Iteration = iteration,
-            ValidationAccuracy = val?.Accuracy.Mean,
+            ValidationAccuracy = experiment.Family.IsRegression ? null : val?.Accuracy.Mean,
             ValidationLoss = val?.Loss.Mean,
             Parameters = parameters,
             OptimizerState = optimizer.StateDict(),
