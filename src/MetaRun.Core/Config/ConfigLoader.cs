@@ -88,6 +88,11 @@ public static class ConfigLoader
         {
             throw new ConfigException($"{source}:{e.Start.Line}: invalid YAML: {Inner(e).Message}");
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this on some malformed input (found by fuzzing) instead of a YamlException.
+            throw new ConfigException($"{source}: invalid YAML (the parser could not read it; look for unbalanced brackets or quotes)");
+        }
         if (stream.Documents.Count == 0) return new YamlMappingNode();
         return stream.Documents[0].RootNode as YamlMappingNode
                ?? throw new ConfigException($"{source}:{stream.Documents[0].RootNode.Start.Line}: the config must be a mapping of keys to values");
@@ -147,7 +152,7 @@ public static class ConfigLoader
             s.Load(new StringReader(yaml));
             value = ((YamlMappingNode)s.Documents[0].RootNode).Children[new YamlScalarNode("v")];
         }
-        catch (YamlException)
+        catch (Exception e) when (e is YamlException or InvalidOperationException)
         {
             value = new YamlScalarNode(valueText);
         }

@@ -69,6 +69,17 @@ public class HostileConfigTests
         AssertOneLine(err);
     }
 
+    [Fact]
+    public void Fuzz_YamlThatBreaksTheParserExitsTwo()
+    {
+        // Found by FuzzTests: YamlDotNet's scanner throws InvalidOperationException on this.
+        var (dir, path) = Write("  train: {shots: 10, q|-x>x:[\tueries: 10}\n  interval: 500");
+        var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
+        Assert.True(code == 2, err);
+        Assert.Contains(path + ": invalid YAML", err);
+        AssertOneLine(err);
+    }
+
     // ---- case 8: config errors found before any data is read
 
     [Theory]
