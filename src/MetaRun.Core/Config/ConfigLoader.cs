@@ -53,6 +53,8 @@ public static class ConfigLoader
         Bind(config, root, "", source, overridden, locations);
         CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source);
         CheckValuesAndData(config, key => locations.GetValueOrDefault(key), source);
+        config.KeyLocations = locations;
+        config.Source = source;
         return config;
     }
 

@@ -69,6 +69,33 @@ public static class TaskFamilies
         Check("test", data.Test, Split.Val, Split.Test);
     }
 
+    /// <summary>
+    /// The same checks against an opened data set whose splits come from its files (miniImageNet's
+    /// CSVs): still before training starts, as config errors naming the key.
+    /// </summary>
+    public static void CheckEpisodes(RunConfig config, ITaskFamily family)
+    {
+        if (family is not ImageTaskFamily images) return;
+        void Check(string section, EpisodeConfig e, params Split[] used)
+        {
+            var prefix = $"data.{section}.";
+            foreach (var split in used)
+            {
+                var classes = images.ClassCount(split);
+                if (e.Ways > classes)
+                    throw new ConfigException($"{config.Where(prefix + "ways")}: '{prefix}ways' is {e.Ways}, but the {images.Name} {ImageTaskFamily.Lower(split)} split has {classes} classes");
+                var (name, size) = images.SmallestClass(split);
+                if (e.Shots + e.Queries > size)
+                {
+                    var key = prefix + (config.KeyLocations.ContainsKey(prefix + "queries") || !config.KeyLocations.ContainsKey(prefix + "shots") ? "queries" : "shots");
+                    throw new ConfigException($"{config.Where(key)}: '{key}': {prefix}shots + {prefix}queries is {e.Shots} + {e.Queries} = {e.Shots + e.Queries}, but {images.Name} class '{name}' ({ImageTaskFamily.Lower(split)} split) has {size} images");
+                }
+            }
+        }
+        if (config.Algorithm.Name is not ("baseline" or "baseline++")) Check("train", config.Data.Train, Split.Train);
+        Check("test", config.Data.Test, Split.Val, Split.Test);
+    }
+
     /// <summary>The episode shape of a split: data.train for meta-training, data.test for validation and meta-test.</summary>
     public static EpisodeShape ShapeOf(DataConfig data, Split split)
     {

@@ -58,6 +58,7 @@ public sealed class Experiment : IDisposable
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
         {
+            TaskFamilies.CheckEpisodes(config, family);
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, Outputs(config, family), device, (ulong)config.Seed);
             var learner = AlgorithmFactory.Create(config.Algorithm, model, objective, family);

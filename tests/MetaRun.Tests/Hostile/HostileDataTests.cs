@@ -31,6 +31,24 @@ public class HostileDataTests
         Assert.DoesNotContain("unsupported compression method", e.Message);
     }
 
+    [Theory]
+    [InlineData("  train: {ways: 4}\n", "data.train.ways", ":6:", "3 classes")]
+    [InlineData("  train: {ways: 2, queries: 2}\n  test: {ways: 2, shots: 3, queries: 4}\n", "data.test.queries", ":7:", "has 6 images")]
+    public void Case8_MiniImageNetEpisodesBeyondTheCsvSplitsExitTwoNamingTheKey(string tail, string key, string line, string says)
+    {
+        using var dir = new TempDir("mini-shape");
+        var root = MiniImageNetBuilder.Build(dir.Sub("data"));
+        var config = dir.Sub("c.yaml");
+        File.WriteAllText(config, $"name: m\nalgorithm: {{name: protonet, iterations: 1, meta_batch_size: 1}}\ndata:\n  dataset: miniimagenet\n  image_size: 16\n{tail}");
+        var (code, _, err) = ChildProcess.Run(["--data-root", root, "train", config, "--out", dir.Sub("run")], env: new Dictionary<string, string> { ["METARUN_CACHE_DIR"] = dir.Sub("cache") });
+        Assert.True(code == 2, err);
+        var last = err.Trim().Split('\n')[^1];
+        Assert.True(last.Contains($"'{key}'"), err);
+        Assert.Contains(config + line, last);
+        Assert.Contains(says, last);
+        Assert.False(File.Exists(dir.Sub("run", "metrics.csv")));
+    }
+
     [Fact]
     public void Case10_CacheRebuildIsReportedDuringTrain()
     {
