@@ -1,51 +1,35 @@
 using LibTorch;
 using MetaRun.Models;
-using MetaRun.Training;
 
 namespace MetaRun.Algorithms;
 
 /// <summary>
 /// ANIL, Almost No Inner Loop (Raghu, Raghu, Bengio and Vinyals 2020): MAML whose inner loop
-/// adapts only the head (the weights from model.HeadStart on), since the paper finds MAML's
-/// body barely changes in the inner loop anyway ("feature reuse"):
+/// adapts only the head, since the paper finds MAML's body barely changes in the inner loop
+/// anyway ("feature reuse"):
 ///   head' ← head − α ∇head L_support(f_(body, head))
 ///   (body, head) ← (body, head) − β ∇ mean_i L_query(f_(body, head'_i))
 /// The body is learned in the outer loop only, through the second-order path of the head.
 /// </summary>
-public sealed class Anil(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder) : IMetaLearner
+public sealed class Anil(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder)
+    : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
-    public IReadOnlyList<Tensor> OuterParameters => model.Parameters;
-    public IReadOnlyList<string> OuterParameterNames => model.ParameterNames;
+    private readonly int[] headIndex = model.IndicesOf(ParameterRole.HeadWeight, ParameterRole.HeadBias);
+
+    protected override bool SecondOrder => !firstOrder;
 
     /// <summary>Body weights as they are, head weights after <paramref name="steps"/> SGD steps.</summary>
-    public IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
+    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
     {
-        var h = model.HeadStart;
-        var body = model.Parameters.Take(h).ToArray();
-        IReadOnlyList<Tensor> head = model.Parameters.Skip(h).ToArray();
+        var fast = Model.WeightsFor(x).ToArray();
         // The features do not change in the inner loop: compute them once.
-        var features = model.Embed(x, body);
+        var features = Model.Embed(x, fast);
         for (var s = 0; s < steps; s++)
         {
-            var loss = objective.Loss(F.Linear(features, head[0], head[1]), y);
-            var grads = Torch.Grad([loss], head, createGraph: createGraph, retainGraph: true);
-            head = head.Select((w, i) => w - innerLr * grads[i]!).ToArray();
+            var loss = Objective.Loss(Model.Classify(features, fast), y);
+            var grads = Torch.Grad([loss], headIndex.Select(i => fast[i]).ToArray(), createGraph: createGraph, retainGraph: true);
+            for (var k = 0; k < headIndex.Length; k++) fast[headIndex[k]] = fast[headIndex[k]] - innerLr * grads[k]!;
         }
-        return [.. body, .. head];
+        return fast;
     }
-
-    public TaskGradient TaskGradient(Episode task, double weight)
-    {
-        IReadOnlyList<Tensor> fast;
-        using (PhaseClock.Time("inner loop")) fast = Adapt(task.SupportX, task.SupportY, innerSteps, createGraph: !firstOrder);
-        return FastWeights.OuterGradient(model, objective, task, fast, model.Parameters, weight);
-    }
-
-    public TaskScore Evaluate(Episode task)
-    {
-        var fast = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false);
-        return FastWeights.Score(model, objective, task, fast);
-    }
-
-    public void Dispose() => model.Dispose();
 }

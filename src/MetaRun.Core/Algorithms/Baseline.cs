@@ -1,4 +1,5 @@
 using LibTorch;
+using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Models;
 using MetaRun.Training;
@@ -18,6 +19,14 @@ namespace MetaRun.Algorithms;
 public sealed class Baseline(IModel model, Objective objective, IClassBatchSource source, int batchSize, double lr, int steps, bool adam, bool cosine)
     : IMetaLearner, ITrainingBatchSource
 {
+    public static Baseline From(AlgorithmContext c, bool cosine)
+    {
+        var a = c.Config;
+        var source = c.Family as IClassBatchSource ?? throw new ConfigException(
+            $"algorithm.name: {a.Name} pretrains on batches over all training classes, which the {c.Family?.Name ?? "(no)"} task family cannot give; use an image data set (omniglot, miniimagenet)");
+        return new Baseline(c.Model, c.Objective, source, a.BatchSize, a.InnerLr, a.EffectiveTestInnerSteps, adam: a.InnerOptimizer == "adam", cosine);
+    }
+
     /// <summary>The paper code's cosine scale: 2 for up to 200 classes, 10 above.</summary>
     private static double Scale(long classes) => classes <= 200 ? 2 : 10;
 
@@ -45,7 +54,8 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
     public TaskGradient TaskGradient(Episode batch, double weight)
     {
         var w = model.Parameters;
-        var logits = Head(model.Embed(batch.SupportX, w), w[model.HeadStart], w[model.HeadStart + 1]);
+        var (headWeight, headBias) = model.Head(w);
+        var logits = Head(model.Embed(batch.SupportX, w), headWeight, headBias);
         var loss = objective.Loss(logits, batch.SupportY);
         var grads = Torch.Grad([loss * weight], w, allowUnused: true);
         return new TaskGradient(grads, loss.Item(), objective.Accuracy(logits, batch.SupportY));
@@ -77,8 +87,7 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
             opt.Step(Torch.Grad([loss], head, allowUnused: true));
         }
         using var noGrad = Torch.NoGrad();
-        var output = Head(query, head[0], head[1]);
-        return new TaskScore(objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
+        return objective.Score(Head(query, head[0], head[1]), task.QueryY);
     }
 
     public void Dispose() => model.Dispose();

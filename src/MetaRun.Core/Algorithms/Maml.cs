@@ -1,6 +1,5 @@
 using LibTorch;
 using MetaRun.Models;
-using MetaRun.Training;
 
 namespace MetaRun.Algorithms;
 
@@ -11,36 +10,20 @@ namespace MetaRun.Algorithms;
 /// and the outer step descends ∇θ mean_i L_i. First-order MAML treats the inner gradients as
 /// constants, dropping the second-order term.
 /// </summary>
-public sealed class Maml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder) : IMetaLearner
+public sealed class Maml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder)
+    : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
-    public IReadOnlyList<Tensor> OuterParameters => model.Parameters;
-    public IReadOnlyList<string> OuterParameterNames => model.ParameterNames;
+    protected override bool SecondOrder => !firstOrder;
 
-    /// <summary>Fast weights after <paramref name="steps"/> SGD steps on the support loss.</summary>
-    public IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
+    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
     {
-        IReadOnlyList<Tensor> fast = model.Parameters;
+        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
         for (var s = 0; s < steps; s++)
         {
-            var loss = objective.Loss(model.Forward(x, fast), y);
+            var loss = Objective.Loss(Model.Forward(x, fast), y);
             var grads = Torch.Grad([loss], fast, createGraph: createGraph);
             fast = fast.Select((w, i) => w - innerLr * grads[i]!).ToArray();
         }
         return fast;
     }
-
-    public TaskGradient TaskGradient(Episode task, double weight)
-    {
-        IReadOnlyList<Tensor> fast;
-        using (PhaseClock.Time("inner loop")) fast = Adapt(task.SupportX, task.SupportY, innerSteps, createGraph: !firstOrder);
-        return FastWeights.OuterGradient(model, objective, task, fast, model.Parameters, weight);
-    }
-
-    public TaskScore Evaluate(Episode task)
-    {
-        var fast = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false);
-        return FastWeights.Score(model, objective, task, fast);
-    }
-
-    public void Dispose() => model.Dispose();
 }

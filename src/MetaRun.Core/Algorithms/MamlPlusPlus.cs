@@ -1,4 +1,5 @@
 using LibTorch;
+using MetaRun.Config;
 using MetaRun.Models;
 using MetaRun.Training;
 
@@ -18,37 +19,37 @@ namespace MetaRun.Algorithms;
 ///     step, learned in the outer loop only. The paper's per-step running statistics (BNRS) are
 ///     not needed: our batch norm always normalizes with the current batch's statistics.
 /// </summary>
-public sealed class MamlPlusPlus : IMetaLearner, IIterationAware
+public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
 {
     /// <summary>The paper's floor for the weight of a step other than the last: 0.03 / steps.</summary>
     private const double MinNonFinal = 0.03;
 
-    private readonly IModel model;
-    private readonly Objective objective;
     private readonly double innerLr;
-    private readonly int innerSteps, testInnerSteps, multiStepIterations, firstOrderIterations;
+    private readonly int multiStepIterations, firstOrderIterations;
     private readonly bool multiStepLoss, firstOrder;
     private readonly Tensor[]? lslr;           // per parameter: [steps]
     private readonly Tensor[][]? stepBn;       // per step: the batch-norm weights in bnIndex order
-    private readonly int[] bnIndex;            // positions of batch-norm weights in the model's parameters
-    private readonly List<Tensor> own = [];
+    private readonly int[] bnIndex;            // positions of the batch-norm weights in the model's parameters (per-step BN only)
+    private readonly int[] adapted;            // positions of the weights the inner loop updates
     private long iteration = 1;
 
     public MamlPlusPlus(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder,
         bool multiStepLoss, int multiStepIterations, bool lslr, bool perStepBn, int firstOrderIterations)
+        : base(model, objective, innerSteps, testInnerSteps)
     {
-        (this.model, this.objective, this.innerLr, this.innerSteps, this.testInnerSteps) = (model, objective, innerLr, innerSteps, testInnerSteps);
+        this.innerLr = innerLr;
         (this.firstOrder, this.multiStepLoss, this.multiStepIterations, this.firstOrderIterations) = (firstOrder, multiStepLoss, multiStepIterations, firstOrderIterations);
         var steps = Math.Max(1, Math.Max(innerSteps, testInnerSteps));
+        bnIndex = perStepBn ? model.IndicesOf(ParameterRole.BatchNorm) : [];
+        // Per-step batch-norm weights are not adapted: they are already step-specific.
+        adapted = Enumerable.Range(0, model.Parameters.Count).Where(i => !bnIndex.Contains(i)).ToArray();
         var names = new List<string>();
         var parameters = new List<Tensor>();
-        bnIndex = perStepBn ? model.ParameterNames.Select((n, i) => (n, i)).Where(p => p.n.Contains(".bn.", StringComparison.Ordinal)).Select(p => p.i).ToArray() : [];
-        for (var i = 0; i < model.Parameters.Count; i++)
-            if (!bnIndex.Contains(i))
-            {
-                parameters.Add(model.Parameters[i]);
-                names.Add(model.ParameterNames[i]);
-            }
+        foreach (var i in adapted)
+        {
+            parameters.Add(model.Parameters[i]);
+            names.Add(model.ParameterNames[i]);
+        }
         if (lslr)
         {
             this.lslr = model.Parameters.Select(p => Own(Torch.Full([steps], innerLr, p.DType, p.Device))).ToArray();
@@ -69,17 +70,23 @@ public sealed class MamlPlusPlus : IMetaLearner, IIterationAware
         OuterParameterNames = names;
     }
 
-    private Tensor Own(Tensor t)
+    /// <summary>The registry's constructor: the switches from the config.</summary>
+    public static MamlPlusPlus From(AlgorithmContext c, bool firstOrder)
     {
-        t = t.DetachFromScope().RequiresGrad_();
-        own.Add(t);
-        return t;
+        var a = c.Config;
+        return new MamlPlusPlus(c.Model, c.Objective, a.InnerLr, a.InnerSteps, a.EffectiveTestInnerSteps, firstOrder,
+            a.MultiStepLoss, a.MultiStepLossIterations, a.Lslr, a.PerStepBn, a.FirstOrderIterations);
     }
 
-    public IReadOnlyList<Tensor> OuterParameters { get; }
-    public IReadOnlyList<string> OuterParameterNames { get; }
+    /// <summary>Whether any MAML++ switch is on (with all off, maml stays the plain, bit-identical Maml).</summary>
+    public static bool AnySwitch(AlgorithmConfig a) => a.MultiStepLoss || a.Lslr || a.PerStepBn || a.FirstOrderIterations > 0;
+
+    public override IReadOnlyList<Tensor> OuterParameters { get; }
+    public override IReadOnlyList<string> OuterParameterNames { get; }
 
     public void SetIteration(long iteration) => Volatile.Write(ref this.iteration, iteration);
+
+    protected override bool SecondOrder => !firstOrder && Volatile.Read(ref iteration) > firstOrderIterations;
 
     /// <summary>
     /// MSL weights v_1..v_S at a 1-based iteration, as the paper's code: start at 1/S each; the
@@ -110,18 +117,18 @@ public sealed class MamlPlusPlus : IMetaLearner, IIterationAware
         return w;
     }
 
+    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) => Adapt(x, y, steps, createGraph, afterStep: null);
+
     /// <summary>
     /// Inner loop; after each step s (0-based) calls <paramref name="afterStep"/> with the fast
     /// weights as a forward pass at step s uses them. Returns the final fast weights.
     /// </summary>
-    public IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph, Action<int, IReadOnlyList<Tensor>>? afterStep = null)
+    private IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph, Action<int, IReadOnlyList<Tensor>>? afterStep)
     {
-        IReadOnlyList<Tensor> fast = model.Parameters;
-        // Per-step batch-norm weights are not adapted: they are already step-specific.
-        var adapted = Enumerable.Range(0, fast.Count).Where(i => !bnIndex.Contains(i)).ToArray();
+        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
         for (var s = 0; s < steps; s++)
         {
-            var loss = objective.Loss(model.Forward(x, AtStep(fast, s)), y);
+            var loss = Objective.Loss(Model.Forward(x, AtStep(fast, s)), y);
             var grads = Torch.Grad([loss], adapted.Select(i => fast[i]).ToArray(), createGraph: createGraph);
             var next = fast.ToArray();
             for (var k = 0; k < adapted.Length; k++)
@@ -135,34 +142,20 @@ public sealed class MamlPlusPlus : IMetaLearner, IIterationAware
         return AtStep(fast, steps - 1);
     }
 
-    public TaskGradient TaskGradient(Episode task, double weight)
+    /// <summary>With the multi-step loss on, the outer objective is the list of every step's query loss with its weight v_s.</summary>
+    public override TaskGradient TaskGradient(Episode task, double weight)
     {
         var it = Volatile.Read(ref iteration);
-        var secondOrder = !firstOrder && it > firstOrderIterations;
-        var msl = multiStepLoss && it <= multiStepIterations && innerSteps > 1;
-        var v = msl ? StepLossWeights(innerSteps, it, multiStepIterations) : null;
-        Tensor? total = null;
+        if (!(multiStepLoss && it <= multiStepIterations && InnerSteps > 1)) return base.TaskGradient(task, weight);
+        var v = StepLossWeights(InnerSteps, it, multiStepIterations);
+        var earlier = new List<WeightedLoss>();
         IReadOnlyList<Tensor> fast;
         using (PhaseClock.Time("inner loop"))
-            fast = Adapt(task.SupportX, task.SupportY, innerSteps, secondOrder, v == null ? null : (s, w) =>
+            fast = Adapt(task.SupportX, task.SupportY, InnerSteps, SecondOrder, (s, w) =>
             {
-                if (s == innerSteps - 1) return;  // the last step's loss is added below
-                var l = objective.Loss(model.Forward(task.QueryX, w), task.QueryY) * v[s];
-                total = total == null ? l : total + l;
+                // The last step's query loss is the final term, added by OuterGradient.
+                if (s < InnerSteps - 1) earlier.Add(new WeightedLoss(Objective.Loss(Model.Forward(task.QueryX, w), task.QueryY), v[s]));
             });
-        return FastWeights.OuterGradient(model, objective, task, fast, OuterParameters, weight,
-            loss => v == null ? loss : total == null ? loss * v[^1] : total + loss * v[^1]);
-    }
-
-    public TaskScore Evaluate(Episode task)
-    {
-        var fast = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false);
-        return FastWeights.Score(model, objective, task, fast);
-    }
-
-    public void Dispose()
-    {
-        foreach (var t in own) t.Dispose();
-        model.Dispose();
+        return OuterGradient(task, fast, weight, earlier, finalWeight: v[^1]);
     }
 }

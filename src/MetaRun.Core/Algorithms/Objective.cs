@@ -2,17 +2,51 @@ using LibTorch;
 
 namespace MetaRun.Algorithms;
 
+/// <summary>The number a run is judged by: its name in metrics and eval.json, and which way is better.</summary>
+public sealed record HeadlineMetric(string Name, bool HigherIsBetter)
+{
+    /// <summary>The metric of one scored task.</summary>
+    public double Of(TaskScore score) => Name == "mse" ? score.Loss : score.Accuracy;
+
+    /// <summary>A value where larger is always better, to pick the best checkpoint with.</summary>
+    public double Goodness(double value) => HigherIsBetter ? value : -value;
+}
+
 /// <summary>The task loss: cross-entropy for classification, mean squared error for regression.</summary>
 public sealed class Objective(bool regression)
 {
     public bool IsRegression { get; } = regression;
 
-    public Tensor Loss(Tensor output, Tensor target) => IsRegression ? F.MseLoss(output, target) : F.CrossEntropy(output, target);
+    /// <summary>Accuracy for classification; for regression the query MSE (the loss itself).</summary>
+    public HeadlineMetric Headline { get; } = regression ? new HeadlineMetric("mse", HigherIsBetter: false) : new HeadlineMetric("accuracy", HigherIsBetter: true);
 
+    /// <summary>
+    /// The task's loss; for a meta-batch (outputs [T, N, ...]) the sum over tasks of each task's
+    /// mean loss, so that its gradient with respect to one task's weights is that task's own.
+    /// </summary>
+    public Tensor Loss(Tensor output, Tensor target)
+    {
+        if (output.Dim == 3)
+        {
+            var perTask = output.Size(1) * (IsRegression ? output.Size(2) : 1);
+            var sum = IsRegression ? F.MseLoss(output, target, Reduction.Sum)
+                : F.CrossEntropy(output.Reshape(-1, output.Size(2)), target.Reshape(-1), Reduction.Sum);
+            return sum / perTask;
+        }
+        return IsRegression ? F.MseLoss(output, target) : F.CrossEntropy(output, target);
+    }
+
+    /// <summary>Tasks in an output: T for a meta-batch's [T, N, ...], else 1.</summary>
+    public static long Tasks(Tensor output) => output.Dim == 3 ? output.Size(0) : 1;
+
+    /// <summary>Share of correct predictions (over every task of a meta-batch, which all have the same size).</summary>
     public double Accuracy(Tensor output, Tensor target)
     {
         if (IsRegression) return double.NaN;
         using var scope = Torch.NewScope();
-        return output.ArgMax(1).Eq(target).To(ScalarType.Float64).Mean().Item();
+        return output.ArgMax(output.Dim - 1).Eq(target).To(ScalarType.Float64).Mean().Item();
     }
+
+    /// <summary>Loss and accuracy of outputs against targets, without a graph.</summary>
+    public TaskScore Score(Tensor output, Tensor target) => new(Loss(output, target).Item(), Accuracy(output, target));
 }

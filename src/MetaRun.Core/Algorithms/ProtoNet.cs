@@ -14,8 +14,9 @@ namespace MetaRun.Algorithms;
 /// </summary>
 public sealed class ProtoNet(IModel model, Objective objective) : IMetaLearner
 {
-    private readonly Tensor[] body = model.Parameters.Take(model.HeadStart).ToArray();
-    private readonly string[] names = model.ParameterNames.Take(model.HeadStart).ToArray();
+    private static readonly ParameterRole[] BodyRoles = [ParameterRole.Body, ParameterRole.BatchNorm];
+    private readonly Tensor[] body = model.IndicesOf(BodyRoles).Select(i => model.Parameters[i]).ToArray();
+    private readonly string[] names = model.IndicesOf(BodyRoles).Select(i => model.ParameterNames[i]).ToArray();
 
     public IReadOnlyList<Tensor> OuterParameters => body;
     public IReadOnlyList<string> OuterParameterNames => names;
@@ -36,7 +37,7 @@ public sealed class ProtoNet(IModel model, Objective objective) : IMetaLearner
         // Support and query pass through the body together: batch norm sees the whole episode,
         // as it does in MAML's query pass (transductive batch statistics; see README).
         var nS = task.SupportX.Size(0);
-        var all = model.Embed(Torch.Cat([task.SupportX, task.QueryX]), body);
+        var all = model.Embed(Torch.Cat([task.SupportX, task.QueryX]), model.Parameters);
         var ways = (int)task.SupportY.Max().Item() + 1;
         var prototypes = Prototypes(all.Narrow(0, 0, nS), task.SupportY, ways);
         return Logits(all.Narrow(0, nS, all.Size(0) - nS), prototypes);
@@ -54,8 +55,7 @@ public sealed class ProtoNet(IModel model, Objective objective) : IMetaLearner
     public TaskScore Evaluate(Episode task)
     {
         using var noGrad = Torch.NoGrad();
-        var logits = Score(task);
-        return new TaskScore(objective.Loss(logits, task.QueryY).Item(), objective.Accuracy(logits, task.QueryY));
+        return objective.Score(Score(task), task.QueryY);
     }
 
     public void Dispose() => model.Dispose();

@@ -79,8 +79,7 @@ public sealed class Reptile(IModel model, Objective objective, double innerLr, i
     {
         var phi = Train(task.SupportX, task.SupportY, testInnerSteps);
         using var noGrad = Torch.NoGrad();
-        var output = model.Forward(task.QueryX, phi);
-        return new TaskScore(objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
+        return objective.Score(model.Forward(task.QueryX, phi), task.QueryY);
     }
 
     public void Dispose() => model.Dispose();

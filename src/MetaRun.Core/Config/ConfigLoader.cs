@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
+using MetaRun.Algorithms;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 using YamlDotNet.Serialization;
@@ -43,7 +44,11 @@ public static class ConfigLoader
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ConfigException($"{path}: cannot read: {e.Message}"); }
     }
 
-    public static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides = null)
+    public static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides = null) => Parse(yaml, source, overrides, resolved: false);
+
+    /// <param name="resolved">A config MetaRun wrote itself (a checkpoint's, a hash's copy): keys an algorithm ignores are
+    /// accepted there, so checkpoints written before that check existed still open.</param>
+    private static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides, bool resolved)
     {
         var root = ParseMapping(yaml, source);
         var overridden = new Dictionary<YamlNode, string>(ReferenceEqualityComparer.Instance);
@@ -51,11 +56,28 @@ public static class ConfigLoader
         var config = new RunConfig();
         var locations = new Dictionary<string, string>();
         Bind(config, root, "", source, overridden, locations);
-        CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source);
+        CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source, resolved ? [] : locations.Keys);
         CheckValuesAndData(config, key => locations.GetValueOrDefault(key), source);
         config.KeyLocations = locations;
         config.Source = source;
         return config;
+    }
+
+    /// <summary>A config that MetaRun wrote (embedded in a checkpoint); see <see cref="Parse(string, string, IEnumerable{string}?, bool)"/>.</summary>
+    public static RunConfig ParseResolved(string yaml, string source) => Parse(yaml, source, null, resolved: true);
+
+    /// <summary>
+    /// Applies --set overrides to a config in place, with the same checks as in a file (used by
+    /// evaluation, which changes a few keys of a checkpoint's config). Only the named keys change.
+    /// </summary>
+    public static void Override(RunConfig config, IEnumerable<string> overrides)
+    {
+        var root = new YamlMappingNode();
+        var overridden = new Dictionary<YamlNode, string>(ReferenceEqualityComparer.Instance);
+        foreach (var o in overrides) ApplyOverride(root, o, overridden);
+        var locations = new Dictionary<string, string>();
+        Bind(config, root, "", "--set", overridden, locations);
+        CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : "--set", locations.Keys);
     }
 
     /// <summary>The fully resolved config as YAML, as written to a run's config.yaml.</summary>
@@ -64,17 +86,19 @@ public static class ConfigLoader
 
     /// <summary>
     /// A hash of everything that shapes the trained weights. The name, output folder, iteration
-    /// budget, validation and checkpoint schedules are left out, so a resumed run may extend its
-    /// budget or change how often it reports.
+    /// budget, validation and checkpoint schedules and the execution mode are left out, so a
+    /// resumed run may extend its budget or change how often it reports.
     /// </summary>
     public static string Hash(RunConfig config)
     {
-        var copy = Parse(ToYaml(config), "(resolved)");
+        var copy = ParseResolved(ToYaml(config), "(resolved)");
         copy.Name = "";
         copy.Output = new OutputConfig();
         copy.Algorithm.Iterations = 1;
         copy.Eval = new EvalConfig();
         copy.Checkpoint = new CheckpointConfig();
+        // How the tasks are scheduled changes only the summation order, not what is trained.
+        copy.Execution = "auto";
         return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
     }
 
@@ -196,12 +220,26 @@ public static class ConfigLoader
         string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
     /// <summary>Rules that involve several keys; the error points at the key that breaks them.</summary>
-    private static void CheckAcrossKeys(RunConfig c, Func<string, string> where)
+    private static void CheckAcrossKeys(RunConfig c, Func<string, string> where, IReadOnlyCollection<string> given)
     {
-        if (c.Data.Dataset != "sinusoid" && !c.Algorithm.HeadFree && c.Data.Test.Ways != c.Data.Train.Ways)
-            throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only protonet, baseline and baseline++ may differ)");
-        if (c.Data.Dataset == "sinusoid" && c.Algorithm.Name is "protonet" or "baseline" or "baseline++")
+        var known = AlgorithmRegistry.All.FirstOrDefault(a => a.Name == c.Algorithm.Name)
+                    ?? throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' is '{c.Algorithm.Name}'; expected one of: {string.Join(", ", AlgorithmRegistry.Names)}");
+        if (c.Data.Dataset != "sinusoid" && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
+            throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))} may differ)");
+        if (c.Execution == "batched" && !known.Batched)
+            throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
+        if (c.Data.Dataset == "sinusoid" && !known.SupportsRegression)
             throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset sinusoid is regression");
+        // A key the algorithm never reads would be silently ignored: refuse it unless it is left at its default.
+        var defaults = new AlgorithmConfig();
+        foreach (var prop in typeof(AlgorithmConfig).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
+        {
+            var key = Snake(prop.Name);
+            if (AlgorithmRegistry.OuterKeys.Contains(key) || known.Keys.Contains(key) || !given.Contains("algorithm." + key)) continue;
+            if (Equals(prop.GetValue(c.Algorithm), prop.GetValue(defaults))) continue;
+            var readers = AlgorithmRegistry.All.Where(a => a.Keys.Contains(key)).Select(a => a.Name);
+            throw new ConfigException($"{where("algorithm." + key)}: 'algorithm.{key}' is not used by {c.Algorithm.Name} (only by {string.Join(", ", readers)}); remove it");
+        }
     }
 
     /// <summary>

@@ -12,6 +12,8 @@ public sealed class RunConfig
     [Range(0, 1024)] public int Workers { get; set; }
     /// <summary>libtorch intra-op threads; 0 picks from the cores (cores ÷ workers).</summary>
     [Range(0, 1024)] public int Threads { get; set; }
+    /// <summary>A meta-batch's tasks one after another on the workers (per_task) or all at once as one batched computation (batched); auto picks per device.</summary>
+    [OneOf("auto", "per_task", "batched")] public string Execution { get; set; } = "auto";
     public DataConfig Data { get; set; } = new();
     public ModelConfig Model { get; set; } = new();
     public AlgorithmConfig Algorithm { get; set; } = new();
@@ -68,8 +70,8 @@ public sealed class ModelConfig
 
 public sealed class AlgorithmConfig
 {
-    /// <summary>The meta-learner; see the README's Algorithms section.</summary>
-    [OneOf("maml", "fomaml", "reptile", "metasgd", "anil", "protonet", "baseline", "baseline++")] public string Name { get; set; } = "maml";
+    /// <summary>The meta-learner: a name in <see cref="MetaRun.Algorithms.AlgorithmRegistry"/> (checked there); see the README's Algorithms section.</summary>
+    public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
     [Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
     [Range(0, 1000)] public int InnerSteps { get; set; } = 1;
@@ -97,9 +99,6 @@ public sealed class AlgorithmConfig
     [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
     [Range(1, 100000)] public int BatchSize { get; set; } = 16;
-
-    /// <summary>Algorithms with no output layer trained per class (their test ways may differ from the training ways).</summary>
-    [YamlDotNet.Serialization.YamlIgnore] public bool HeadFree => Name is "protonet" or "baseline" or "baseline++";
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

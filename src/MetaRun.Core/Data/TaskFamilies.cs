@@ -63,11 +63,14 @@ public static class TaskFamilies
                 throw new ConfigException($"{located(prefix + key) ?? source}: '{prefix}{key}': {prefix}shots + {prefix}queries is {e.Shots} + {e.Queries} = {e.Shots + e.Queries}, but an omniglot class has {Omniglot.Drawers} images");
             }
         }
-        // The baseline trains on plain mini-batches over every training class, not on episodes.
-        if (config.Algorithm.Name is not ("baseline" or "baseline++")) Check("train", data.Train, Split.Train);
+        if (TrainsOnEpisodes(config)) Check("train", data.Train, Split.Train);
         // data.test shapes both the validation and the meta-test episodes.
         Check("test", data.Test, Split.Val, Split.Test);
     }
+
+    /// <summary>Whether data.train shapes anything: the baseline trains on its own mini-batches over every training class.</summary>
+    private static bool TrainsOnEpisodes(RunConfig config) =>
+        Algorithms.AlgorithmRegistry.All.FirstOrDefault(a => a.Name == config.Algorithm.Name)?.Trains != Algorithms.TrainsOn.OwnBatches;
 
     /// <summary>
     /// The same checks against an opened data set whose splits come from its files (miniImageNet's
@@ -92,7 +95,7 @@ public static class TaskFamilies
                 }
             }
         }
-        if (config.Algorithm.Name is not ("baseline" or "baseline++")) Check("train", config.Data.Train, Split.Train);
+        if (TrainsOnEpisodes(config)) Check("train", config.Data.Train, Split.Train);
         Check("test", config.Data.Test, Split.Val, Split.Test);
     }
 

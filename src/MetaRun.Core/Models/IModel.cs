@@ -5,6 +5,10 @@ namespace MetaRun.Models;
 /// <summary>
 /// A functional network: <see cref="Forward"/> takes the weights as an argument, so an algorithm
 /// can run it with adapted weights (MAML's fast weights) without touching the model's own.
+/// It also runs a whole meta-batch at once: inputs with a leading task dimension [T, N, ...]
+/// and weights that are either shared (the model's shapes) or per task ([T, ...shape]), as
+/// <see cref="WeightsFor"/> makes them. Tasks never mix: each task's outputs depend only on its
+/// inputs and its weights, so the gradient of a sum of per-task losses is each task's own.
 /// </summary>
 public interface IModel : IDisposable
 {
@@ -17,17 +21,49 @@ public interface IModel : IDisposable
     /// <summary>Runs a batch of inputs through the network with the given weights (same order as Parameters).</summary>
     Tensor Forward(Tensor input, IReadOnlyList<Tensor> weights);
 
+    /// <summary>The head applied to features (from <see cref="Embed"/>).</summary>
+    Tensor Classify(Tensor features, IReadOnlyList<Tensor> weights);
+
     /// <summary>
-    /// Runs the body only (every layer before the head): the features the head reads. Needs only
-    /// weights[0 .. HeadStart−1]; ProtoNets and the baseline's new heads work on these.
+    /// The weights to start adapting from for <paramref name="input"/>: the model's own for one
+    /// task, or for a meta-batch [T, N, ...] views of them with a task dimension in front (so
+    /// each task's gradient is its own).
+    /// </summary>
+    IReadOnlyList<Tensor> WeightsFor(Tensor input);
+
+    /// <summary>Whether <paramref name="input"/> holds a meta-batch (a leading task dimension) rather than one task's examples.</summary>
+    bool IsMetaBatch(Tensor input);
+
+    /// <summary>
+    /// Runs the body only (every layer before the head): the features the head reads. Reads only
+    /// the non-head weights; ProtoNets and the baseline's new heads work on these.
     /// </summary>
     Tensor Embed(Tensor input, IReadOnlyList<Tensor> weights);
 
     /// <summary>Width of <see cref="Embed"/>'s output.</summary>
     long Features { get; }
 
-    /// <summary>Index in Parameters where the output layer (the "head") begins; earlier weights form the body.</summary>
-    int HeadStart { get; }
+    /// <summary>What each of <see cref="Parameters"/> is, same order: algorithms pick weights by role, never by position or name.</summary>
+    IReadOnlyList<ParameterRole> Roles { get; }
+
+    /// <summary>The output layer's weight and bias within <paramref name="weights"/> (the model's own or fast weights).</summary>
+    (Tensor Weight, Tensor Bias) Head(IReadOnlyList<Tensor> weights);
+}
+
+/// <summary>
+/// The part a weight plays. Body weights (batch norm included) compute the features; the head
+/// maps them to one output per class. ANIL adapts only the head, ProtoNets never use it, and
+/// MAML++ gives batch norm per-step copies.
+/// </summary>
+public enum ParameterRole { Body, BatchNorm, HeadWeight, HeadBias }
+
+public static class ModelRoles
+{
+    /// <summary>Indices of the weights with one of <paramref name="roles"/>, in parameter order.</summary>
+    public static int[] IndicesOf(this IModel model, params ParameterRole[] roles) =>
+        model.Roles.Select((r, i) => (r, i)).Where(p => roles.Contains(p.r)).Select(p => p.i).ToArray();
+
+    public static bool IsHead(this ParameterRole role) => role is ParameterRole.HeadWeight or ParameterRole.HeadBias;
 }
 
 /// <summary>Weight storage and initialization shared by the models.</summary>
@@ -35,21 +71,58 @@ public abstract class ModelBase : IModel
 {
     private readonly List<Tensor> parameters = new();
     private readonly List<string> names = new();
+    private readonly List<ParameterRole> roles = new();
 
     public IReadOnlyList<Tensor> Parameters => parameters;
     public IReadOnlyList<string> ParameterNames => names;
-    public abstract int HeadStart { get; }
+    public IReadOnlyList<ParameterRole> Roles => roles;
 
     public abstract Tensor Embed(Tensor input, IReadOnlyList<Tensor> weights);
     public abstract long Features { get; }
 
-    /// <summary>The body, then the linear head.</summary>
-    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w) => F.Linear(Embed(input, w), w[HeadStart], w[HeadStart + 1]);
+    public (Tensor Weight, Tensor Bias) Head(IReadOnlyList<Tensor> w) => (w[roles.IndexOf(ParameterRole.HeadWeight)], w[roles.IndexOf(ParameterRole.HeadBias)]);
 
-    protected void Add(string name, Tensor value)
+    /// <summary>The body, then the linear head.</summary>
+    public Tensor Forward(Tensor input, IReadOnlyList<Tensor> w) => Classify(Embed(input, w), w);
+
+    public Tensor Classify(Tensor features, IReadOnlyList<Tensor> w)
+    {
+        var (weight, bias) = Head(w);
+        return features.Dim == 3 ? Linear(features, weight, bias, features.Size(0)) : F.Linear(features, weight, bias);
+    }
+
+    /// <summary>The rank of one example's input (3 for [C, H, W] images, 1 for vectors).</summary>
+    protected abstract int ExampleRank { get; }
+
+    public bool IsMetaBatch(Tensor input) => input.Dim == ExampleRank + 2;
+
+    public IReadOnlyList<Tensor> WeightsFor(Tensor input) =>
+        IsMetaBatch(input) ? parameters.Select(p => PerTask(p, p, input.Size(0))).ToArray() : parameters;
+
+    /// <summary>Weight <paramref name="w"/> (shaped like <paramref name="own"/>, or with a task dimension in front) as [T, ...shape].</summary>
+    protected static Tensor PerTask(Tensor w, Tensor own, long tasks) =>
+        w.Dim == own.Dim + 1 ? w : w.Unsqueeze(0).Expand([tasks, .. own.Shape]);
+
+    /// <summary>Per-task linear layers on [T, N, in]: x·Wᵀ + b with W [T, out, in], b [T, out] (shared ones expanded).</summary>
+    protected static Tensor Linear(Tensor x, Tensor weight, Tensor bias, long tasks)
+    {
+        var w = weight.Dim == 3 ? weight : weight.Unsqueeze(0).Expand([tasks, .. weight.Shape]);
+        var b = bias.Dim == 2 ? bias : bias.Unsqueeze(0).Expand([tasks, .. bias.Shape]);
+        return x.MatMul(w.Transpose(1, 2)) + b.Unsqueeze(1);
+    }
+
+    protected void Add(string name, Tensor value, ParameterRole role = ParameterRole.Body)
     {
         names.Add(name);
+        roles.Add(role);
         parameters.Add(value.DetachFromScope().RequiresGrad_());
+    }
+
+    /// <summary>The linear output layer, added last.</summary>
+    protected void AddHead(Tensor weight, Tensor bias)
+    {
+        Add("head.weight", weight, ParameterRole.HeadWeight);
+        Add("head.bias", bias, ParameterRole.HeadBias);
     }
 
     /// <summary>Glorot/Xavier uniform: U(−b, b) with b = √(6 / (fan_in + fan_out)), as the MAML reference code.</summary>

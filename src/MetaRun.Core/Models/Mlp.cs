@@ -14,21 +14,22 @@ public sealed class Mlp : ModelBase
         sizes.Add(outputs);
         layers = sizes.Count - 1;
         Features = sizes[^2];
-        for (var i = 0; i < layers; i++)
+        for (var i = 0; i < layers - 1; i++)
         {
-            var name = i == layers - 1 ? "head" : $"layer{i}";
-            Add($"{name}.weight", FanInUniform([sizes[i + 1], sizes[i]], sizes[i], g, device));
-            Add($"{name}.bias", FanInUniform([sizes[i + 1]], sizes[i], g, device));
+            Add($"layer{i}.weight", FanInUniform([sizes[i + 1], sizes[i]], sizes[i], g, device));
+            Add($"layer{i}.bias", FanInUniform([sizes[i + 1]], sizes[i], g, device));
         }
+        AddHead(FanInUniform([sizes[^1], sizes[^2]], sizes[^2], g, device), FanInUniform([sizes[^1]], sizes[^2], g, device));
     }
-
-    public override int HeadStart => 2 * (layers - 1);
     public override long Features { get; }
+    protected override int ExampleRank => 1;
 
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {
         var x = input;
-        for (var i = 0; i < layers - 1; i++) x = F.Linear(x, w[2 * i], w[2 * i + 1]).Relu();
+        var batched = IsMetaBatch(input);
+        for (var i = 0; i < layers - 1; i++)
+            x = (batched ? Linear(x, w[2 * i], w[2 * i + 1], input.Size(0)) : F.Linear(x, w[2 * i], w[2 * i + 1])).Relu();
         return x;
     }
 }

@@ -32,11 +32,11 @@ public static class Benchmark
 {
     public static BenchmarkResult Run(Experiment e, int iterations, int warmup)
     {
-        using var optimizer = Trainer.CreateOptimizer(e.Config.Algorithm, e.Learner.OuterParameters);
+        using var optimizer = MetaIteration.CreateOptimizer(e.Config.Algorithm, e.Learner.OuterParameters);
         using var prefetcher = new Prefetcher(e.TrainingBatch, 0);
         var times = new List<double>();
         var tasks = 0;
-        var phases = new Dictionary<string, double>();
+        var waiting = 0.0;
         // About ten points from the end of warm-up to the end: growth shows as a trend, not just two ends.
         var rssEvery = Math.Max(1, iterations / 10);
         var rssTrace = new List<(int, double, double)>();
@@ -49,30 +49,21 @@ public static class Benchmark
             if (measuring && (it - warmup) % rssEvery == 0) TraceRss(it);
             PhaseClock.Enabled = measuring;
             var clock = Stopwatch.StartNew();
-            var mark = clock.Elapsed.TotalSeconds;
-            void Phase(string name)
-            {
-                var now = clock.Elapsed.TotalSeconds;
-                if (measuring) phases[name] = phases.GetValueOrDefault(name) + now - mark;
-                mark = now;
-            }
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
                 tasks = batch.Tasks;
-                Phase("sampling (wait)");
-                (e.Learner as IIterationAware)?.SetIteration(it + 1);
-                var step = e.Step(batch);
-                Phase("task gradients (wall)");
-                optimizer.Step(step.Gradients);
-                Phase("optimizer");
+                if (measuring) waiting += clock.Elapsed.TotalSeconds;
+                e.Iterate(optimizer, batch, it + 1);
             }
             if (measuring) times.Add(clock.Elapsed.TotalSeconds);
         }
         TraceRss(warmup + iterations);
         PhaseClock.Enabled = false;
-        // Thread time inside the tasks, summed over workers: it shows the inner/outer split.
-        foreach (var (k, v) in PhaseClock.SecondsAndReset()) phases[$"{k} (thread time)"] = v;
+        // Wall-clock phases are named so; the rest is thread time inside the tasks, summed over
+        // workers: it shows the inner/outer split.
+        var phases = new Dictionary<string, double> { ["sampling (wait)"] = waiting };
+        foreach (var (k, v) in PhaseClock.SecondsAndReset()) phases[k.EndsWith(')') ? k : $"{k} (thread time)"] = v;
         times.Sort();
         double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
         var median = Pct(0.5);

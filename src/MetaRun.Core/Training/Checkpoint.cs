@@ -54,7 +54,7 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Reads a checkpoint file, or the "last"/"best" checkpoint of a run folder.</summary>
     public static Checkpoint Load(string path)
     {
-        var file = ResolvePath(path);
+        var file = RunDirectory.ResolveCheckpoint(path);
         TensorFile tf;
         try
         {
@@ -69,11 +69,12 @@ public sealed class Checkpoint : IDisposable
             string Meta(string key) => tf.Metadata.TryGetValue(key, out var v) ? v : throw new CheckpointException($"{file}: not a MetaRun checkpoint (metadata '{key}' missing)");
             if (Meta("format") != "metarun-checkpoint-1") throw new CheckpointException($"{file}: unsupported checkpoint format '{Meta("format")}'");
             RunConfig config;
-            try { config = ConfigLoader.Parse(Meta("config"), $"{file} (embedded config)"); }
+            try { config = ConfigLoader.ParseResolved(Meta("config"), $"{file} (embedded config)"); }
             catch (ConfigException e) { throw new CheckpointException(e.Message); }
+            // Only its form: the hash is recomputed from the embedded config when it matters (CheckSameTraining).
             var hash = Meta("config_hash");
-            if (hash != ConfigLoader.Hash(config))
-                throw new CheckpointException($"{file}: metadata 'config_hash' is '{Shorten(hash)}', which is not the hash of the embedded config ({ConfigLoader.Hash(config)}); the file was edited or damaged");
+            if (hash.Length != 16 || !hash.All(char.IsAsciiHexDigitLower))
+                throw new CheckpointException($"{file}: metadata 'config_hash' is '{Shorten(hash)}'; expected 16 lowercase hex digits");
             var iteration = Integer(file, tf.Metadata, "iteration", 1, config.Algorithm.Iterations);
             var episodes = Integer(file, tf.Metadata, "episode_counter", 0, long.MaxValue);
             if (episodes != iteration * config.Algorithm.MetaBatchSize)
@@ -125,12 +126,17 @@ public sealed class Checkpoint : IDisposable
         return v;
     }
 
-    public static string ResolvePath(string path)
+    /// <summary>Refuses to continue training from this checkpoint under a config that would train differently.</summary>
+    /// <remarks>
+    /// Both hashes are computed now, from the embedded config and the new one, rather than
+    /// trusting the stored hash: a key added to MetaRun since the checkpoint was written then
+    /// takes its default on both sides instead of making every older checkpoint "different".
+    /// </remarks>
+    public void CheckSameTraining(RunConfig config, string source)
     {
-        if (File.Exists(path)) return path;
-        foreach (var candidate in new[] { Path.Combine(path, "checkpoints", "last.safetensors"), Path.Combine(path, "last.safetensors") })
-            if (File.Exists(candidate)) return candidate;
-        throw new CheckpointException(Directory.Exists(path) ? $"{path}: no checkpoints/last.safetensors in this folder" : $"{path}: checkpoint not found");
+        var (was, now) = (ConfigLoader.Hash(Config), ConfigLoader.Hash(config));
+        if (was != now)
+            throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {was}, now {now}); only name, output, algorithm.iterations, eval, checkpoint and execution may change on resume");
     }
 
     /// <summary>Copies the saved weights into the model's parameters, checking names, shapes and dtypes.</summary>

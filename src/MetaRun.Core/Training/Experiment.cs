@@ -7,21 +7,31 @@ using MetaRun.Models;
 namespace MetaRun.Training;
 
 /// <summary>
-/// Everything a config names, built once: the device and thread settings, the task family, the
-/// model and the meta-learner. Training, evaluation and benchmarks all start here.
+/// Where and how a config runs: the device, the task workers, the intra-op threads per worker,
+/// and whether a meta-batch's tasks run one by one on the workers or all at once (batched).
+/// </summary>
+public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool Batched);
+
+/// <summary>
+/// Everything a config names, built once: the task family, the model and the meta-learner, and
+/// where they run. Training, evaluation and benchmarks all start here. Creating one changes no
+/// process-wide setting: <see cref="ApplyProcessSettings"/> is the explicit step for that.
 /// </summary>
 public sealed class Experiment : IDisposable
 {
-    private Experiment(RunConfig config, Device device, int workers, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective)
+    private Experiment(RunConfig config, AlgorithmInfo algorithm, ExecutionPlan plan, ITaskFamily family, IModel model, IMetaLearner learner, Objective objective)
     {
-        (Config, Device, Workers, Family, Model, Learner, Objective) = (config, device, workers, family, model, learner, objective);
+        (Config, Algorithm, Plan, Family, Model, Learner, Objective) = (config, algorithm, plan, family, model, learner, objective);
     }
 
-    /// <summary>Tasks of a meta-batch run on this many threads at once.</summary>
-    public int Workers { get; }
-
     public RunConfig Config { get; }
-    public Device Device { get; }
+    public AlgorithmInfo Algorithm { get; }
+    public ExecutionPlan Plan { get; }
+    public Device Device => Plan.Device;
+
+    /// <summary>Tasks of a meta-batch run on this many threads at once.</summary>
+    public int Workers => Plan.Workers;
+
     public ITaskFamily Family { get; }
     public IModel Model { get; }
     public IMetaLearner Learner { get; }
@@ -30,7 +40,8 @@ public sealed class Experiment : IDisposable
     public EpisodeShape TrainShape => Shape(Config.Data.Train);
     public EpisodeShape TestShape => Shape(Config.Data.Test);
 
-    private EpisodeShape Shape(EpisodeConfig e) => Family.IsRegression ? new EpisodeShape(1, e.Shots, e.Queries) : new EpisodeShape(e.Ways, e.Shots, e.Queries);
+    // A regression task has no classes: one "way" of K points.
+    private EpisodeShape Shape(EpisodeConfig e) => new(Family.IsRegression ? 1 : e.Ways, e.Shots, e.Queries);
 
     /// <summary>
     /// Training meta-batch <paramref name="index"/>: episodes from the task family, or the
@@ -43,8 +54,9 @@ public sealed class Experiment : IDisposable
         return Family.Sample(Split.Train, index * size, size, TrainShape);
     }
 
-    /// <summary>One meta-batch's summed gradients and mean metrics (call inside a dispose scope).</summary>
-    public MetaStep Step(MetaBatch batch) => MetaBatchRunner.Step(Learner, batch, Device, Workers);
+    /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
+    public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration) =>
+        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan);
 
     /// <summary>Adapts to and scores episodes 0..count−1 of a split with the test episode shape.</summary>
     public List<TaskScore> Evaluate(Split split, int count) =>
@@ -53,18 +65,16 @@ public sealed class Experiment : IDisposable
     /// <param name="dataOptions">How the data is opened; its Log hears about cache builds and rebuilds.</param>
     public static Experiment Create(RunConfig config, string? dataRootOverride, DataOptions? dataOptions = null)
     {
-        var device = ResolveDevice(config.Device);
-        Torch.ManualSeed((ulong)config.Seed);
+        var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
+        var plan = PlanFor(config);
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
         {
             TaskFamilies.CheckEpisodes(config, family);
             var objective = new Objective(family.IsRegression);
-            var model = ModelFactory.Create(config, family.InputShape, Outputs(config, family), device, (ulong)config.Seed);
-            var learner = AlgorithmFactory.Create(config.Algorithm, model, objective, family);
-            var workers = config.Workers > 0 ? config.Workers : DefaultWorkers(device, learner);
-            Torch.Threads = config.Threads > 0 ? config.Threads : Math.Max(1, Environment.ProcessorCount / workers);
-            return new Experiment(config, device, workers, family, model, learner, objective);
+            var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
+            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family));
+            return new Experiment(config, algorithm, plan, family, model, learner, objective);
         }
         catch
         {
@@ -74,23 +84,39 @@ public sealed class Experiment : IDisposable
     }
 
     /// <summary>
-    /// Small tasks keep one core busy poorly: on CPU, a meta-batch's tasks side by side on
-    /// single-threaded workers beat one task at a time on all cores (docs/performance.md). A
-    /// learner that trains on one ordinary batch per step has nothing to spread, so its one
-    /// worker gets all the cores.
+    /// The device and thread layout a config asks for (0 = pick). Small tasks keep one core busy
+    /// poorly: on CPU, a meta-batch's tasks side by side on single-threaded workers beat one task
+    /// at a time on all cores (docs/performance.md). An algorithm that trains on one ordinary
+    /// batch per step, or a batched meta-batch, is one computation: one worker gets all the cores.
+    /// execution: auto batches on a GPU, where one task at a time leaves it mostly idle, and runs
+    /// per task on CPU, where `metarun bench` measured per-task workers faster (docs/performance.md).
     /// </summary>
-    private static int DefaultWorkers(Device device, IMetaLearner learner) =>
-        device.Type != DeviceType.Cpu || learner is ITrainingBatchSource ? 1 : Environment.ProcessorCount;
+    public static ExecutionPlan PlanFor(RunConfig config)
+    {
+        var device = ResolveDevice(config.Device);
+        var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
+        var batched = config.Execution switch
+        {
+            "batched" => true,
+            "per_task" => false,
+            _ => algorithm.Batched && device.Type != DeviceType.Cpu,
+        };
+        var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches || batched;
+        var workers = config.Workers > 0 ? config.Workers : one ? 1 : Environment.ProcessorCount;
+        var threads = config.Threads > 0 ? config.Threads : Math.Max(1, Environment.ProcessorCount / workers);
+        return new ExecutionPlan(device, workers, threads, batched);
+    }
 
     /// <summary>
-    /// The head's width: one unit per training way, per training class for the baseline (an
-    /// ordinary classifier over all of them); protonet never uses its head, so it gets one unit.
+    /// Sets what is process-wide: libtorch's (and OpenBLAS's) intra-op threads from the plan, and
+    /// libtorch's global seed. Commands call it once before they build an experiment; tests that
+    /// call it share one serial collection.
     /// </summary>
-    private static int Outputs(RunConfig config, ITaskFamily family) =>
-        family.IsRegression ? 1
-        : config.Algorithm.Name == "protonet" ? 1
-        : config.Algorithm.Name is "baseline" or "baseline++" ? family.ClassCount(Split.Train)
-        : config.Data.Train.Ways;
+    public static void ApplyProcessSettings(RunConfig config)
+    {
+        Torch.ManualSeed((ulong)config.Seed);
+        Torch.Threads = PlanFor(config).Threads;
+    }
 
     public static Device ResolveDevice(string name) => name switch
     {

@@ -24,7 +24,7 @@ public static class MetaBatchRunner
     }
 
     /// <summary>Sums the tasks' gradients (each weighted 1/tasks) into tensors owned by the caller's scope.</summary>
-    public static MetaStep Step(IMetaLearner learner, MetaBatch batch, Device device, int workers)
+    public static MetaStep SumTaskGradients(IMetaLearner learner, MetaBatch batch, Device device, int workers)
     {
         var tasks = Episodes(batch, device);
         var n = tasks.Length;
@@ -58,6 +58,18 @@ public static class MetaBatchRunner
                 }
         }
         return new MetaStep(sum, results.Average(r => r.Loss), results.Average(r => r.Accuracy));
+    }
+
+    /// <summary>
+    /// The same sum in one batched computation: the whole meta-batch is one episode with a task
+    /// dimension, which a fast-weight learner runs all at once (per-task weights side by side,
+    /// grouped convolutions). Its gradient is the sum of the tasks' gradients, up to summation order.
+    /// </summary>
+    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device)
+    {
+        var all = new Episode(batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
+        var r = learner.TaskGradient(all, 1.0 / batch.Tasks);
+        return new MetaStep(r.Gradients, r.Loss, r.Accuracy);
     }
 
     /// <summary>Adapts to and scores episodes 0..count−1 of a split, in order.</summary>
@@ -96,7 +108,7 @@ public static class MetaBatchRunner
     }
 
     private static DisposeScope DisposeScopeOfCaller() =>
-        Torch.CurrentScope ?? throw new InvalidOperationException("MetaBatchRunner.Step must run inside a dispose scope that owns its gradients");
+        Torch.CurrentScope ?? throw new InvalidOperationException("MetaBatchRunner.SumTaskGradients must run inside a dispose scope that owns its gradients");
 }
 
 /// <summary>Mean and 95% confidence half-width (1.96 standard errors) of per-episode values.</summary>

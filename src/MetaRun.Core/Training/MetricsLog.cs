@@ -18,10 +18,9 @@ public sealed class MetricsLog : IDisposable
     private readonly StreamWriter jsonl;
     private readonly StreamWriter csv;
 
-    public MetricsLog(string runDir, long keepUpTo)
+    public MetricsLog(RunDirectory run, long keepUpTo)
     {
-        var jsonPath = Path.Combine(runDir, "metrics.jsonl");
-        var csvPath = Path.Combine(runDir, "metrics.csv");
+        var (jsonPath, csvPath) = (run.MetricsJsonlPath, run.MetricsCsvPath);
         Truncate(jsonPath, line => IterationOfJson(line) <= keepUpTo, null);
         Truncate(csvPath, line => IterationOfCsv(line) <= keepUpTo, CsvHeader);
         jsonl = new StreamWriter(jsonPath, append: true) { AutoFlush = false };

@@ -20,63 +20,37 @@ public interface ITrainingObserver
 /// gradients, step the outer optimizer; validate, log metrics and checkpoint on schedule.
 /// It knows nothing of any particular algorithm.
 /// </summary>
-public sealed class Trainer(Experiment experiment, string runDir, ILogger log, ITrainingObserver? observer = null)
+public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log, ITrainingObserver? observer = null)
 {
-    public string CheckpointDir => Path.Combine(runDir, "checkpoints");
-    public string LastPath => Path.Combine(CheckpointDir, "last.safetensors");
-    public string BestPath => Path.Combine(CheckpointDir, "best.safetensors");
-
-    public static Optimizer CreateOptimizer(AlgorithmConfig a, IReadOnlyList<Tensor> parameters) => a.OuterOptimizer switch
-    {
-        "sgd" => new Sgd(parameters, a.OuterLr),
-        _ => new Adam(parameters, a.OuterLr),
-    };
-
-    /// <summary>
-    /// The outer learning rate at a 1-based iteration: a pure function of the iteration (never
-    /// carried in optimizer state), so a resumed run follows the same schedule bit for bit.
-    /// linear: Reptile's annealing to 0; cosine: MAML++'s (and SGDR's) half cosine to 0.
-    /// </summary>
-    public static double ScheduledLr(AlgorithmConfig a, long iteration)
-    {
-        var progress = (double)(iteration - 1) / a.Iterations;
-        return a.OuterLrSchedule switch
-        {
-            "linear" => a.OuterLr * (1 - progress),
-            "cosine" => a.OuterLr * 0.5 * (1 + Math.Cos(Math.PI * progress)),
-            _ => a.OuterLr,
-        };
-    }
+    public RunDirectory RunFolder => run;
 
     /// <summary>Trains to the configured iteration count, continuing from <paramref name="resume"/> if given.</summary>
     public void Run(Checkpoint? resume = null)
     {
         var config = experiment.Config;
         var learner = experiment.Learner;
-        var hash = ConfigLoader.Hash(config);
+        var headline = experiment.Objective.Headline;
         var total = config.Algorithm.Iterations;
-        var batchSize = config.Algorithm.MetaBatchSize;
-        using var optimizer = CreateOptimizer(config.Algorithm, learner.OuterParameters);
+        using var optimizer = MetaIteration.CreateOptimizer(config.Algorithm, learner.OuterParameters);
 
         long start = 0;
         double? bestScore = null;
         if (resume != null)
         {
-            if (resume.ConfigHash != hash)
-                throw new CheckpointException($"{LastPath}: the checkpoint was trained with a different config (hash {resume.ConfigHash}, now {hash}); only name, output, algorithm.iterations, eval and checkpoint may change on resume");
-            resume.LoadInto(learner.OuterParameterNames, learner.OuterParameters, LastPath);
-            resume.LoadOptimizerInto(optimizer, LastPath);
+            resume.CheckSameTraining(config, run.LastCheckpoint);
+            resume.LoadInto(learner.OuterParameterNames, learner.OuterParameters, run.LastCheckpoint);
+            resume.LoadOptimizerInto(optimizer, run.LastCheckpoint);
             start = resume.Iteration;
             bestScore = BestScoreSoFar();
-            log.Information("Resumed from {Path} at iteration {Iteration}", LastPath, start);
+            log.Information("Resumed from {Path} at iteration {Iteration}", run.LastCheckpoint, start);
         }
 
-        Directory.CreateDirectory(CheckpointDir);
-        using var metrics = new MetricsLog(runDir, start);
+        Directory.CreateDirectory(run.CheckpointDir);
+        using var metrics = new MetricsLog(run, start);
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
-            config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, batchSize, experiment.Device, experiment.Workers, Torch.Threads);
+            config.Name, config.Algorithm.Name, config.Data.Dataset, start + 1, total, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers, Torch.Threads);
 
         using var prefetcher = new Prefetcher(experiment.TrainingBatch, start);
         for (var it = start + 1; it <= total; it++)
@@ -85,10 +59,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
-                optimizer.LearningRate = ScheduledLr(config.Algorithm, it);
-                (learner as IIterationAware)?.SetIteration(it);
-                var step = experiment.Step(batch);
-                optimizer.Step(step.Gradients);
+                var step = experiment.Iterate(optimizer, batch, it);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds);
             }
             if (!double.IsFinite(row.TrainLoss))
@@ -101,18 +72,15 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
                 // A non-finite validation loss is divergence too: it must not become "best" or be checkpointed.
                 if (!double.IsFinite(val.Loss.Mean))
                     throw new MetaRunException(ExitCodes.Failure, $"training diverged at iteration {it} (validation loss {val.Loss.Mean}); lower algorithm.inner_lr or algorithm.outer_lr");
+                var score = headline.Goodness(val.Headline.Mean);
                 row = row with { ValLoss = val.Loss.Mean, ValAccuracy = val.Accuracy.Mean, ValCi95 = val.Accuracy.Ci95 };
-                var score = experiment.Family.IsRegression ? -val.Loss.Mean : val.Accuracy.Mean;
                 isBest = bestScore == null || score > bestScore;
                 if (isBest)
                 {
                     bestScore = score;
-                    Save(BestPath, it, optimizer, val);
+                    Save(run.BestCheckpoint, it, optimizer, val);
                 }
-                if (experiment.Family.IsRegression)
-                    log.Information("Iteration {Iteration}: validation MSE {Loss:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, val.Loss.Ci95, isBest ? " (best)" : "");
-                else
-                    log.Information("Iteration {Iteration}: validation loss {Loss:F4}, accuracy {Accuracy:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, val.Accuracy.Mean, val.Accuracy.Ci95, isBest ? " (best)" : "");
+                log.Information("Iteration {Iteration}: validation loss {Loss:F4}, {Metric} {Mean:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, headline.Name, val.Headline.Mean, val.Headline.Ci95, isBest ? " (best)" : "");
             }
             metrics.Write(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
@@ -120,7 +88,7 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
             if (it % config.Checkpoint.Interval == 0 || it == total)
             {
                 metrics.Flush();
-                Save(LastPath, it, optimizer, null);
+                Save(run.LastCheckpoint, it, optimizer, null);
                 log.Debug("Checkpoint at iteration {Iteration}", it);
             }
         }
@@ -128,14 +96,19 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
         log.Information("Finished {Total} iterations in {Seconds:F1} s", total, clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>Validation scores summarized: loss, accuracy, and the objective's headline metric (one of the two).</summary>
+    public readonly record struct Validation(Summary Loss, Summary Accuracy, Summary Headline);
+
     /// <summary>Validation on a fixed set of episodes (0..eval.episodes−1 of the validation split), so scores compare across time.</summary>
-    public (Summary Loss, Summary Accuracy) Validate()
+    public Validation Validate()
     {
         var scores = experiment.Evaluate(Split.Val, experiment.Config.Eval.Episodes);
-        return (Summary.Of(scores.Select(s => s.Loss).ToArray()), Summary.Of(scores.Select(s => s.Accuracy).ToArray()));
+        var headline = experiment.Objective.Headline;
+        return new Validation(Summary.Of(scores.Select(s => s.Loss).ToArray()), Summary.Of(scores.Select(s => s.Accuracy).ToArray()),
+            Summary.Of(scores.Select(headline.Of).ToArray()));
     }
 
-    private void Save(string path, long iteration, Optimizer optimizer, (Summary Loss, Summary Accuracy)? val)
+    private void Save(string path, long iteration, Optimizer optimizer, Validation? val)
     {
         // The scope frees the optimizer-state copies; the parameters are the live ones, not disposed.
         using var scope = Torch.NewScope();
@@ -156,8 +129,9 @@ public sealed class Trainer(Experiment experiment, string runDir, ILogger log, I
 
     private double? BestScoreSoFar()
     {
-        if (!File.Exists(BestPath)) return null;
-        using var best = Checkpoint.Load(BestPath);
-        return experiment.Family.IsRegression ? -best.ValidationLoss : best.ValidationAccuracy;
+        if (!File.Exists(run.BestCheckpoint)) return null;
+        using var best = Checkpoint.Load(run.BestCheckpoint);
+        var value = experiment.Objective.Headline.Of(new TaskScore(best.ValidationLoss ?? double.NaN, best.ValidationAccuracy ?? double.NaN));
+        return double.IsNaN(value) ? null : experiment.Objective.Headline.Goodness(value);
     }
 }

@@ -1,10 +1,8 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Text.Json;
 using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
-using MetaRun.Data;
 using MetaRun.Training;
 using System.Globalization;
 
@@ -42,12 +40,13 @@ public static class BenchCommand
     {
         if (iterations < 1 || warmup < 0) throw new ConfigException("--iterations must be at least 1 and --warmup at least 0");
         var config = ConfigLoader.Load(configPath, sets);
+        Experiment.ApplyProcessSettings(config);
         using var experiment = Experiment.Create(config, dataRoot);
         var r = Benchmark.Run(experiment, iterations, warmup);
         var inv = CultureInfo.InvariantCulture;
         var a = config.Algorithm;
         var shape = experiment.TrainShape;
-        var work = experiment.Learner is ITrainingBatchSource
+        var work = experiment.Algorithm.Trains == TrainsOn.OwnBatches
             ? $"batches of {a.BatchSize}"
             : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
         Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
@@ -94,67 +93,35 @@ public static class BenchCommand
         return ExitCodes.Success;
     }
 
-    /// <summary>
-    /// Times the data pipeline of a config: first-time preparation (decode and resize every
-    /// image into an empty temporary cache folder), cached start (open again from that cache)
-    /// and the sampling rate in episodes/s for data.train's episode shape in meta-batches of
-    /// algorithm.meta_batch_size. Prints the figures and writes them to <paramref name="jsonPath"/>.
-    /// </summary>
+    /// <summary>Times the data pipeline of a config (<see cref="DataBenchmark"/>); prints and writes the figures.</summary>
     public static int RunData(string configPath, IReadOnlyList<string> sets, string? dataRoot, int episodes, TextWriter output, string jsonPath = "bench-data.json")
     {
-        if (episodes < 1) throw new MetaRunException(ExitCodes.BadUsage, "--episodes must be at least 1");
         var config = ConfigLoader.Load(configPath, sets);
-        var shape = TaskFamilies.ShapeOf(config.Data, Split.Train);
-        var tasks = config.Algorithm.MetaBatchSize;
-        var cache = Path.Combine(Path.GetTempPath(), $"metarun-bench-cache-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
+        var r = DataBenchmark.Run(config, dataRoot, episodes);
+        var label = $"{r.Dataset}, {r.Shape.Ways}-way {r.Shape.Shots}-shot {r.Shape.Queries}-query, meta-batches of {r.TasksPerBatch}";
+        output.WriteLine($"data bench: {label}; {Environment.ProcessorCount} cores, {Torch.Threads} torch threads");
+        output.WriteLine($"  first-time preparation ({r.Images} images, empty cache): {r.PrepareSeconds:F2} s");
+        foreach (var note in r.PrepareNotes) output.WriteLine($"    {note}");
+        output.WriteLine($"  cached start:                                   {r.CachedStartSeconds:F3} s");
+        output.WriteLine($"  sampling: {r.Episodes} episodes in {r.SamplingSeconds:F2} s = {r.EpisodesPerSecond:F0} episodes/s");
+        var json = new Dictionary<string, object>
         {
-            var options = new DataOptions { CacheDir = cache };
-            var notes = new List<string>();
-            var clock = Stopwatch.StartNew();
-            TaskFamilies.Open(config.Data, dataRoot, config.Seed, new DataOptions { CacheDir = cache, Log = notes.Add }).Dispose();
-            var prepare = clock.Elapsed.TotalSeconds;
-            clock.Restart();
-            using var family = TaskFamilies.Open(config.Data, dataRoot, config.Seed, options);
-            var cachedStart = clock.Elapsed.TotalSeconds;
-            var images = family is ImageTaskFamily f ? f.Store.ImageCount : 0;
-
-            family.Sample(Split.Train, 0, tasks, shape).Dispose(); // warm-up
-            var batches = (episodes + tasks - 1) / tasks;
-            clock.Restart();
-            for (var b = 0; b < batches; b++) family.Sample(Split.Train, (long)b * tasks, tasks, shape).Dispose();
-            var sampling = clock.Elapsed.TotalSeconds;
-            var rate = batches * tasks / sampling;
-
-            var label = $"{family.Name}, {shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batches of {tasks}";
-            output.WriteLine($"data bench: {label}; {Environment.ProcessorCount} cores, {Torch.Threads} torch threads");
-            output.WriteLine($"  first-time preparation ({images} images, empty cache): {prepare:F2} s");
-            foreach (var note in notes.Where(n => n.Contains("prepared"))) output.WriteLine($"    {note}");
-            output.WriteLine($"  cached start:                                   {cachedStart:F3} s");
-            output.WriteLine($"  sampling: {batches * tasks} episodes in {sampling:F2} s = {rate:F0} episodes/s");
-            var json = new Dictionary<string, object>
-            {
-                ["config"] = Path.GetFullPath(configPath),
-                ["dataset"] = family.Name,
-                ["images"] = images,
-                ["ways"] = shape.Ways,
-                ["shots"] = shape.Shots,
-                ["queries"] = shape.Queries,
-                ["tasks_per_batch"] = tasks,
-                ["prepare_seconds"] = Math.Round(prepare, 3),
-                ["cached_start_seconds"] = Math.Round(cachedStart, 4),
-                ["episodes"] = batches * tasks,
-                ["episodes_per_second"] = Math.Round(rate, 1),
-                ["cores"] = Environment.ProcessorCount,
-                ["torch_threads"] = Torch.Threads,
-            };
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            output.WriteLine($"  wrote {jsonPath}");
-            return ExitCodes.Success;
-        }
-        finally
-        {
-            try { if (Directory.Exists(cache)) Directory.Delete(cache, recursive: true); } catch (IOException) { }
-        }
+            ["config"] = Path.GetFullPath(configPath),
+            ["dataset"] = r.Dataset,
+            ["images"] = r.Images,
+            ["ways"] = r.Shape.Ways,
+            ["shots"] = r.Shape.Shots,
+            ["queries"] = r.Shape.Queries,
+            ["tasks_per_batch"] = r.TasksPerBatch,
+            ["prepare_seconds"] = Math.Round(r.PrepareSeconds, 3),
+            ["cached_start_seconds"] = Math.Round(r.CachedStartSeconds, 4),
+            ["episodes"] = r.Episodes,
+            ["episodes_per_second"] = Math.Round(r.EpisodesPerSecond, 1),
+            ["cores"] = Environment.ProcessorCount,
+            ["torch_threads"] = Torch.Threads,
+        };
+        File.WriteAllText(jsonPath, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        output.WriteLine($"  wrote {jsonPath}");
+        return ExitCodes.Success;
     }
 }

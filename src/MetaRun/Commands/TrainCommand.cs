@@ -1,9 +1,7 @@
 using System.CommandLine;
-using System.Globalization;
 using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Training;
-using Serilog;
 
 namespace MetaRun.Cli.Commands;
 
@@ -28,49 +26,33 @@ public static class TrainCommand
     private static int Run(string configPath, string[] sets, string? outDir, string? resumeDir, string? dataRoot, bool verbose)
     {
         var config = ConfigLoader.Load(configPath, sets);
-        string runDir;
         Checkpoint? resume = null;
-        if (resumeDir != null)
-        {
-            if (outDir != null && Path.GetFullPath(outDir) != Path.GetFullPath(resumeDir))
-                throw new ConfigException("--out and --resume name different folders; a resumed run continues in its own folder");
-            runDir = resumeDir;
-            resume = Checkpoint.Load(Path.Combine(runDir, "checkpoints", "last.safetensors"));
-        }
-        else
-        {
-            runDir = outDir ?? Path.Combine(config.Output.Dir, $"{config.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
-            if (File.Exists(Path.Combine(runDir, "checkpoints", "last.safetensors")))
-                throw new ConfigException($"{runDir} already holds a run; continue it with --resume {runDir} or choose another --out");
-        }
-        Directory.CreateDirectory(runDir);
-        File.WriteAllText(Path.Combine(runDir, "config.yaml"), ConfigLoader.ToYaml(config));
+        RunDirectory run;
+        if (resumeDir != null) (run, resume) = RunDirectory.Resume(config, resumeDir, outDir);
+        else run = RunDirectory.CreateNew(config, outDir);
 
-        using var log = new LoggerConfiguration()
-            .MinimumLevel.Is(verbose ? Serilog.Events.LogEventLevel.Debug : Serilog.Events.LogEventLevel.Information)
-            .WriteTo.File(Path.Combine(runDir, "train.log"), outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}")
-            .CreateLogger();
-        try
+        using (resume)
+        using (var log = run.CreateLog(verbose))
         {
-            // Cache builds and rebuilds take seconds to minutes: say so (docs/data.md), on stderr and in train.log.
-            var data = new DataOptions { Log = m => { Console.Error.WriteLine($"metarun: {m}"); log.Information("{Message}", m); } };
-            using var experiment = Experiment.Create(config, dataRoot, data);
-            using (resume)
+            try
             {
+                Experiment.ApplyProcessSettings(config);
+                // Cache builds and rebuilds take seconds to minutes: say so (docs/data.md), on stderr and in train.log.
+                var data = new DataOptions { Log = m => { Console.Error.WriteLine($"metarun: {m}"); log.Information("{Message}", m); } };
+                using var experiment = Experiment.Create(config, dataRoot, data);
                 var progress = new ConsoleProgress();
-                var trainer = new Trainer(experiment, runDir, log, progress);
-                Console.WriteLine($"run folder: {runDir}");
+                var trainer = new Trainer(experiment, run, log, progress);
+                Console.WriteLine($"run folder: {run.Path}");
                 progress.Run(() => trainer.Run(resume));
-                Console.WriteLine($"done: checkpoints in {trainer.CheckpointDir}");
-                var best = File.Exists(trainer.BestPath) ? trainer.BestPath : trainer.LastPath;
-                Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {best}");
+                Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
+                Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
+                return ExitCodes.Success;
             }
-            return ExitCodes.Success;
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "Training stopped: {Message}", e.Message);
-            throw;
+            catch (Exception e)
+            {
+                log.Error(e, "Training stopped: {Message}", e.Message);
+                throw;
+            }
         }
     }
 }

@@ -105,25 +105,27 @@ public sealed class BlobRun : IDisposable
     {
         Algorithm = algorithm;
         Shape = shape;
-        var outputs = algorithm.Name is "baseline" or "baseline++" ? Family.ClassCount(Split.Train) : algorithm.Name == "protonet" ? 1 : shape.Ways;
+        var outputs = AlgorithmRegistry.Get(algorithm.Name).Head switch
+        {
+            HeadKind.PerTrainingClass => Family.ClassCount(Split.Train),
+            HeadKind.None => 1,
+            _ => shape.Ways,
+        };
         using var g = new Generator((ulong)seed);
         var model = new Mlp(BlobTaskFamily.Dim, hidden ?? [32, 32], outputs, g, Device.Cpu);
-        Learner = AlgorithmFactory.Create(algorithm, model, new Objective(regression: false), Family);
+        Learner = AlgorithmRegistry.Create(algorithm, model, new Objective(regression: false), Family);
     }
 
-    /// <summary>Outer steps 1..iterations as Trainer.Run takes them (schedule, iteration hook, summed task gradients).</summary>
+    /// <summary>Outer steps 1..iterations through the trainer's own meta-iteration.</summary>
     public void Train(int iterations)
     {
-        using var optimizer = Trainer.CreateOptimizer(Algorithm, Learner.OuterParameters);
+        using var optimizer = MetaIteration.CreateOptimizer(Algorithm, Learner.OuterParameters);
         var mb = Algorithm.MetaBatchSize;
         for (var it = 1; it <= iterations; it++)
         {
             using var scope = Torch.NewScope();
             using var batch = Learner is ITrainingBatchSource own ? own.TrainingBatch(it - 1) : Family.Sample(Split.Train, (it - 1) * mb, mb, Shape);
-            optimizer.LearningRate = Trainer.ScheduledLr(Algorithm, it);
-            (Learner as IIterationAware)?.SetIteration(it);
-            var step = MetaBatchRunner.Step(Learner, batch, Device.Cpu, workers: 1);
-            optimizer.Step(step.Gradients);
+            MetaIteration.Run(Learner, Algorithm, optimizer, batch, it, new ExecutionPlan(Device.Cpu, Workers: 1, Threads: 1, Batched: false));
         }
     }
 

@@ -34,23 +34,23 @@ public class ScheduleResumeTests
     public void LinearScheduleAnnealsToZeroAndResumeIsBitExact()
     {
         var a = Config().Algorithm;
-        Assert.Equal(1.0, Trainer.ScheduledLr(a, 1));
-        Assert.Equal(0.5, Trainer.ScheduledLr(a, 16), 12);
-        Assert.Equal(1.0 / 30, Trainer.ScheduledLr(a, 30), 12);
+        Assert.Equal(1.0, MetaIteration.ScheduledLr(a, 1));
+        Assert.Equal(0.5, MetaIteration.ScheduledLr(a, 16), 12);
+        Assert.Equal(1.0 / 30, MetaIteration.ScheduledLr(a, 30), 12);
         a.OuterLrSchedule = "cosine";
-        Assert.Equal(0.5, Trainer.ScheduledLr(a, 16), 12);
+        Assert.Equal(0.5, MetaIteration.ScheduledLr(a, 16), 12);
 
         var straight = TestPaths.NewTempDir("sched-straight");
-        using (var e = Experiment.Create(Config(), null)) new Trainer(e, straight, Logger.None).Run();
+        using (var e = Experiment.Create(Config(), null)) new Trainer(e, RunDirectory.At(straight), Logger.None).Run();
 
         var crashed = TestPaths.NewTempDir("sched-crashed");
         using (var e = Experiment.Create(Config(), null))
-            Assert.Throws<InvalidOperationException>(() => new Trainer(e, crashed, Logger.None, new CrashAfter(15)).Run());
+            Assert.Throws<InvalidOperationException>(() => new Trainer(e, RunDirectory.At(crashed), Logger.None, new CrashAfter(15)).Run());
         using (var e = Experiment.Create(Config(), null))
         using (var last = Checkpoint.Load(Path.Combine(crashed, "checkpoints", "last.safetensors")))
         {
             Assert.Equal(10, last.Iteration);
-            new Trainer(e, crashed, Logger.None).Run(last);
+            new Trainer(e, RunDirectory.At(crashed), Logger.None).Run(last);
         }
         Assert.Equal(Weights(straight), Weights(crashed));
     }

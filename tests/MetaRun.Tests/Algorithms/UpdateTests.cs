@@ -100,8 +100,9 @@ public class UpdateTests
         using var anil = new Anil(model, new Objective(false), innerLr: 0.4, innerSteps: 1, testInnerSteps: 1, firstOrder: false);
         var fast = anil.Adapt(task.SupportX, task.SupportY, steps: 1, createGraph: true);
 
-        var h = model.HeadStart;
+        var h = model.IndicesOf(ParameterRole.HeadWeight)[0];
         Assert.Equal(2, h);
+        Assert.Equal([ParameterRole.Body, ParameterRole.Body, ParameterRole.HeadWeight, ParameterRole.HeadBias], model.Roles);
         for (var i = 0; i < h; i++) Assert.Same(model.Parameters[i], fast[i]);
         var w = model.Parameters;
         var g = Grad(F.CrossEntropy(model.Forward(task.SupportX, w), task.SupportY), w.Skip(h).ToArray());
@@ -237,7 +238,7 @@ public class UpdateTests
         Tensor?[] Run(bool firstOrderOnly, long it)
         {
             var a = new AlgorithmConfig { InnerLr = 0.3, InnerSteps = 1, FirstOrderIterations = firstOrderOnly ? 5 : 0, Lslr = !firstOrderOnly };
-            using var mpp = (MamlPlusPlus)AlgorithmFactory.Create(a, Tiny([4]), new Objective(false));
+            using var mpp = (MamlPlusPlus)AlgorithmRegistry.Create(a, Tiny([4]), new Objective(false));
             mpp.SetIteration(it);
             return mpp.TaskGradient(task, 1.0).Gradients;
         }
@@ -253,7 +254,7 @@ public class UpdateTests
     {
         using var scope = Torch.NewScope();
         using var family = new SinusoidTaskFamily(1);
-        var e = Assert.Throws<ConfigException>(() => AlgorithmFactory.Create(new AlgorithmConfig { Name = "baseline" }, Tiny([4]), new Objective(false), family));
+        var e = Assert.Throws<ConfigException>(() => AlgorithmRegistry.Create(new AlgorithmConfig { Name = "baseline" }, Tiny([4]), new Objective(false), family));
         Assert.Contains("algorithm.name", e.Message);
     }
 

@@ -7,7 +7,7 @@ using static MetaRun.Tests.Binding.TestSupport;
 public sealed class ErrorTests
 {
     [Fact]
-    public void Matmul_shape_mismatch_is_a_TorchException_with_libtorchs_message()
+    public void MatmulShapeMismatchIsATorchExceptionWithLibtorchsMessage()
     {
         using var scope = Torch.NewScope();
         var a = Torch.Ones([2, 3], ScalarType.Float64);
@@ -28,7 +28,7 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void Other_native_failures_are_TorchExceptions()
+    public void OtherNativeFailuresAreTorchExceptions()
     {
         using var scope = Torch.NewScope();
         var x = Torch.Zeros([2, 3]);
@@ -42,7 +42,7 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void Each_thread_sees_its_own_error_message()
+    public void EachThreadSeesItsOwnErrorMessage()
     {
         // The native layer keeps the last error per thread: concurrent failures never swap messages.
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
@@ -65,7 +65,7 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void Using_a_disposed_tensor_throws_ObjectDisposedException()
+    public void UsingADisposedTensorThrowsObjectDisposedException()
     {
         var t = Torch.Ones([2, 2]);
         t.Dispose();
@@ -84,7 +84,7 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void Asking_for_CUDA_on_a_CPU_only_libtorch_is_a_TorchException_mentioning_CUDA()
+    public void AskingForCUDAOnACPUOnlyLibtorchIsATorchExceptionMentioningCUDA()
     {
         using var scope = Torch.NewScope();
         if (Torch.CudaAvailable)

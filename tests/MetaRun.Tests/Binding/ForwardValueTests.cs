@@ -22,7 +22,7 @@ public sealed class ForwardValueTests
     [InlineData(2, 1, 1, 2)]
     [InlineData(1, 2, 2, 1)]
     [InlineData(3, 0, 1, 2)]
-    public void Conv2d_matches_a_naive_convolution(int stride, int padding, int dilation, int groups)
+    public void Conv2dMatchesANaiveConvolution(int stride, int padding, int dilation, int groups)
     {
         const int n = 2, c = 4, h = 7, w = 6, o = 6, k = 3;
         var x = Random(n * c * h * w, 1);
@@ -60,7 +60,7 @@ public sealed class ForwardValueTests
     [InlineData(2, 2, 0)]
     [InlineData(3, 2, 1)]
     [InlineData(3, 1, 1)]
-    public void Pooling_matches_naive_pooling(int k, int s, int p)
+    public void PoolingMatchesNaivePooling(int k, int s, int p)
     {
         const int n = 2, c = 2, h = 7, w = 8;
         var x = Random(n * c * h * w, 4);
@@ -96,7 +96,7 @@ public sealed class ForwardValueTests
     }
 
     [Fact]
-    public void Adaptive_average_pooling_uses_PyTorchs_bins()
+    public void AdaptiveAveragePoolingUsesPyTorchsBins()
     {
         const int h = 5, w = 7, oh = 3, ow = 2;
         var x = Random(h * w, 5);
@@ -117,7 +117,7 @@ public sealed class ForwardValueTests
     }
 
     [Fact]
-    public void Batch_norm_normalizes_with_batch_statistics_and_updates_running_ones()
+    public void BatchNormNormalizesWithBatchStatisticsAndUpdatesRunningOnes()
     {
         const int n = 4, c = 3, hw = 5;
         var x = Random(n * c * hw, 6);
@@ -159,7 +159,7 @@ public sealed class ForwardValueTests
     }
 
     [Fact]
-    public void Losses_activations_and_linear_match_their_definitions()
+    public void LossesActivationsAndLinearMatchTheirDefinitions()
     {
         using var scope = Torch.NewScope();
         var logits = Random(12, 7);
@@ -197,7 +197,7 @@ public sealed class ForwardValueTests
     }
 
     [Fact]
-    public void Bilinear_interpolation_matches_half_pixel_sampling()
+    public void BilinearInterpolationMatchesHalfPixelSampling()
     {
         const int h = 3, w = 4, oh = 5, ow = 7;
         var x = Random(h * w, 8);

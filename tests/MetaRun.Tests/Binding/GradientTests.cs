@@ -22,14 +22,14 @@ public sealed class GradientTests
 
     [Theory]
     [MemberData(nameof(Names))]
-    public void Gradient_matches_finite_differences(string op)
+    public void GradientMatchesFiniteDifferences(string op)
     {
         var c = Cases[op];
         GradCheck.Check(op, c.F, c.Inputs);
     }
 
     [Fact]
-    public void GradCheck_detects_a_wrong_gradient()
+    public void GradCheckDetectsAWrongGradient()
     {
         // The helper must be able to fail: x.Detach() * x has gradient x, not the true 2x.
         Assert.ThrowsAny<Xunit.Sdk.XunitException>(() =>

@@ -12,7 +12,7 @@ public sealed class ImageTests
     [InlineData(1, 17, 23)]
     [InlineData(3, 9, 31)]
     [InlineData(3, 1, 1)]
-    public void Png_round_trip_is_exact(int channels, int height, int width)
+    public void PngRoundTripIsExact(int channels, int height, int width)
     {
         using var scope = Torch.NewScope();
         using var gen = new Generator((ulong)(channels * 1000 + height));
@@ -26,7 +26,7 @@ public sealed class ImageTests
     }
 
     [Fact]
-    public void Png_channel_conversion_replicates_gray_and_averages_equal_rgb()
+    public void PngChannelConversionReplicatesGrayAndAveragesEqualRgb()
     {
         using var scope = Torch.NewScope();
         using var gen = new Generator(8);
@@ -42,7 +42,7 @@ public sealed class ImageTests
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
-    public void Jpeg_round_trip_is_close(int channels)
+    public void JpegRoundTripIsClose(int channels)
     {
         using var scope = Torch.NewScope();
         // A smooth image (JPEG's domain): gradients plus a gentle pattern, values 30..200 (no byte wrap-around).
@@ -66,7 +66,7 @@ public sealed class ImageTests
     }
 
     [Fact]
-    public void Jpeg_decodes_to_the_requested_channel_count()
+    public void JpegDecodesToTheRequestedChannelCount()
     {
         using var scope = Torch.NewScope();
         var gray = Torch.Full([1, 16, 16], 100, ScalarType.UInt8);
@@ -126,7 +126,7 @@ public sealed class ImageTests
     }
 
     [Fact]
-    public void A_png_built_from_the_specification_decodes_to_its_pixels()
+    public void APngBuiltFromTheSpecificationDecodesToItsPixels()
     {
         using var scope = Torch.NewScope();
         // Gray 3 wide × 2 high.
@@ -166,7 +166,7 @@ public sealed class ImageTests
 
     [Theory]
     [MemberData(nameof(Garbage))]
-    public void Decoding_garbage_throws_TorchException(string what, byte[] bytes)
+    public void DecodingGarbageThrowsTorchException(string what, byte[] bytes)
     {
         var e = Assert.Throws<TorchException>(() => Image.Decode(bytes, 3));
         Assert.False(string.IsNullOrWhiteSpace(e.Message), what);
@@ -176,7 +176,7 @@ public sealed class ImageTests
     }
 
     [Fact]
-    public void A_truncated_png_throws_TorchException()
+    public void ATruncatedPngThrowsTorchException()
     {
         using var scope = Torch.NewScope();
         using var gen = new Generator(3);
@@ -186,7 +186,7 @@ public sealed class ImageTests
     }
 
     [Fact]
-    public void Bad_arguments_are_TorchExceptions()
+    public void BadArgumentsAreTorchExceptions()
     {
         using var scope = Torch.NewScope();
         Assert.Throws<TorchException>(() => Image.EncodePng(Torch.Zeros([2, 4, 4], ScalarType.UInt8)));   // 2 channels

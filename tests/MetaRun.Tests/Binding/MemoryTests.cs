@@ -13,7 +13,7 @@ public sealed class MemoryTests(ITestOutputHelper output)
     private const long RssSlackBytes = 8L << 20;
 
     [Fact]
-    public void Ten_thousand_scoped_forward_backward_steps_leak_neither_tensors_nor_memory()
+    public void TenThousandScopedForwardBackwardStepsLeakNeitherTensorsNorMemory()
     {
         // Created outside any scope: this test owns them and disposes them at the end.
         using var gen = new Generator(5);
@@ -80,7 +80,7 @@ public sealed class MemoryTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_leak_is_visible_in_LiveTensors()
+    public void ALeakIsVisibleInLiveTensors()
     {
         // The counter the test above relies on does move when tensors are kept.
         var before = Torch.LiveTensors;

@@ -86,7 +86,7 @@ public sealed class OptimizerTests
 
     [Theory]
     [MemberData(nameof(ConfigNames))]
-    public void Steps_equal_the_hand_computed_updates(string name)
+    public void StepsEqualTheHandComputedUpdates(string name)
     {
         var c = Configs.Single(k => k.Name == name);
         using var scope = Torch.NewScope();
@@ -117,7 +117,7 @@ public sealed class OptimizerTests
     }
 
     [Fact]
-    public void First_steps_match_numbers_worked_out_by_hand()
+    public void FirstStepsMatchNumbersWorkedOutByHand()
     {
         using var scope = Torch.NewScope();
         // Gradient at (0.5, −0.2): (2(0.5 − 1) − 0.2, 6(−0.2) + 0.5) = (−1.2, −0.7).
@@ -151,7 +151,7 @@ public sealed class OptimizerTests
 
     [Theory]
     [MemberData(nameof(ConfigNames))]
-    public void State_round_trips_through_safetensors_with_identical_next_steps(string name)
+    public void StateRoundTripsThroughSafetensorsWithIdenticalNextSteps(string name)
     {
         var c = Configs.Single(k => k.Name == name);
         using var scope = Torch.NewScope();
@@ -194,7 +194,7 @@ public sealed class OptimizerTests
     }
 
     [Fact]
-    public void Loading_incomplete_state_is_an_InvalidDataException()
+    public void LoadingIncompleteStateIsAnInvalidDataException()
     {
         using var scope = Torch.NewScope();
         var x = F64([X0]);
@@ -204,7 +204,7 @@ public sealed class OptimizerTests
     }
 
     [Fact]
-    public void Null_gradients_skip_their_parameter()
+    public void NullGradientsSkipTheirParameter()
     {
         using var scope = Torch.NewScope();
         var x = F64([1.0]);

@@ -7,7 +7,7 @@ using static MetaRun.Tests.Binding.TestSupport;
 public sealed class RandomTests
 {
     [Fact]
-    public void Same_seed_gives_identical_numbers_across_generators()
+    public void SameSeedGivesIdenticalNumbersAcrossGenerators()
     {
         using var scope = Torch.NewScope();
         using var g1 = new Generator(42);
@@ -24,7 +24,7 @@ public sealed class RandomTests
     }
 
     [Fact]
-    public void GetState_and_SetState_replay_the_same_numbers()
+    public void GetStateAndSetStateReplayTheSameNumbers()
     {
         using var scope = Torch.NewScope();
         using var g = new Generator(123);
@@ -49,7 +49,7 @@ public sealed class RandomTests
     }
 
     [Fact]
-    public void Different_seeds_give_different_numbers()
+    public void DifferentSeedsGiveDifferentNumbers()
     {
         using var scope = Torch.NewScope();
         using var g1 = new Generator(1);
@@ -69,7 +69,7 @@ public sealed class RandomTests
 public sealed class DefaultGeneratorTests
 {
     [Fact]
-    public void ManualSeed_makes_the_default_generator_reproducible()
+    public void ManualSeedMakesTheDefaultGeneratorReproducible()
     {
         double[] Draw(ulong seed)
         {

@@ -22,7 +22,7 @@ public sealed class SafetensorsTests
     }
 
     [Fact]
-    public void Every_supported_dtype_round_trips_with_metadata()
+    public void EverySupportedDtypeRoundTripsWithMetadata()
     {
         using var scope = Torch.NewScope();
         var tensors = new Dictionary<string, Tensor>
@@ -78,7 +78,7 @@ public sealed class SafetensorsTests
     }
 
     [Fact]
-    public void Loaded_tensors_belong_to_the_file_not_to_the_open_scope()
+    public void LoadedTensorsBelongToTheFileNotToTheOpenScope()
     {
         using var scope = Torch.NewScope();
         var bytes = Safetensors.Serialize(new Dictionary<string, Tensor> { ["x"] = F64(1, 2) });
@@ -90,7 +90,7 @@ public sealed class SafetensorsTests
     }
 
     [Fact]
-    public void An_empty_dictionary_round_trips()
+    public void AnEmptyDictionaryRoundTrips()
     {
         var bytes = Safetensors.Serialize(new Dictionary<string, Tensor>());
         using var file = Safetensors.Deserialize(bytes);
@@ -99,7 +99,7 @@ public sealed class SafetensorsTests
     }
 
     [Fact]
-    public void A_file_built_byte_by_byte_from_the_specification_loads_with_the_right_values()
+    public void AFileBuiltByteByByteFromTheSpecificationLoadsWithTheRightValues()
     {
         // Data laid out in an order unrelated to the header's key order, no padding.
         var data = new List<byte>();
@@ -193,7 +193,7 @@ public sealed class SafetensorsTests
 
     [Theory]
     [MemberData(nameof(CorruptCases))]
-    public void A_corrupt_file_fails_with_InvalidDataException_and_a_clear_message(string corruption)
+    public void ACorruptFileFailsWithInvalidDataExceptionAndAClearMessage(string corruption)
     {
         var (bytes, message) = Corrupt[corruption];
         var e = Assert.Throws<InvalidDataException>(() => Safetensors.Deserialize(bytes));
@@ -201,7 +201,7 @@ public sealed class SafetensorsTests
     }
 
     [Fact]
-    public void Load_names_the_file_in_its_errors()
+    public void LoadNamesTheFileInItsErrors()
     {
         var path = Path.Combine(Path.GetTempPath(), $"metarun-test-{Guid.NewGuid():N}.safetensors");
         try

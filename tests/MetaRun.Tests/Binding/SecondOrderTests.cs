@@ -28,7 +28,7 @@ public sealed class SecondOrderTests
     }
 
     [Fact]
-    public void Meta_gradient_through_the_inner_step_matches_finite_differences()
+    public void MetaGradientThroughTheInnerStepMatchesFiniteDifferences()
     {
         var rng = new Random(99);
         double[] R(int n, double scale) => Enumerable.Range(0, n).Select(_ => (rng.NextDouble() * 2 - 1) * scale).ToArray();
@@ -52,7 +52,7 @@ public sealed class SecondOrderTests
     }
 
     [Fact]
-    public void Meta_gradient_differs_from_the_first_order_approximation()
+    public void MetaGradientDiffersFromTheFirstOrderApproximation()
     {
         // Guards against createGraph being ignored: with it, the Hessian term changes the gradient.
         using var scope = Torch.NewScope();

@@ -8,7 +8,7 @@ using static MetaRun.Tests.Binding.TestSupport;
 public sealed class TensorBasicsTests
 {
     [Fact]
-    public void Creation_functions_give_the_requested_shape_dtype_and_values()
+    public void CreationFunctionsGiveTheRequestedShapeDtypeAndValues()
     {
         using var scope = Torch.NewScope();
         var z = Torch.Zeros([2, 3]);
@@ -43,7 +43,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void From_and_ToArray_round_trip_every_element_type()
+    public void FromAndToArrayRoundTripEveryElementType()
     {
         using var scope = Torch.NewScope();
         float[] f = [1.5f, -2f, float.MaxValue, float.Epsilon, 0f, -0f];
@@ -80,7 +80,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void ToString_shows_shape_dtype_and_device()
+    public void ToStringShowsShapeDtypeAndDevice()
     {
         using var scope = Torch.NewScope();
         Assert.Equal("Tensor[2, 3] float32 cpu", Torch.Zeros([2, 3]).ToString());
@@ -90,7 +90,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void Operators_compute_the_expected_values()
+    public void OperatorsComputeTheExpectedValues()
     {
         using var scope = Torch.NewScope();
         var a = F64(1, 2, 3);
@@ -167,7 +167,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void In_place_operations_clone_and_detach()
+    public void InPlaceOperationsCloneAndDetach()
     {
         using var scope = Torch.NewScope();
         var a = F64(1, 2, 3);
@@ -191,7 +191,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void Backward_accumulates_into_Grad_and_NoGrad_stops_recording()
+    public void BackwardAccumulatesIntoGradAndNoGradStopsRecording()
     {
         using var scope = Torch.NewScope();
         var w = F64(1, 2, 3).RequiresGrad_();
@@ -227,7 +227,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void Dropout_zeroes_and_rescales_with_a_reproducible_mask()
+    public void DropoutZeroesAndRescalesWithAReproducibleMask()
     {
         using var scope = Torch.NewScope();
         var x = Torch.Ones([2000], ScalarType.Float64);
@@ -244,7 +244,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void Disposing_a_scope_frees_its_tensors()
+    public void DisposingAScopeFreesItsTensors()
     {
         var before = Torch.LiveTensors;
         Tensor kept;
@@ -265,7 +265,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void MoveToOuterScope_keeps_a_tensor_alive_past_its_scope()
+    public void MoveToOuterScopeKeepsATensorAlivePastItsScope()
     {
         var before = Torch.LiveTensors;
         Tensor result;
@@ -306,7 +306,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void Nested_scopes_own_what_is_created_while_they_are_innermost()
+    public void NestedScopesOwnWhatIsCreatedWhileTheyAreInnermost()
     {
         var before = Torch.LiveTensors;
         using (var outer = Torch.NewScope())
@@ -331,7 +331,7 @@ public sealed class TensorBasicsTests
     }
 
     [Fact]
-    public void Scopes_closed_out_of_order_leave_no_disposed_scope_current()
+    public void ScopesClosedOutOfOrderLeaveNoDisposedScopeCurrent()
     {
         var before = Torch.LiveTensors;
         var outer = Torch.NewScope();

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace MetaRun.Tests.Cli;
 
 /// <summary>`metarun bench` times what `train` runs, for episode learners and the baseline alike.</summary>
-[Collection(ConsoleCollection.Name)]
+[Collection(ProcessWideCollection.Name)]
 public class BenchTests
 {
     private static JsonElement Bench(string name, params string[] extra)

@@ -2,11 +2,14 @@ using MetaRun.Cli;
 
 namespace MetaRun.Tests.Cli;
 
-/// <summary>Tests that swap Console.Out/Error run one at a time.</summary>
+/// <summary>
+/// Tests that change what is process-wide run one at a time: the console (swapped to capture
+/// output) and libtorch's threads and global seed, which train, eval and bench set.
+/// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class ConsoleCollection
+public sealed class ProcessWideCollection
 {
-    public const string Name = "console";
+    public const string Name = "process-wide";
 }
 
 public static class CliRunner

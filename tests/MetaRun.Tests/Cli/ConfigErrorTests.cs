@@ -1,6 +1,6 @@
 namespace MetaRun.Tests.Cli;
 
-[Collection(ConsoleCollection.Name)]
+[Collection(ProcessWideCollection.Name)]
 public class ConfigErrorTests
 {
     private static string Write(string yaml)

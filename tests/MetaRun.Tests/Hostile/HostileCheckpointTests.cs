@@ -6,7 +6,7 @@ using MetaRun.Tests.Cli;
 namespace MetaRun.Tests.Hostile;
 
 /// <summary>Issue 16, cases 4 and 5: checkpoint metadata and tensors are validated, never trusted.</summary>
-[Collection(ConsoleCollection.Name)]
+[Collection(ProcessWideCollection.Name)]
 public class HostileCheckpointTests
 {
     internal const string Sinusoid = """
@@ -79,8 +79,8 @@ public class HostileCheckpointTests
     [InlineData("val_loss", "1e999")]
     [InlineData("val_accuracy", "1.5")]
     [InlineData("val_accuracy", "x")]
-    [InlineData("config_hash", "0123456789abcdef")]
-    public void Case4_BadMetadataFieldExitsFourNamingPathAndField(string field, string value)
+    [InlineData("config_hash", "not-a-hash")]
+    public void Case4BadMetadataFieldExitsFourNamingPathAndField(string field, string value)
     {
         var (run, _) = TrainedRun();
         var best = Path.Combine(run, "checkpoints", "best.safetensors");
@@ -90,7 +90,7 @@ public class HostileCheckpointTests
     }
 
     [Fact]
-    public void Case4_NegativeIterationRefusedOnResumeBeforeTouchingTheRun()
+    public void Case4NegativeIterationRefusedOnResumeBeforeTouchingTheRun()
     {
         var (run, config) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -110,7 +110,7 @@ public class HostileCheckpointTests
     [InlineData("param.", "I32")]
     [InlineData("optim.exp_avg.", "I32")]
     [InlineData("param.", "F64")]
-    public void Case4_RelabelledDtypeExitsFour(string prefix, string dtype)
+    public void Case4RelabelledDtypeExitsFour(string prefix, string dtype)
     {
         var (run, config) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -132,7 +132,7 @@ public class HostileCheckpointTests
     }
 
     [Fact]
-    public void Case4_LinkToDevZeroIsRefusedWithoutAllocating()
+    public void Case4LinkToDevZeroIsRefusedWithoutAllocating()
     {
         var (run, _) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -146,7 +146,7 @@ public class HostileCheckpointTests
     }
 
     [Fact]
-    public void Case4_HeaderPromisingMoreThanTheFileIsRefusedBeforeReadingData()
+    public void Case4HeaderPromisingMoreThanTheFileIsRefusedBeforeReadingData()
     {
         var (run, _) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -165,7 +165,7 @@ public class HostileCheckpointTests
     }
 
     [Fact]
-    public void Case5_NaNValidationLossIsDivergenceAndNotSavedAsBest()
+    public void Case5NaNValidationLossIsDivergenceAndNotSavedAsBest()
     {
         var dir = TestPaths.NewTempDir("nan");
         var config = Path.Combine(dir, "c.yaml");
@@ -180,7 +180,7 @@ public class HostileCheckpointTests
     }
 
     [Fact]
-    public void Case9_SinusoidLogsNoAccuracy()
+    public void Case9SinusoidLogsNoAccuracy()
     {
         var (run, _) = TrainedRun();
         var log = File.ReadAllText(Path.Combine(run, "train.log"));

@@ -8,7 +8,7 @@ namespace MetaRun.Tests.Hostile;
 public class HostileDataTests
 {
     [Fact]
-    public void Case9_DamagedDeflateStreamIsCalledDamaged()
+    public void Case9DamagedDeflateStreamIsCalledDamaged()
     {
         using var dir = new TempDir("deflate");
         var omniglot = Directory.CreateDirectory(dir.Sub("omniglot")).FullName;
@@ -34,7 +34,7 @@ public class HostileDataTests
     [Theory]
     [InlineData("  train: {ways: 4}\n", "data.train.ways", ":6:", "3 classes")]
     [InlineData("  train: {ways: 2, queries: 2}\n  test: {ways: 2, shots: 3, queries: 4}\n", "data.test.queries", ":7:", "has 6 images")]
-    public void Case8_MiniImageNetEpisodesBeyondTheCsvSplitsExitTwoNamingTheKey(string tail, string key, string line, string says)
+    public void Case8MiniImageNetEpisodesBeyondTheCsvSplitsExitTwoNamingTheKey(string tail, string key, string line, string says)
     {
         using var dir = new TempDir("mini-shape");
         var root = MiniImageNetBuilder.Build(dir.Sub("data"));
@@ -50,7 +50,7 @@ public class HostileDataTests
     }
 
     [Fact]
-    public void Case10_CacheRebuildIsReportedDuringTrain()
+    public void Case10CacheRebuildIsReportedDuringTrain()
     {
         using var dir = new TempDir("cache-report");
         var config = dir.Sub("c.yaml");

@@ -43,7 +43,7 @@ public class SetupScriptTests
     }
 
     [Fact]
-    public void Case11_PackageOutputGoesToALogAndEachStepIsOneLine()
+    public void Case11PackageOutputGoesToALogAndEachStepIsOneLine()
     {
         var (code, err, log) = RunSetup(installFails: false);
         Assert.True(code == 0, err);
@@ -55,7 +55,7 @@ public class SetupScriptTests
     }
 
     [Fact]
-    public void Case11_FailedInstallShowsTheLogsLastLinesAndExitsTen()
+    public void Case11FailedInstallShowsTheLogsLastLinesAndExitsTen()
     {
         var (code, err, _) = RunSetup(installFails: true);
         Assert.Equal(10, code);

@@ -21,7 +21,7 @@ public class ResumeTests
     {
         using var experiment = Experiment.Create(Config(iterations), null);
         using var checkpoint = resume ? Checkpoint.Load(Path.Combine(dir, "checkpoints", "last.safetensors")) : null;
-        new Trainer(experiment, dir, Logger.None).Run(checkpoint);
+        new Trainer(experiment, RunDirectory.At(dir), Logger.None).Run(checkpoint);
     }
 
     [Fact]
@@ -61,7 +61,7 @@ public class ResumeTests
         changed.Algorithm.InnerLr = 0.02;
         using var experiment = Experiment.Create(changed, null);
         using var checkpoint = Checkpoint.Load(Path.Combine(dir, "checkpoints", "last.safetensors"));
-        var e = Assert.Throws<CheckpointException>(() => new Trainer(experiment, dir, Logger.None).Run(checkpoint));
+        var e = Assert.Throws<CheckpointException>(() => new Trainer(experiment, RunDirectory.At(dir), Logger.None).Run(checkpoint));
         Assert.Contains("different config", e.Message);
     }
 

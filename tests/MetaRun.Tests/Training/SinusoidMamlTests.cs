@@ -26,7 +26,7 @@ public class SinusoidMamlTests
         var dir = TestPaths.NewTempDir("sinusoid");
         var config = Config();
         using var experiment = Experiment.Create(config, null);
-        new Trainer(experiment, dir, Logger.None).Run();
+        new Trainer(experiment, RunDirectory.At(dir), Logger.None).Run();
 
         var maml = (Maml)experiment.Learner;
         var (pre, post) = Errors(experiment, maml);

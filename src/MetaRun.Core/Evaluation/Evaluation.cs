@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MetaRun.Algorithms;
+using MetaRun.Config;
+using MetaRun.Data;
+using MetaRun.Training;
+
+namespace MetaRun.Evaluation;
+
+/// <summary>The meta-test result of a checkpoint: the headline metric over episodes with its 95% interval, and what produced it.</summary>
+public sealed record EvaluationResult(
+    HeadlineMetric Metric, Summary Summary, string Split, EpisodeShape Shape, bool Regression,
+    int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["metric"] = Metric.Name,
+        ["mean"] = Math.Round(Summary.Mean, 6),
+        ["ci95"] = Math.Round(Summary.Ci95, 6),
+        ["episodes"] = Summary.Count,
+        ["split"] = Split,
+        ["ways"] = Shape.Ways,
+        ["shots"] = Shape.Shots,
+        ["queries"] = Shape.Queries,
+        ["inner_steps"] = InnerSteps,
+        ["inner_lr"] = InnerLr,
+        ["iteration"] = Iteration,
+        ["checkpoint"] = Checkpoint,
+        ["seconds"] = Math.Round(Seconds, 2),
+    };
+}
+
+/// <summary>
+/// Meta-testing a checkpoint: its own config, with only the keys evaluation may change
+/// overridden, adapted to and scored on a fixed list of episodes of a split.
+/// </summary>
+public static class Evaluator
+{
+    /// <summary>The file written beside the checkpoint unless another is named.</summary>
+    public const string ResultFile = "eval.json";
+
+    /// <summary>
+    /// What evaluation may change: the test episodes' shape and the adaptation, and where the data
+    /// and the work are — never anything that was trained.
+    /// </summary>
+    public static readonly IReadOnlyList<string> ChangeableKeys =
+        ["data.test.ways", "data.test.shots", "data.test.queries", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
+
+    /// <summary>
+    /// Evaluates episodes 0..episodes−1 of <paramref name="split"/>. Sets the process-wide
+    /// threads and seed for the checkpoint's config (as a command does before it runs).
+    /// </summary>
+    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot)
+    {
+        if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
+        foreach (var s in sets)
+        {
+            var key = s.Split('=', 2)[0].Trim();
+            if (!ChangeableKeys.Contains(key))
+                throw new ConfigException($"--set {s}: eval may only change {string.Join(", ", ChangeableKeys)}");
+        }
+        var file = RunDirectory.ResolveCheckpoint(checkpointPath);
+        using var checkpoint = Checkpoint.Load(file);
+        var config = checkpoint.Config;
+        ConfigLoader.Override(config, sets);
+
+        var clock = Stopwatch.StartNew();
+        Experiment.ApplyProcessSettings(config);
+        using var experiment = Experiment.Create(config, dataRoot);
+        checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
+        var metric = experiment.Objective.Headline;
+        var scores = experiment.Evaluate(split, episodes);
+        return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
+            experiment.Family.IsRegression, config.Algorithm.EffectiveTestInnerSteps, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Writes the result as JSON to <paramref name="outPath"/>, or to eval.json beside the checkpoint; returns where.</summary>
+    public static string Write(EvaluationResult result, string? outPath)
+    {
+        var dest = outPath ?? Path.Combine(Path.GetDirectoryName(result.Checkpoint)!, ResultFile);
+        File.WriteAllText(dest, result.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return dest;
+    }
+}

@@ -1,0 +1,110 @@
+using LibTorch;
+using MetaRun.Algorithms;
+using MetaRun.Config;
+using MetaRun.Data;
+using MetaRun.Models;
+using MetaRun.Training;
+
+namespace MetaRun.Tests.Algorithms;
+
+/// <summary>
+/// execution: batched computes a meta-batch's tasks all at once (grouped convolutions, per-task
+/// batch norm, batched head). Its outer gradient must be the per-task mode's: the sum over tasks
+/// of each task's gradient, equal up to summation order.
+/// </summary>
+public class BatchedExecutionTests
+{
+    private const int Tasks = 3, Ways = 2, Shots = 2, Queries = 3;
+
+    private static MetaBatch Images(long[] image, ulong seed)
+    {
+        using var g = new Generator(seed);
+        Tensor Labels(int perClass) => Torch.From(Enumerable.Range(0, Tasks).SelectMany(_ => Enumerable.Range(0, Ways).SelectMany(c => Enumerable.Repeat((long)c, perClass))).ToArray(), Tasks, Ways * perClass);
+        return new MetaBatch(Torch.Randn([Tasks, Ways * Shots, .. image], generator: g), Labels(Shots), Torch.Randn([Tasks, Ways * Queries, .. image], generator: g), Labels(Queries));
+    }
+
+    private static MetaBatch Regression(ulong seed)
+    {
+        using var g = new Generator(seed);
+        return new MetaBatch(Torch.Randn([Tasks, 5, 1], generator: g), Torch.Randn([Tasks, 5, 1], generator: g), Torch.Randn([Tasks, 7, 1], generator: g), Torch.Randn([Tasks, 7, 1], generator: g));
+    }
+
+    private static IModel Model(string kind)
+    {
+        using var g = new Generator(4);
+        return kind switch
+        {
+            "conv-stride" => new Conv4([1, 12, 12], filters: 4, outputs: Ways, maxPool: false, g, Device.Cpu),
+            "conv-maxpool" => new Conv4([3, 16, 16], filters: 4, outputs: Ways, maxPool: true, g, Device.Cpu),
+            _ => new Mlp(1, [8, 8], 1, g, Device.Cpu),
+        };
+    }
+
+    private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration)
+    {
+        var regression = model == "mlp";
+        using var learner = AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
+        (learner as IIterationAware)?.SetIteration(iteration);
+        using var batch = regression ? Regression(9) : Images(model == "conv-stride" ? [1, 12, 12] : [3, 16, 16], 9);
+        var step = batched ? MetaBatchRunner.BatchedGradient(learner, batch, Device.Cpu) : MetaBatchRunner.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
+        return (step.Gradients.Select(t => t?.Detach().Clone()).ToArray(), step.Loss, step.Accuracy);
+    }
+
+    public static TheoryData<string, string, string[]> Cases() => new()
+    {
+        { "maml", "conv-stride", ["inner_steps=3"] },
+        { "maml", "conv-maxpool", ["inner_steps=2"] },
+        { "maml", "mlp", ["inner_steps=3", "inner_lr=0.01"] },
+        { "fomaml", "conv-stride", ["inner_steps=3"] },
+        { "fomaml", "mlp", ["inner_steps=2", "inner_lr=0.01"] },
+        { "anil", "conv-stride", ["inner_steps=3"] },
+        { "anil", "conv-maxpool", ["inner_steps=2"] },
+        { "metasgd", "conv-stride", ["inner_steps=2"] },
+        { "metasgd", "mlp", ["inner_steps=2", "inner_lr=0.01"] },
+        { "maml++", "conv-stride", ["inner_steps=3", "multi_step_loss=true", "lslr=true", "per_step_bn=true"] },
+        { "maml++", "conv-maxpool", ["inner_steps=2", "lslr=true", "first_order_iterations=10"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BatchedOuterGradientEqualsThePerTaskSum(string algorithm, string model, string[] keys)
+    {
+        using var scope = Torch.NewScope();
+        var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
+        var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
+        var (perTask, batched) = (Gradient(a, model, batched: false, iteration: 2), Gradient(a, model, batched: true, iteration: 2));
+        Assert.Equal(perTask.Gradients.Length, batched.Gradients.Length);
+        // To 1e-5 of the gradient's size: some entries are zero in exact arithmetic (a
+        // convolution's bias before batch norm) and only rounding noise of ~1e-7 in either mode.
+        var scale = perTask.Gradients.Where(t => t != null).Max(t => t!.ToArray<float>().Max(v => Math.Abs(v)));
+        for (var k = 0; k < perTask.Gradients.Length; k++)
+        {
+            Assert.Equal(perTask.Gradients[k] == null, batched.Gradients[k] == null);
+            if (perTask.Gradients[k] == null) continue;
+            var (e, g) = (perTask.Gradients[k]!.ToArray<float>(), batched.Gradients[k]!.ToArray<float>());
+            for (var i = 0; i < e.Length; i++)
+                Assert.True(Math.Abs(e[i] - g[i]) <= 1e-5 * scale, $"gradient {k}, element {i}: per task {e[i]}, batched {g[i]} (largest entry {scale})");
+        }
+        Assert.Equal(perTask.Loss, batched.Loss, 5);
+        if (model != "mlp") Assert.Equal(perTask.Accuracy, batched.Accuracy, 10);
+    }
+
+    [Fact]
+    public void AnAlgorithmThatCannotBatchRefusesBatchedExecution()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("execution: batched\nalgorithm: {name: reptile}\n", "t.yaml"));
+        Assert.Contains("t.yaml:1", e.Message);
+        Assert.Contains("reptile", e.Message);
+    }
+
+    [Fact]
+    public void AutoBatchesOnlyOnAGpu()
+    {
+        var plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\n", "t.yaml"));
+        Assert.False(plan.Batched);
+        plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nexecution: batched\n", "t.yaml"));
+        Assert.True(plan.Batched);
+        Assert.Equal(1, plan.Workers);
+        Assert.Equal(Environment.ProcessorCount, plan.Threads);
+    }
+}
