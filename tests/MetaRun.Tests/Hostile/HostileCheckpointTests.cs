@@ -184,7 +184,7 @@ public class HostileCheckpointTests
     {
         var (run, _) = TrainedRun();
         var log = File.ReadAllText(Path.Combine(run, "train.log"));
-        Assert.Contains("validation MSE", log);
+        Assert.Contains(", mse ", log);
         Assert.DoesNotContain("NaN", log);
     }
 }
