@@ -41,14 +41,23 @@ public sealed class Checkpoint : IDisposable
         if (ValidationAccuracy is { } acc) meta["val_accuracy"] = acc.ToString("R", inv);
         if (ValidationLoss is { } loss) meta["val_loss"] = loss.ToString("R", inv);
         var bytes = Safetensors.Serialize(tensors, meta);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var tmp = path + ".tmp";
-        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        try
         {
-            f.Write(bytes);
-            f.Flush(flushToDisk: true);
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                f.Write(bytes);
+                f.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full disk leaves a partial (often 0-byte) .tmp; the previous checkpoint is untouched.
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw new MetaRunException(ExitCodes.IoProblem, $"{path}: cannot write the checkpoint ({e.Message}); the previous one, if any, is intact", e);
+        }
     }
 
     /// <summary>Reads a checkpoint file, or the "last"/"best" checkpoint of a run folder.</summary>
@@ -143,6 +152,14 @@ public sealed class Checkpoint : IDisposable
     public void LoadInto(IReadOnlyList<string> names, IReadOnlyList<Tensor> parameters, string source)
     {
         // Everything is checked before anything is copied: a refused checkpoint leaves the model as it was.
+        CheckFits(names, parameters, source);
+        using var noGrad = Torch.NoGrad();
+        for (var i = 0; i < names.Count; i++) parameters[i].CopyFrom(Parameters[names[i]]);
+    }
+
+    /// <summary>Checks that the saved weights fit the model (names, shapes, dtypes) without copying them.</summary>
+    public void CheckFits(IReadOnlyList<string> names, IReadOnlyList<Tensor> parameters, string source)
+    {
         for (var i = 0; i < names.Count; i++)
         {
             if (!Parameters.TryGetValue(names[i], out var saved)) throw new CheckpointException($"{source}: parameter '{names[i]}' is missing");
@@ -150,8 +167,6 @@ public sealed class Checkpoint : IDisposable
         }
         if (Parameters.Keys.FirstOrDefault(k => !names.Contains(k)) is { } extra)
             throw new CheckpointException($"{source}: parameter '{extra}' is not one of the model's ({Parameters.Count} saved, the model has {names.Count})");
-        using var noGrad = Torch.NoGrad();
-        for (var i = 0; i < names.Count; i++) parameters[i].CopyFrom(Parameters[names[i]]);
     }
 
     /// <summary>

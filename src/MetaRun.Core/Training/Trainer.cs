@@ -24,6 +24,15 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
 {
     public RunDirectory RunFolder => run;
 
+    /// <summary>
+    /// A graceful stop (the first SIGINT or SIGTERM): the current outer step finishes,
+    /// checkpoints/last is written, and Run returns with <see cref="StoppedAt"/> set.
+    /// </summary>
+    public CancellationToken Stop { get; init; }
+
+    /// <summary>The iteration a graceful stop saved, or null when training ran to the end.</summary>
+    public long? StoppedAt { get; private set; }
+
     /// <summary>Trains to the configured iteration count, continuing from <paramref name="resume"/> if given.</summary>
     public void Run(Checkpoint? resume = null)
     {
@@ -85,11 +94,18 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             metrics.Write(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
             observer?.Iteration(row);
-            if (it % config.Checkpoint.Interval == 0 || it == total)
+            var stopping = Stop.IsCancellationRequested && it < total;
+            if (it % config.Checkpoint.Interval == 0 || it == total || stopping)
             {
                 metrics.Flush();
                 Save(run.LastCheckpoint, it, optimizer, null);
                 log.Debug("Checkpoint at iteration {Iteration}", it);
+            }
+            if (stopping)
+            {
+                StoppedAt = it;
+                log.Information("Stopped on request at iteration {Iteration}; checkpoints/last holds it", it);
+                return;
             }
         }
         metrics.Flush();

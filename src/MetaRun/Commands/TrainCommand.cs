@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Training;
@@ -29,30 +30,103 @@ public static class TrainCommand
         Checkpoint? resume = null;
         RunDirectory run;
         if (resumeDir != null) (run, resume) = RunDirectory.Resume(config, resumeDir, outDir);
-        else run = RunDirectory.CreateNew(config, outDir);
+        else run = RunDirectory.Claim(config, outDir);
 
+        using (run)
         using (resume)
-        using (var log = run.CreateLog(verbose))
         {
+            // Checks that need the data set and the model come before anything is written in the
+            // run folder; data messages (cache builds, seconds to minutes, docs/data.md) go to
+            // stderr at once and into train.log once it exists.
+            Serilog.Core.Logger? log = null;
+            var early = new List<string>();
+            var data = new DataOptions
+            {
+                Log = m =>
+                {
+                    Console.Error.WriteLine($"metarun: {m}");
+                    lock (early)
+                    {
+                        if (log != null) log.Information("{Message}", m);
+                        else early.Add(m);
+                    }
+                },
+            };
+            Experiment experiment;
             try
             {
                 Experiment.ApplyProcessSettings(config);
-                // Cache builds and rebuilds take seconds to minutes: say so (docs/data.md), on stderr and in train.log.
-                var data = new DataOptions { Log = m => { Console.Error.WriteLine($"metarun: {m}"); log.Information("{Message}", m); } };
-                using var experiment = Experiment.Create(config, dataRoot, data);
-                var progress = new ConsoleProgress();
-                var trainer = new Trainer(experiment, run, log, progress);
-                Console.WriteLine($"run folder: {run.Path}");
-                progress.Run(() => trainer.Run(resume));
-                Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
-                Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
-                return ExitCodes.Success;
+                experiment = Experiment.Create(config, dataRoot, data);
+                resume?.CheckFits(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, run.LastCheckpoint);
             }
-            catch (Exception e)
+            catch
             {
-                log.Error(e, "Training stopped: {Message}", e.Message);
+                if (resume == null) run.Abandon();
                 throw;
+            }
+            using (experiment)
+            {
+                run.WriteConfig(config);
+                lock (early)
+                {
+                    log = run.CreateLog(verbose);
+                    foreach (var m in early) log.Information("{Message}", m);
+                }
+                using (log)
+                {
+                    try
+                    {
+                        return Train(experiment, run, resume, log, configPath, sets);
+                    }
+                    catch (Exception e)
+                    {
+                        log.Error(e, "Training stopped: {Message}", e.Message);
+                        throw;
+                    }
+                }
             }
         }
     }
+
+    /// <summary>
+    /// The training itself, under SIGINT/SIGTERM handlers: the first signal finishes the current
+    /// outer step, writes checkpoints/last (atomically) and exits 130 (SIGINT) or 143 (SIGTERM)
+    /// with the command that resumes; a second one exits at once. Slurm preempts with SIGTERM.
+    /// </summary>
+    private static int Train(Experiment experiment, RunDirectory run, Checkpoint? resume, Serilog.ILogger log, string configPath, string[] sets)
+    {
+        using var stop = new CancellationTokenSource();
+        var signalled = 0;
+        void OnSignal(PosixSignalContext context, int code)
+        {
+            context.Cancel = true;
+            var name = context.Signal == PosixSignal.SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
+            if (Interlocked.CompareExchange(ref signalled, code, 0) == 0)
+            {
+                Console.Error.WriteLine($"metarun: {name}: finishing this iteration and saving checkpoints/last; send it again to stop at once");
+                stop.Cancel();
+                return;
+            }
+            Console.Error.WriteLine($"metarun: {name} again: stopping now; the run resumes from its last checkpoint");
+            Environment.Exit(code);
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
+
+        var progress = new ConsoleProgress();
+        var trainer = new Trainer(experiment, run, log, progress) { Stop = stop.Token };
+        Console.WriteLine($"run folder: {run.Path}");
+        progress.Run(() => trainer.Run(resume));
+        if (trainer.StoppedAt is { } at)
+        {
+            var again = string.Concat(sets.Select(s => $" --set {Quote(s)}"));
+            Console.Error.WriteLine($"metarun: stopped at iteration {at}, saved in {run.LastCheckpoint}; resume with: ./metarun train {Quote(configPath)} --resume {Quote(run.Path)}{again}");
+            return signalled;
+        }
+        Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
+        Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
+        return ExitCodes.Success;
+    }
+
+    private static string Quote(string s) => s.Length > 0 && s.All(c => char.IsLetterOrDigit(c) || "-_./=:+,@".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
 }

@@ -180,6 +180,23 @@ public class HostileCheckpointTests
     }
 
     [Fact]
+    public void Case5NaNEvalResultIsPrintedAndWrittenAsNullWithAReason()
+    {
+        var (run, _) = TrainedRun();
+        var result = Path.Combine(run, "nan-eval.json");
+        var (code, stdout, err) = CliRunner.Run("eval", "--checkpoint", run, "--episodes", "4", "--out", result,
+            "--set", "algorithm.inner_lr=3", "--set", "algorithm.test_inner_steps=200");
+        Assert.True(code == 1, err);
+        Assert.Contains("MSE NaN", stdout);
+        Assert.Contains("diverged", err);
+        Assert.DoesNotContain("   at ", err);
+        var json = JsonNode.Parse(File.ReadAllText(result))!;
+        Assert.Null(json["mean"]);
+        Assert.Contains("diverged", json["non_finite"]!.GetValue<string>());
+        Assert.Equal(4, json["episodes"]!.GetValue<int>());
+    }
+
+    [Fact]
     public void Case9SinusoidLogsNoAccuracy()
     {
         var (run, _) = TrainedRun();
