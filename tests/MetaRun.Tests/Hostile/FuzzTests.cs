@@ -13,7 +13,7 @@ namespace MetaRun.Tests.Hostile;
 /// A seeded, time-bounded fuzzer over the real CLI: mutated config files, --set strings and
 /// checkpoint files (bit flips, truncation, header edits, random JSON), each run as its own
 /// metarun process (so a crash, a stack overflow or a hang is caught, not fatal to the test host).
-/// Every case must end with a documented exit code (0–4), one "metarun: …" line and no stack
+/// Every case must end with a documented exit code (0–5), one "metarun: …" line and no stack
 /// trace on failure, no raw exception name, and no file touched outside its run folder.
 /// METARUN_FUZZ_SECONDS (default 45) bounds it; METARUN_FUZZ_SEED (default 16) picks the cases.
 /// </summary>
@@ -126,7 +126,7 @@ public class FuzzTests(ITestOutputHelper output)
         }
         code = exit;
         message = Head(err.Trim());
-        if (exit is < 0 or > 4) return $"exit {exit}: {Head(err)}";
+        if (exit is < 0 or > 5) return $"exit {exit}: {Head(err)}";
         if (exit == 0) return null;
         var lines = err.Trim().Split('\n');
         if (err.Contains("   at ", StringComparison.Ordinal)) return $"stack trace: {Head(err)}";
