@@ -68,10 +68,8 @@ public sealed class RunDirectory : IDisposable
     {
         var run = new RunDirectory(outDir ?? System.IO.Path.Combine(config.Output.Dir, $"{config.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}"));
         if (File.Exists(run.Path)) throw new ConfigException($"{run.Path}: is a file; the run folder must be a folder (choose another --out)");
-        if (File.Exists(run.LastCheckpoint))
-            throw new ConfigException($"{run.Path} already holds a run; continue it with --resume {run.Path} or choose another --out");
+        // Owned first, so a folder another process is training in is named as such (with its PID).
         run.Own(created: !Directory.Exists(run.Path));
-        // Checked again as owner: another process may have finished a run here in between.
         if (File.Exists(run.LastCheckpoint))
         {
             run.Dispose();

@@ -21,19 +21,28 @@ public class RunFolderTests
         return (dir, config);
     }
 
-    /// <summary>A child `metarun train` of many iterations, returned once it owns its run folder and has trained a little.</summary>
-    private static Process StartLongTrain(string config, string run, params string[] sets)
+    /// <summary>
+    /// A child `metarun train` of many iterations, returned once it prints its run folder (after
+    /// its signal handlers are in place) and, with <paramref name="waitForCheckpoint"/>, has
+    /// written checkpoints/last.
+    /// </summary>
+    private static Process StartLongTrain(string config, string run, bool waitForCheckpoint, params string[] sets)
     {
         string[] args = ["train", config, "--out", run, "--set", "algorithm.iterations=1000000", "--set", "eval.interval=0", .. sets.SelectMany(s => new[] { "--set", s })];
         var p = ChildProcess.Start(args);
-        var clock = Stopwatch.StartNew();
-        while (!File.Exists(Path.Combine(run, "train.log")) || !File.Exists(Path.Combine(run, ".owner")) || File.ReadAllText(Path.Combine(run, ".owner")).Trim() != p.Id.ToString())
+        var line = p.StandardOutput.ReadLineAsync();
+        if (!line.Wait(TimeSpan.FromSeconds(90)) || line.Result == null || !line.Result.StartsWith("run folder:", StringComparison.Ordinal))
         {
-            if (p.HasExited) throw new InvalidOperationException($"training ended early ({p.ExitCode}): {p.StandardError.ReadToEnd()}");
-            if (clock.Elapsed > TimeSpan.FromSeconds(60)) throw new TimeoutException("the child never started training");
+            if (!p.HasExited) p.Kill();
+            throw new InvalidOperationException($"the child did not start training: {line.Status} {(line.IsCompleted ? line.Result : "")} {p.StandardError.ReadToEnd()}");
+        }
+        var clock = Stopwatch.StartNew();
+        while (waitForCheckpoint && !File.Exists(Path.Combine(run, "checkpoints", "last.safetensors")))
+        {
+            if (p.HasExited || clock.Elapsed > TimeSpan.FromSeconds(90)) throw new InvalidOperationException("no checkpoint from the child");
             Thread.Sleep(50);
         }
-        Thread.Sleep(1000);
+        Thread.Sleep(500);
         return p;
     }
 
@@ -62,14 +71,14 @@ public class RunFolderTests
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
-        using var child = StartLongTrain(config, run, "checkpoint.interval=20");
+        using var child = StartLongTrain(config, run, true, "checkpoint.interval=20");
         var (code, _, err) = CliRunner.Run("train", config, "--out", run);
         Assert.True(code == 2, err);
         Assert.Contains(run, err);
-        Assert.Contains($"PID {child.Id}", err);
+        Assert.True(err.Contains($"PID {child.Id}"), err);
         (code, _, err) = CliRunner.Run("train", config, "--resume", run);
         Assert.True(code == 2, err);
-        Assert.Contains($"PID {child.Id}", err);
+        Assert.True(err.Contains($"PID {child.Id}"), err);
 
         child.Kill(); // SIGKILL: no handler runs; the kernel drops the lock
         child.WaitForExit();
@@ -99,10 +108,10 @@ public class RunFolderTests
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
-        using var child = StartLongTrain(config, run, "checkpoint.interval=1000000");
+        using var child = StartLongTrain(config, run, false, "checkpoint.interval=1000000");
         Assert.False(File.Exists(Path.Combine(run, "checkpoints", "last.safetensors")));
         Signal(child, signal);
-        var (code, err) = WaitExit(child, TimeSpan.FromSeconds(30));
+        var (code, err) = WaitExit(child, TimeSpan.FromSeconds(60));
         Assert.True(code == expected, err);
         Assert.Contains($"resume with: ./metarun train {config} --resume {run}", err);
         Assert.DoesNotContain("   at ", err);
@@ -119,15 +128,18 @@ public class RunFolderTests
     }
 
     [Fact]
-    public void Case7SecondSignalExitsAtOnce()
+    public async Task Case7SecondSignalExitsAtOnce()
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
         // Slow iterations (hundreds of inner steps), so the second signal lands inside the step the first one lets finish.
-        using var child = StartLongTrain(config, run, "checkpoint.interval=1000000", "algorithm.inner_steps=400", "algorithm.inner_lr=0.001", "algorithm.meta_batch_size=32");
+        using var child = StartLongTrain(config, run, false, "checkpoint.interval=1000000", "algorithm.inner_steps=1000", "algorithm.inner_lr=0.001", "algorithm.meta_batch_size=64");
         Signal(child, "TERM");
+        // Sent only once the first is handled: two pending signals of one kind merge into one.
+        var first = await child.StandardError.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Contains("finishing this iteration", first);
         Signal(child, "TERM");
-        var (code, err) = WaitExit(child, TimeSpan.FromSeconds(30));
+        var (code, err) = WaitExit(child, TimeSpan.FromSeconds(60));
         Assert.True(code == 143, err);
         Assert.Contains("again: stopping now", err);
     }
