@@ -20,12 +20,32 @@ if [ "$target" != src/MetaRun/MetaRun.csproj ] && [ "$(id -u)" = 0 ]; then
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi
+# The package manager's output (hundreds of dpkg lines) goes to a log; the terminal gets one
+# line per step: what, how long, where the log is; on failure the log's last lines.
+setup_log="${METARUN_SETUP_LOG:-/var/log/metarun-setup.log}"
+step() {
+  local what="$1"; shift
+  local t0; t0=$(date +%s)
+  [ -t 2 ] && printf 'metarun: %s ... ' "$what" >&2
+  echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) $what: $*" >> "$setup_log"
+  local rc=0
+  "$@" >> "$setup_log" 2>&1 || rc=$?
+  local took=$(( $(date +%s) - t0 ))
+  if [ "$rc" = 0 ]; then
+    if [ -t 2 ]; then echo "done in ${took} s (log: $setup_log)" >&2; else echo "metarun: $what: done in ${took} s (log: $setup_log)" >&2; fi
+    return 0
+  fi
+  [ -t 2 ] && echo "failed" >&2
+  echo "metarun: $what failed (exit $rc after ${took} s); the last lines of $setup_log:" >&2
+  tail -n 15 "$setup_log" | sed 's/^/  /' >&2
+  exit 10
+}
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "metarun: installing ${missing[*]}" >&2
+    mkdir -p "$(dirname "$setup_log")"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq "${missing[@]}" >&2
+    step "updating the package lists (apt-get update)" apt-get update
+    step "installing ${missing[*]}" apt-get install -y "${missing[@]}"
   else
     echo "metarun: missing system packages. Install them with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2

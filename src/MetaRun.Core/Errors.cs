@@ -8,6 +8,8 @@ public static class ExitCodes
     public const int BadUsage = 2;
     public const int DataProblem = 3;
     public const int CheckpointProblem = 4;
+    /// <summary>Reading or writing a file failed: disk full, read-only, a missing folder.</summary>
+    public const int IoProblem = 5;
 }
 
 /// <summary>An expected error a user can fix; the CLI prints its message (no stack trace) and exits with its code.</summary>

@@ -93,24 +93,43 @@ public static class Safetensors
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
         File.WriteAllBytes(path, Serialize(tensors, metadata));
 
+    /// <summary>
+    /// Reads and validates a file. The header is read and checked against the file's length
+    /// before any tensor data is: a header promising more than the file holds, or a file that
+    /// is not a regular one (a link to /dev/zero reports length 0), never gets a buffer
+    /// allocated for it; nothing past the length is ever read.
+    /// </summary>
     public static TensorFile Load(string path)
     {
-        byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            if (!f.CanSeek) throw new InvalidDataException("not a regular file");
+            var length = f.Length;
+            if (length < 8) throw new InvalidDataException($"file is {length} bytes, shorter than the 8-byte header length{(length == 0 ? " (empty, or not a regular file)" : "")}");
+            Span<byte> prefix = stackalloc byte[8];
+            f.ReadExactly(prefix);
+            var headerLength = CheckHeaderLength(BinaryPrimitives.ReadUInt64LittleEndian(prefix), length);
+            var header = new byte[headerLength];
+            f.ReadExactly(header);
+            var dataLength = length - 8 - headerLength;
+            var (entries, metadata) = ParseHeader(header, dataLength);
+            if (dataLength > Array.MaxLength) throw new InvalidDataException($"tensor data of {dataLength} bytes is larger than MetaRun reads in one piece");
+            var data = GC.AllocateUninitializedArray<byte>((int)dataLength);
+            f.ReadExactly(data);
+            return Build(entries, metadata, data);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (EndOfStreamException)
         {
-            throw new InvalidDataException($"{path}: cannot read: {e.Message}", e);
-        }
-        try
-        {
-            return Deserialize(bytes);
+            throw new InvalidDataException($"{path}: not a valid safetensors file: it shrank while being read");
         }
         catch (InvalidDataException e)
         {
             throw new InvalidDataException($"{path}: not a valid safetensors file: {e.Message}", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"{path}: cannot read: {e.Message}", e);
         }
     }
 
@@ -118,11 +137,21 @@ public static class Safetensors
     public static TensorFile Deserialize(ReadOnlySpan<byte> file)
     {
         if (file.Length < 8) throw new InvalidDataException($"file is {file.Length} bytes, shorter than the 8-byte header length");
-        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(file);
-        if (headerLength > MaxHeaderBytes) throw new InvalidDataException($"header length {headerLength} exceeds the {MaxHeaderBytes}-byte limit");
-        if ((long)headerLength > file.Length - 8) throw new InvalidDataException($"header length {headerLength} runs past the end of the file ({file.Length} bytes)");
-        var header = file.Slice(8, (int)headerLength);
+        var headerLength = CheckHeaderLength(BinaryPrimitives.ReadUInt64LittleEndian(file), file.Length);
         var data = file[(8 + (int)headerLength)..];
+        var (entries, metadata) = ParseHeader(file.Slice(8, (int)headerLength), data.Length);
+        return Build(entries, metadata, data);
+    }
+
+    private static long CheckHeaderLength(ulong headerLength, long fileLength)
+    {
+        if (headerLength > MaxHeaderBytes) throw new InvalidDataException($"header length {headerLength} exceeds the {MaxHeaderBytes}-byte limit");
+        if ((long)headerLength > fileLength - 8) throw new InvalidDataException($"header length {headerLength} runs past the end of the file ({fileLength} bytes)");
+        return (long)headerLength;
+    }
+
+    private static (List<(string Name, ScalarType DType, long[] Shape, long Begin, long End)>, Dictionary<string, string>) ParseHeader(ReadOnlySpan<byte> header, long dataLength)
+    {
         // Checked up front: System.Text.Json only validates UTF-8 when a string is read, and then
         // throws InvalidOperationException.
         if (!System.Text.Unicode.Utf8.IsValid(header)) throw new InvalidDataException("header is not valid UTF-8");
@@ -165,8 +194,12 @@ public static class Safetensors
                     : $"tensor '{e.Name}' leaves a gap in the data (starts at {e.Begin}, previous ends at {expected})");
             expected = e.End;
         }
-        if (expected != data.Length) throw new InvalidDataException($"tensor data covers {expected} bytes but the file holds {data.Length} after the header");
+        if (expected != dataLength) throw new InvalidDataException($"tensor data covers {expected} bytes but the file holds {dataLength} after the header");
+        return (entries, metadata);
+    }
 
+    private static TensorFile Build(List<(string Name, ScalarType DType, long[] Shape, long Begin, long End)> entries, Dictionary<string, string> metadata, ReadOnlySpan<byte> data)
+    {
         var tensors = new Dictionary<string, Tensor>();
         try
         {

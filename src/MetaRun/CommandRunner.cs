@@ -30,6 +30,8 @@ public static class CommandRunner
                 MetaRunException m => (m.ExitCode, m.Message),
                 TorchException t => (ExitCodes.Failure, $"libtorch error: {t.Message}"),
                 OperationCanceledException => (130, "interrupted"),
+                // .NET's messages name the path ("No space left on device : '/x'", "Access to the path '/x' is denied.").
+                IOException or UnauthorizedAccessException => (ExitCodes.IoProblem, $"cannot read or write a file: {e.Message}"),
                 _ => (ExitCodes.Failure, $"{e.GetType().Name}: {e.Message}"),
             };
             Console.Error.WriteLine($"metarun: {message}");

@@ -16,13 +16,32 @@ namespace MetaRun.Config;
 /// </summary>
 public static class ConfigLoader
 {
-    public static RunConfig Load(string path, IEnumerable<string>? overrides = null)
+    /// <summary>The largest config file or --set value accepted; real configs are a few hundred bytes.</summary>
+    public const int MaxBytes = 1 << 20;
+
+    /// <summary>The deepest nesting of sections and lists accepted (real configs nest 3 deep).</summary>
+    public const int MaxDepth = 32;
+
+    public static RunConfig Load(string path, IEnumerable<string>? overrides = null) => Parse(ReadText(path), path, overrides);
+
+    /// <summary>
+    /// The file's text, at most <see cref="MaxBytes"/> read: a device or a huge file given as
+    /// config is refused without reading it whole.
+    /// </summary>
+    private static string ReadText(string path)
     {
+        if (Directory.Exists(path)) throw new ConfigException($"{path}: is a folder, not a config file");
         if (!File.Exists(path)) throw new ConfigException($"{path}: config file not found");
-        string text;
-        try { text = File.ReadAllText(path); }
+        try
+        {
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            var buffer = new byte[MaxBytes + 1];
+            var n = 0;
+            while (n < buffer.Length && f.Read(buffer, n, buffer.Length - n) is var r and > 0) n += r;
+            if (n > MaxBytes) throw new ConfigException($"{path}: config file is larger than {MaxBytes / 1024} KiB; this is not a MetaRun config");
+            return new UTF8Encoding(false).GetString(buffer, 0, n).TrimStart('\uFEFF');
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new ConfigException($"{path}: cannot read: {e.Message}"); }
-        return Parse(text, path, overrides);
     }
 
     public static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides = null) => Parse(yaml, source, overrides, resolved: false);
@@ -38,6 +57,9 @@ public static class ConfigLoader
         var locations = new Dictionary<string, string>();
         Bind(config, root, "", source, overridden, locations);
         CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source, resolved ? [] : locations.Keys);
+        CheckValuesAndData(config, key => locations.GetValueOrDefault(key), source);
+        config.KeyLocations = locations;
+        config.Source = source;
         return config;
     }
 
@@ -86,15 +108,48 @@ public static class ConfigLoader
         var stream = new YamlStream();
         try
         {
+            CheckShape(yaml, source);
             stream.Load(new StringReader(yaml));
         }
         catch (YamlException e)
         {
             throw new ConfigException($"{source}:{e.Start.Line}: invalid YAML: {Inner(e).Message}");
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this on some malformed input (found by fuzzing) instead of a YamlException.
+            throw new ConfigException($"{source}: invalid YAML (the parser could not read it; look for unbalanced brackets or quotes)");
+        }
         if (stream.Documents.Count == 0) return new YamlMappingNode();
         return stream.Documents[0].RootNode as YamlMappingNode
                ?? throw new ConfigException($"{source}:{stream.Documents[0].RootNode.Start.Line}: the config must be a mapping of keys to values");
+    }
+
+    /// <summary>
+    /// Size, nesting depth and document count, checked on the parser's event stream before the
+    /// document is built: YamlDotNet builds nodes recursively, so a hostile nesting (60,000
+    /// brackets) would otherwise overflow the stack and kill the process. A second document
+    /// (after ---) would be silently ignored, so it is refused.
+    /// </summary>
+    private static void CheckShape(string yaml, string source)
+    {
+        if (Encoding.UTF8.GetByteCount(yaml) > MaxBytes) throw new ConfigException($"{source}: larger than {MaxBytes / 1024} KiB; this is not a MetaRun config");
+        var parser = new Parser(new StringReader(yaml));
+        var depth = 0;
+        var documents = 0;
+        while (parser.MoveNext())
+        {
+            switch (parser.Current)
+            {
+                case YamlDotNet.Core.Events.DocumentStart start when ++documents > 1:
+                    throw new ConfigException($"{source}:{start.Start.Line}: a second YAML document; a config is one document (remove the '---' and what follows, or merge it into the first)");
+                case YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart when ++depth > MaxDepth:
+                    throw new ConfigException($"{source}:{parser.Current!.Start.Line}: nested more than {MaxDepth} levels deep; this is not a MetaRun config");
+                case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                    depth--;
+                    break;
+            }
+        }
     }
 
     private static Exception Inner(Exception e) => e.InnerException is YamlException ye ? Inner(ye) : e;
@@ -118,18 +173,45 @@ public static class ConfigLoader
         YamlNode value;
         try
         {
+            var yaml = "v: " + valueText;
+            CheckShape(yaml, $"--set {text}");
             var s = new YamlStream();
-            s.Load(new StringReader("v: " + valueText));
+            s.Load(new StringReader(yaml));
             value = ((YamlMappingNode)s.Documents[0].RootNode).Children[new YamlScalarNode("v")];
         }
-        catch (YamlException)
+        catch (Exception e) when (e is YamlException or InvalidOperationException)
         {
             value = new YamlScalarNode(valueText);
         }
-        var key = new YamlScalarNode(keys[^1]);
-        node.Children.Remove(key);
-        node.Children[key] = value;
-        overridden[key] = overridden[value] = $"--set {text}";
+        catch (ConfigException e)
+        {
+            // CheckShape names "--set TEXT:LINE"; the line of a one-line value says nothing.
+            throw new ConfigException(e.Message.Replace($"--set {text}:1:", $"--set {text}:", StringComparison.Ordinal));
+        }
+        Merge(node, new YamlScalarNode(keys[^1]), value, $"--set {text}", overridden);
+    }
+
+    /// <summary>
+    /// Sets one key. A section given for a section (--set algorithm={iterations: 3}) changes only
+    /// the keys it names, like the dotted form, instead of dropping every other key of the file's
+    /// section. Every node the override brings is marked as coming from it, so an error inside it
+    /// names the --set, never a line of the file.
+    /// </summary>
+    private static void Merge(YamlMappingNode into, YamlScalarNode key, YamlNode value, string origin, Dictionary<YamlNode, string> overridden)
+    {
+        if (value is YamlMappingNode section && into.Children.TryGetValue(key, out var existing) && existing is YamlMappingNode target)
+        {
+            foreach (var (k, v) in section.Children)
+            {
+                if (k is not YamlScalarNode sk) throw new ConfigException($"{origin}: keys must be plain names");
+                Merge(target, sk, v, origin, overridden);
+            }
+            return;
+        }
+        into.Children.Remove(key);
+        into.Children[key] = value;
+        overridden[key] = origin;
+        foreach (var n in value.AllNodes) overridden[n] = origin;
     }
 
     private static string Where(YamlNode node, string source, Dictionary<YamlNode, string> overridden) =>
@@ -170,6 +252,31 @@ public static class ConfigLoader
             var readers = AlgorithmRegistry.All.Where(a => a.Keys.Contains(key)).Select(a => a.Name);
             throw new ConfigException($"{where("algorithm." + key)}: 'algorithm.{key}' is not used by {c.Algorithm.Name} (only by {string.Join(", ", readers)}); remove it");
         }
+    }
+
+    /// <summary>
+    /// Single values that are well-formed but cannot work, and episode shapes the data set cannot
+    /// supply: all found here, before any data is read or anything is written, never at the first
+    /// forward pass or the first validation.
+    /// </summary>
+    private static void CheckValuesAndData(RunConfig c, Func<string, string?> located, string source)
+    {
+        string where(string key) => located(key) ?? source;
+        // The name becomes a folder under output.dir: it must stay one plain folder name.
+        if (c.Name.Trim().Length == 0)
+            throw new ConfigException($"{where("name")}: 'name' is empty; it names the run's folder");
+        if (c.Name is "." or ".." || c.Name.IndexOfAny(['/', '\\', '\0']) >= 0 || c.Name.Any(char.IsControl))
+            throw new ConfigException($"{where("name")}: 'name' is '{c.Name}'; it names the run's folder under output.dir, so it may not contain '/', '\\', control characters or be '.' or '..'");
+        if (c.Output.Dir.Trim().Length == 0)
+            throw new ConfigException($"{where("output.dir")}: 'output.dir' is empty; give a folder (the default is runs)");
+        if (c.Algorithm.OuterLr <= 0)
+            throw new ConfigException($"{where("algorithm.outer_lr")}: 'algorithm.outer_lr' is {c.Algorithm.OuterLr.ToString(CultureInfo.InvariantCulture)}; it must be greater than 0 (0 never changes the model)");
+        var image = c.Data.Dataset != "sinusoid";
+        if (c.Model.Name == "mlp" && image)
+            throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset} is images; use conv4 (or auto)");
+        if (c.Model.Name == "conv4" && !image)
+            throw new ConfigException($"{where("model.name")}: 'model.name' is conv4, but data.dataset sinusoid is not images; use mlp (or auto)");
+        Data.TaskFamilies.CheckEpisodes(c, located, source);
     }
 
     private static void Bind(object target, YamlMappingNode node, string prefix, string source, Dictionary<YamlNode, string> overridden, Dictionary<string, string> locations)

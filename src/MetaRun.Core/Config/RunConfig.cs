@@ -21,6 +21,18 @@ public sealed class RunConfig
     public OutputConfig Output { get; set; } = new();
     public CheckpointConfig Checkpoint { get; set; } = new();
     public DistributedConfig Distributed { get; set; } = new();
+
+    /// <summary>
+    /// Where each key was set ("FILE:LINE" or "--set …"), so checks made after loading (against
+    /// the opened data set) can name the line too; keys left at their default are absent.
+    /// </summary>
+    [YamlDotNet.Serialization.YamlIgnore] public IReadOnlyDictionary<string, string> KeyLocations { get; set; } = new Dictionary<string, string>();
+
+    /// <summary>The config's file (or "(resolved)"), named when a key has no location of its own.</summary>
+    [YamlDotNet.Serialization.YamlIgnore] public string Source { get; set; } = "(config)";
+
+    /// <summary>Where <paramref name="key"/> was set, else the config's file.</summary>
+    public string Where(string key) => KeyLocations.TryGetValue(key, out var w) ? w : Source;
 }
 
 public sealed class DataConfig

@@ -145,6 +145,13 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
             throw new DataException($"{Name} class '{ClassName(classes[smallest])}' ({Lower(split)} split) has {size} images; {shape.Shots}-shot {shape.Queries}-query episodes need {need} per class");
     }
 
+    /// <summary>The split's class with the fewest images: its name and image count.</summary>
+    public (string Name, int Size) SmallestClass(Split split)
+    {
+        var (index, size) = Smallest(split);
+        return (ClassName(splits[split][index]), size);
+    }
+
     private readonly Dictionary<Split, (int Index, int Size)> smallestCache = [];
 
     private (int Index, int Size) Smallest(Split split)

@@ -304,16 +304,30 @@ internal sealed class OmniglotSource : IDisposable
             catch (IOException e) { throw new DataException($"{file}: cannot read: {e.Message}", e); }
         }
         if (!Entries().TryGetValue(rel, out var entry)) throw new DataException($"{Path}: has no {rel} (run 'metarun data verify omniglot' for the full list)");
+        Stream s;
         try
         {
-            using var s = entry.Open();
-            var bytes = new byte[entry.Length];
-            s.ReadExactly(bytes);
-            return bytes;
+            s = entry.Open();
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
             throw new DataException($"{Path}:{rel}: cannot be extracted ({e.Message})", e);
+        }
+        // .NET reports a damaged deflate stream as "an unsupported compression method", the same
+        // words as for a method it cannot read; only Open reads the method, so a failure after it
+        // is damaged data.
+        try
+        {
+            using (s)
+            {
+                var bytes = new byte[entry.Length];
+                s.ReadExactly(bytes);
+                return bytes;
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            throw new DataException($"{Path}:{rel}: the compressed data is damaged (the zip is corrupt: copy or download it again; 'metarun data verify omniglot' checks every image)", e);
         }
     }
 

@@ -41,6 +41,69 @@ public static class TaskFamilies
         }
     }
 
+    /// <summary>
+    /// Episode shapes a data set cannot supply, found from the config alone (before any data is
+    /// read): ways beyond a split's classes, shots + queries beyond a class's images. Omniglot's
+    /// splits and class sizes are fixed by the release, so they are known here; miniImageNet's
+    /// come from its CSVs and are checked when episodes are drawn. <paramref name="located"/>
+    /// gives where a key was set (null when it was left at its default).
+    /// </summary>
+    public static void CheckEpisodes(RunConfig config, Func<string, string?> located, string source)
+    {
+        var data = config.Data;
+        if (data.Dataset != Omniglot.Dataset) return;
+        var splits = Omniglot.Splits(data.Split, data.SplitSeed);
+        void Check(string section, EpisodeConfig e, params Split[] used)
+        {
+            var prefix = $"data.{section}.";
+            foreach (var split in used)
+            {
+                var classes = splits[split].Length;
+                if (e.Ways > classes)
+                    throw new ConfigException($"{located(prefix + "ways") ?? source}: '{prefix}ways' is {e.Ways}, but the omniglot {data.Split} {ImageTaskFamily.Lower(split)} split has {classes} classes");
+            }
+            if (e.Shots + e.Queries > Omniglot.Drawers)
+            {
+                var key = located(prefix + "queries") != null || located(prefix + "shots") == null ? "queries" : "shots";
+                throw new ConfigException($"{located(prefix + key) ?? source}: '{prefix}{key}': {prefix}shots + {prefix}queries is {e.Shots} + {e.Queries} = {e.Shots + e.Queries}, but an omniglot class has {Omniglot.Drawers} images");
+            }
+        }
+        if (TrainsOnEpisodes(config)) Check("train", data.Train, Split.Train);
+        // data.test shapes both the validation and the meta-test episodes.
+        Check("test", data.Test, Split.Val, Split.Test);
+    }
+
+    /// <summary>Whether data.train shapes anything: the baseline trains on its own mini-batches over every training class.</summary>
+    private static bool TrainsOnEpisodes(RunConfig config) =>
+        Algorithms.AlgorithmRegistry.All.FirstOrDefault(a => a.Name == config.Algorithm.Name)?.Trains != Algorithms.TrainsOn.OwnBatches;
+
+    /// <summary>
+    /// The same checks against an opened data set whose splits come from its files (miniImageNet's
+    /// CSVs): still before training starts, as config errors naming the key.
+    /// </summary>
+    public static void CheckEpisodes(RunConfig config, ITaskFamily family)
+    {
+        if (family is not ImageTaskFamily images) return;
+        void Check(string section, EpisodeConfig e, params Split[] used)
+        {
+            var prefix = $"data.{section}.";
+            foreach (var split in used)
+            {
+                var classes = images.ClassCount(split);
+                if (e.Ways > classes)
+                    throw new ConfigException($"{config.Where(prefix + "ways")}: '{prefix}ways' is {e.Ways}, but the {images.Name} {ImageTaskFamily.Lower(split)} split has {classes} classes");
+                var (name, size) = images.SmallestClass(split);
+                if (e.Shots + e.Queries > size)
+                {
+                    var key = prefix + (config.KeyLocations.ContainsKey(prefix + "queries") || !config.KeyLocations.ContainsKey(prefix + "shots") ? "queries" : "shots");
+                    throw new ConfigException($"{config.Where(key)}: '{key}': {prefix}shots + {prefix}queries is {e.Shots} + {e.Queries} = {e.Shots + e.Queries}, but {images.Name} class '{name}' ({ImageTaskFamily.Lower(split)} split) has {size} images");
+                }
+            }
+        }
+        if (TrainsOnEpisodes(config)) Check("train", config.Data.Train, Split.Train);
+        Check("test", config.Data.Test, Split.Val, Split.Test);
+    }
+
     /// <summary>The episode shape of a split: data.train for meta-training, data.test for validation and meta-test.</summary>
     public static EpisodeShape ShapeOf(DataConfig data, Split split)
     {

@@ -14,11 +14,30 @@ public sealed record EvaluationResult(
     HeadlineMetric Metric, Summary Summary, string Split, EpisodeShape Shape, bool Regression,
     int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds)
 {
-    public JsonObject ToJson() => new()
+    /// <summary>
+    /// Whether every episode scored a finite number. A NaN or infinite score means the adapted
+    /// model diverged (an inner step too large for the test steps, or a diverged checkpoint).
+    /// </summary>
+    public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
+
+    /// <summary>Why the scores are not numbers, when they are not.</summary>
+    public string? NonFiniteReason => Finite ? null
+        : $"diverged: the {Metric.Name} is {Summary.Mean} over these episodes (a NaN or infinite score from the adapted model; lower algorithm.inner_lr or algorithm.test_inner_steps, or the checkpoint itself diverged)";
+
+    // JSON has no NaN or infinity: such scores are null, with the reason beside them.
+    public JsonObject ToJson()
+    {
+        var json = Fields();
+        if (Finite) json.Remove("non_finite");
+        return json;
+    }
+
+    private JsonObject Fields() => new()
     {
         ["metric"] = Metric.Name,
-        ["mean"] = Math.Round(Summary.Mean, 6),
-        ["ci95"] = Math.Round(Summary.Ci95, 6),
+        ["mean"] = Finite ? Math.Round(Summary.Mean, 6) : null,
+        ["ci95"] = Finite ? Math.Round(Summary.Ci95, 6) : null,
+        ["non_finite"] = NonFiniteReason,
         ["episodes"] = Summary.Count,
         ["split"] = Split,
         ["ways"] = Shape.Ways,
@@ -94,7 +113,14 @@ public static class Evaluator
     public static string Write(EvaluationResult result, string? outPath)
     {
         var dest = outPath ?? Path.Combine(Path.GetDirectoryName(result.Checkpoint)!, ResultFile);
-        File.WriteAllText(dest, result.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        try
+        {
+            File.WriteAllText(dest, result.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new MetaRunException(ExitCodes.IoProblem, $"{dest}: cannot write the result ({e.Message}); it is printed above; write it elsewhere with --out FILE");
+        }
         return dest;
     }
 }

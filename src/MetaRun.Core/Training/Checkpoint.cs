@@ -41,14 +41,23 @@ public sealed class Checkpoint : IDisposable
         if (ValidationAccuracy is { } acc) meta["val_accuracy"] = acc.ToString("R", inv);
         if (ValidationLoss is { } loss) meta["val_loss"] = loss.ToString("R", inv);
         var bytes = Safetensors.Serialize(tensors, meta);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var tmp = path + ".tmp";
-        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        try
         {
-            f.Write(bytes);
-            f.Flush(flushToDisk: true);
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                f.Write(bytes);
+                f.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full disk leaves a partial (often 0-byte) .tmp; the previous checkpoint is untouched.
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw new MetaRunException(ExitCodes.IoProblem, $"{path}: cannot write the checkpoint ({e.Message}); the previous one, if any, is intact", e);
+        }
     }
 
     /// <summary>Reads a checkpoint file, or the "last"/"best" checkpoint of a run folder.</summary>
@@ -71,7 +80,14 @@ public sealed class Checkpoint : IDisposable
             RunConfig config;
             try { config = ConfigLoader.ParseResolved(Meta("config"), $"{file} (embedded config)"); }
             catch (ConfigException e) { throw new CheckpointException(e.Message); }
-            var inv = CultureInfo.InvariantCulture;
+            // Only its form: the hash is recomputed from the embedded config when it matters (CheckSameTraining).
+            var hash = Meta("config_hash");
+            if (hash.Length != 16 || !hash.All(char.IsAsciiHexDigitLower))
+                throw new CheckpointException($"{file}: metadata 'config_hash' is '{Shorten(hash)}'; expected 16 lowercase hex digits");
+            var iteration = Integer(file, tf.Metadata, "iteration", 1, config.Algorithm.Iterations);
+            var episodes = Integer(file, tf.Metadata, "episode_counter", 0, long.MaxValue);
+            if (episodes != iteration * config.Algorithm.MetaBatchSize)
+                throw new CheckpointException($"{file}: metadata 'episode_counter' is {episodes}, but iteration {iteration} × algorithm.meta_batch_size {config.Algorithm.MetaBatchSize} is {iteration * config.Algorithm.MetaBatchSize}; the file was edited or damaged");
             var p = new Dictionary<string, Tensor>();
             var o = new Dictionary<string, Tensor>();
             foreach (var (k, v) in tf.Tensors)
@@ -83,10 +99,11 @@ public sealed class Checkpoint : IDisposable
             return new Checkpoint
             {
                 Config = config,
-                ConfigHash = Meta("config_hash"),
-                Iteration = long.Parse(Meta("iteration"), inv),
-                ValidationAccuracy = tf.Metadata.TryGetValue("val_accuracy", out var a) ? double.Parse(a, inv) : null,
-                ValidationLoss = tf.Metadata.TryGetValue("val_loss", out var l) ? double.Parse(l, inv) : null,
+                ConfigHash = hash,
+                Iteration = iteration,
+                // Regression has no accuracy; checkpoints before this check stored it as NaN.
+                ValidationAccuracy = Number(file, tf.Metadata, "val_accuracy", 0, 1, allowNaN: config.Data.Dataset == "sinusoid"),
+                ValidationLoss = Number(file, tf.Metadata, "val_loss", 0, double.MaxValue),
                 Parameters = p,
                 OptimizerState = o,
             };
@@ -96,6 +113,26 @@ public sealed class Checkpoint : IDisposable
             tf.Dispose();
             throw;
         }
+    }
+
+    private static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    /// <summary>An integer metadata field within [min, max]; anything else names the file and the field.</summary>
+    private static long Integer(string file, IReadOnlyDictionary<string, string> meta, string key, long min, long max)
+    {
+        if (!meta.TryGetValue(key, out var text)) throw new CheckpointException($"{file}: not a MetaRun checkpoint (metadata '{key}' missing)");
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) || v < min || v > max)
+            throw new CheckpointException($"{file}: metadata '{key}' is '{Shorten(text)}'; expected an integer from {min} to {max}");
+        return v;
+    }
+
+    /// <summary>An optional finite number within [min, max].</summary>
+    private static double? Number(string file, IReadOnlyDictionary<string, string> meta, string key, double min, double max, bool allowNaN = false)
+    {
+        if (!meta.TryGetValue(key, out var text) || (allowNaN && text == "NaN")) return null;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v) || v < min || v > max)
+            throw new CheckpointException($"{file}: metadata '{key}' is '{Shorten(text)}'; expected a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
+        return v;
     }
 
     /// <summary>Refuses to continue training from this checkpoint under a config that would train differently.</summary>
@@ -111,17 +148,57 @@ public sealed class Checkpoint : IDisposable
             throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {was}, now {now}); only name, output, algorithm.iterations, eval, checkpoint and execution may change on resume");
     }
 
-    /// <summary>Copies the saved weights into the model's parameters, checking names and shapes.</summary>
+    /// <summary>Copies the saved weights into the model's parameters, checking names, shapes and dtypes.</summary>
     public void LoadInto(IReadOnlyList<string> names, IReadOnlyList<Tensor> parameters, string source)
     {
+        // Everything is checked before anything is copied: a refused checkpoint leaves the model as it was.
+        CheckFits(names, parameters, source);
         using var noGrad = Torch.NoGrad();
+        for (var i = 0; i < names.Count; i++) parameters[i].CopyFrom(Parameters[names[i]]);
+    }
+
+    /// <summary>Checks that the saved weights fit the model (names, shapes, dtypes) without copying them.</summary>
+    public void CheckFits(IReadOnlyList<string> names, IReadOnlyList<Tensor> parameters, string source)
+    {
         for (var i = 0; i < names.Count; i++)
         {
             if (!Parameters.TryGetValue(names[i], out var saved)) throw new CheckpointException($"{source}: parameter '{names[i]}' is missing");
-            if (!saved.Shape.SequenceEqual(parameters[i].Shape))
-                throw new CheckpointException($"{source}: parameter '{names[i]}' has shape [{string.Join(", ", saved.Shape)}], the model expects [{string.Join(", ", parameters[i].Shape)}]");
-            parameters[i].CopyFrom(saved);
+            CheckLike(source, $"parameter '{names[i]}'", saved, parameters[i]);
         }
+        if (Parameters.Keys.FirstOrDefault(k => !names.Contains(k)) is { } extra)
+            throw new CheckpointException($"{source}: parameter '{extra}' is not one of the model's ({Parameters.Count} saved, the model has {names.Count})");
+    }
+
+    /// <summary>
+    /// Restores the outer optimizer's state, checked against the parameters first: a copy would
+    /// silently convert a relabelled dtype and broadcast a wrong shape.
+    /// </summary>
+    public void LoadOptimizerInto(Optimizer optimizer, string source)
+    {
+        var parameters = optimizer.Parameters;
+        using (var fresh = Torch.NewScope())
+        {
+            foreach (var (key, expected) in optimizer.StateDict())
+            {
+                if (!OptimizerState.TryGetValue(key, out var saved)) throw new CheckpointException($"{source}: optimizer state '{key}' is missing");
+                CheckLike(source, $"optimizer state '{key}'", saved, expected);
+            }
+        }
+        if (OptimizerState.TryGetValue("step", out var step))
+        {
+            var n = (long)step.Item();
+            if (n < 0 || n > Iteration) throw new CheckpointException($"{source}: optimizer state 'step' is {n}; expected 0 to the checkpoint's iteration {Iteration}");
+        }
+        try { optimizer.LoadStateDict(OptimizerState); }
+        catch (InvalidDataException e) { throw new CheckpointException($"{source}: {e.Message}", e); }
+    }
+
+    private static void CheckLike(string source, string what, Tensor saved, Tensor expected)
+    {
+        if (!saved.Shape.SequenceEqual(expected.Shape))
+            throw new CheckpointException($"{source}: {what} has shape [{string.Join(", ", saved.Shape)}], the model expects [{string.Join(", ", expected.Shape)}]");
+        if (saved.DType != expected.DType)
+            throw new CheckpointException($"{source}: {what} has dtype {saved.DType}, the model expects {expected.DType}");
     }
 
     public void Dispose()

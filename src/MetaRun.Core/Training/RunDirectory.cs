@@ -13,9 +13,14 @@ namespace MetaRun.Training;
 ///   checkpoints/eval.json (metarun eval), curves.png
 /// It also owns the create-or-resume checks, done before anything is written.
 /// </summary>
-public sealed class RunDirectory
+public sealed class RunDirectory : IDisposable
 {
     private const string LastFile = "last.safetensors";
+    private const string LockFile = ".lock";
+    private const string OwnerFile = ".owner";
+
+    // The OS lock that makes this process the folder's one owner (see Own).
+    private FileStream? ownership;
 
     private RunDirectory(string path) => Path = path;
 
@@ -46,11 +51,81 @@ public sealed class RunDirectory
     /// </summary>
     public static RunDirectory CreateNew(RunConfig config, string? outDir)
     {
+        var run = Claim(config, outDir);
+        try
+        {
+            run.WriteConfig(config);
+            return run;
+        }
+        catch
+        {
+            run.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The folder for a new run, checked and owned (<see cref="Own"/>) but with nothing written in
+    /// it yet: the caller finishes its own checks (the data set, the model), then calls
+    /// <see cref="WriteConfig"/>; if they fail, <see cref="Abandon"/> leaves no trace.
+    /// </summary>
+    public static RunDirectory Claim(RunConfig config, string? outDir)
+    {
         var run = new RunDirectory(outDir ?? System.IO.Path.Combine(config.Output.Dir, $"{config.Name}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}"));
+        if (File.Exists(run.Path)) throw new ConfigException($"{run.Path}: is a file; the run folder must be a folder (choose another --out)");
+        // Owned first, so a folder another process is training in is named as such (with its PID).
+        run.Own(created: !Directory.Exists(run.Path));
         if (File.Exists(run.LastCheckpoint))
+        {
+            run.Dispose();
             throw new ConfigException($"{run.Path} already holds a run; continue it with --resume {run.Path} or choose another --out");
-        run.WriteConfig(config);
+        }
         return run;
+    }
+
+    private bool createdByUs;
+
+    /// <summary>
+    /// Makes this process the folder's only owner until it exits (or <see cref="Dispose"/>): an
+    /// exclusive lock on .lock (flock on Linux, taken by FileShare.None), which the kernel releases
+    /// on any exit, kill -9 included, so a crashed run never leaves a stale lock. Its PID goes to
+    /// .owner (a second file: the locked one cannot be read by others), so a refused second
+    /// process can name it.
+    /// </summary>
+    private void Own(bool created)
+    {
+        try
+        {
+            Directory.CreateDirectory(Path);
+            createdByUs = created;
+            ownership = new FileStream(Combine(LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException) when (File.Exists(Combine(LockFile)))
+        {
+            string owner;
+            try { owner = File.ReadAllText(Combine(OwnerFile)).Trim(); }
+            catch (IOException) { owner = "unknown"; }
+            throw new ConfigException($"{Path}: in use by another metarun process (PID {owner}); wait for it to finish, stop it, or choose another --out");
+        }
+        File.WriteAllText(Combine(OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + "\n");
+    }
+
+    /// <summary>Gives up a claimed folder whose checks failed: removes what <see cref="Claim"/> made.</summary>
+    public void Abandon()
+    {
+        var remove = createdByUs;
+        Dispose();
+        // Only a folder this process made: in an existing one another process may be opening .lock.
+        if (!remove) return;
+        foreach (var f in new[] { OwnerFile, LockFile }) File.Delete(Combine(f));
+        if (Directory.Exists(Path) && !Directory.EnumerateFileSystemEntries(Path).Any()) Directory.Delete(Path);
+    }
+
+    /// <summary>Releases ownership (the process's exit does too).</summary>
+    public void Dispose()
+    {
+        ownership?.Dispose();
+        ownership = null;
     }
 
     /// <summary>
@@ -63,21 +138,26 @@ public sealed class RunDirectory
         if (outDir != null && System.IO.Path.GetFullPath(outDir) != System.IO.Path.GetFullPath(resumeDir))
             throw new ConfigException("--out and --resume name different folders; a resumed run continues in its own folder");
         var run = new RunDirectory(resumeDir);
-        var last = Checkpoint.Load(run.LastCheckpoint);
+        if (!Directory.Exists(run.Path)) throw new CheckpointException($"{run.Path}: no such run folder to resume");
+        // Owned before reading: a run still training here is refused, not read mid-write.
+        run.Own(created: false);
+        Checkpoint? last = null;
         try
         {
+            last = Checkpoint.Load(run.LastCheckpoint);
             last.CheckSameTraining(config, run.LastCheckpoint);
-            run.WriteConfig(config);
             return (run, last);
         }
         catch
         {
-            last.Dispose();
+            last?.Dispose();
+            run.Dispose();
             throw;
         }
     }
 
-    private void WriteConfig(RunConfig config)
+    /// <summary>Writes config.yaml: call once every check has passed (a resume's rewrite changes only keys a resume may change).</summary>
+    public void WriteConfig(RunConfig config)
     {
         Directory.CreateDirectory(Path);
         File.WriteAllText(ConfigPath, ConfigLoader.ToYaml(config));

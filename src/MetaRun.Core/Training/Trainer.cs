@@ -25,6 +25,15 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
 {
     public RunDirectory RunFolder => run;
 
+    /// <summary>
+    /// A graceful stop (the first SIGINT or SIGTERM): the current outer step finishes,
+    /// checkpoints/last is written, and Run returns with <see cref="StoppedAt"/> set.
+    /// </summary>
+    public CancellationToken Stop { get; init; }
+
+    /// <summary>The iteration a graceful stop saved, or null when training ran to the end.</summary>
+    public long? StoppedAt { get; private set; }
+
     /// <summary>Trains to the configured iteration count, continuing from <paramref name="resume"/> if given.</summary>
     public void Run(Checkpoint? resume = null)
     {
@@ -42,7 +51,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         {
             resume.CheckSameTraining(config, run.LastCheckpoint);
             resume.LoadInto(learner.OuterParameterNames, learner.OuterParameters, run.LastCheckpoint);
-            optimizer.LoadStateDict(resume.OptimizerState);
+            resume.LoadOptimizerInto(optimizer, run.LastCheckpoint);
             start = resume.Iteration;
             bestScore = BestScoreSoFar();
             log.Information("Resumed from {Path} at iteration {Iteration}", run.LastCheckpoint, start);
@@ -75,6 +84,9 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             if (config.Eval.Interval > 0 && (it % config.Eval.Interval == 0 || it == total))
             {
                 var val = Validate();
+                // A non-finite validation loss is divergence too: it must not become "best" or be checkpointed.
+                if (!double.IsFinite(val.Loss.Mean))
+                    throw new MetaRunException(ExitCodes.Failure, $"training diverged at iteration {it} (validation loss {val.Loss.Mean}); lower algorithm.inner_lr or algorithm.outer_lr");
                 var score = headline.Goodness(val.Headline.Mean);
                 row = row with { ValLoss = val.Loss.Mean, ValAccuracy = val.Accuracy.Mean, ValCi95 = val.Accuracy.Ci95 };
                 isBest = bestScore == null || score > bestScore;
@@ -88,12 +100,19 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             metrics?.Write(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
             observer?.Iteration(row);
-            if (writes && (it % config.Checkpoint.Interval == 0 || it == total))
+            var stopping = Stop.IsCancellationRequested && it < total;
+            if (writes && (it % config.Checkpoint.Interval == 0 || it == total || stopping))
             {
                 metrics!.Flush();
                 Save(run.LastCheckpoint, it, optimizer, null);
                 Reports.Plots.TryWriteCurves(run, log);
                 log.Debug("Checkpoint at iteration {Iteration}", it);
+            }
+            if (stopping)
+            {
+                StoppedAt = it;
+                log.Information("Stopped on request at iteration {Iteration}; checkpoints/last holds it", it);
+                return;
             }
         }
         metrics?.Flush();
@@ -125,7 +144,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             Config = experiment.Config,
             ConfigHash = ConfigLoader.Hash(experiment.Config),
             Iteration = iteration,
-            ValidationAccuracy = val?.Accuracy.Mean,
+            ValidationAccuracy = experiment.Family.IsRegression ? null : val?.Accuracy.Mean,
             ValidationLoss = val?.Loss.Mean,
             Parameters = parameters,
             OptimizerState = optimizer.StateDict(),

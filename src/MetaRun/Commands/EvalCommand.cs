@@ -34,7 +34,8 @@ public static class EvalCommand
         var what = r.Regression ? "MSE" : "accuracy";
         var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";
         Console.WriteLine($"{what} {r.Summary.Mean.ToString("0.0000", inv)} ± {r.Summary.Ci95.ToString("0.0000", inv)} (95% CI) over {r.Summary.Count} {r.Split} episodes, {shapeText}, {r.Seconds.ToString("0.0", inv)} s");
+        if (r.NonFiniteReason is { } why) Console.Error.WriteLine($"metarun: {why}");
         Console.WriteLine($"written to {Evaluator.Write(r, outPath)}");
-        return ExitCodes.Success;
+        return r.Finite ? ExitCodes.Success : ExitCodes.Failure;
     }
 }

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using MetaRun.Config;
+using MetaRun.Data;
 using MetaRun.Distributed;
 using MetaRun.Training;
 
@@ -36,58 +38,126 @@ public static class TrainCommand
         using var parallel = DataParallel.JoinIfLaunched(launch, config, $"train out={outDir} resume={resumeDir}");
         var rank = parallel?.Rank ?? 0;
 
-        // Rank 0 creates or checks the run folder and names it for the others (its default name
-        // carries rank 0's clock).
+        // Rank 0 claims (or resumes) the run folder and names it for the others (its default name
+        // carries rank 0's clock); the others read the same checkpoint from the shared folder.
         Checkpoint? resume = null;
-        RunDirectory? created = null;
+        RunDirectory? owned = null;
         var path = parallel == null ? Decide() : parallel.FromMaster("run folder", Decide);
         string Decide()
         {
-            if (resumeDir != null) (created, resume) = RunDirectory.Resume(config, resumeDir, outDir);
-            else created = RunDirectory.CreateNew(config, outDir);
-            return created.Path;
+            if (resumeDir != null) (owned, resume) = RunDirectory.Resume(config, resumeDir, outDir);
+            else owned = RunDirectory.Claim(config, outDir);
+            return owned.Path;
         }
-        var run = created ?? RunDirectory.At(path);
-        // The other ranks read the same checkpoint (the run folder is on a shared file system).
+        var run = owned ?? RunDirectory.At(path);
         if (resumeDir != null && resume == null) resume = Checkpoint.Load(run.LastCheckpoint);
 
+        using (run)
         using (resume)
-        using (var log = run.CreateLog(verbose, rank))
         {
+            // Checks that need the data set and the model come before anything is written in the
+            // run folder; data messages (cache builds, seconds to minutes, docs/data.md) go to
+            // stderr at once (rank 0) and into the log once it exists.
+            Serilog.Core.Logger? log = null;
+            var early = new List<string>();
+            var data = new DataOptions
+            {
+                Log = m =>
+                {
+                    if (rank == 0) Console.Error.WriteLine($"metarun: {m}");
+                    lock (early)
+                    {
+                        if (log != null) log.Information("{Message}", m);
+                        else early.Add(m);
+                    }
+                },
+            };
+            Experiment experiment;
             try
             {
                 Experiment.ApplyProcessSettings(config, launch);
-                // Data messages (decoding progress, cache rebuilds, classes left out) go to the run's log, and on rank 0 to the terminal.
-                using var experiment = Experiment.Create(config, dataRoot, parallel, new MetaRun.Data.DataOptions
-                {
-                    Log = m =>
-                    {
-                        log.Information("{Message}", m);
-                        if (rank == 0) Console.Error.WriteLine($"metarun: {m}");
-                    },
-                });
-                if (rank != 0)
-                {
-                    // Only rank 0 talks to the console; the others keep their train.rankR.log.
-                    new Trainer(experiment, run, log).Run(resume);
-                    return ExitCodes.Success;
-                }
-                var progress = new ConsoleProgress();
-                var trainer = new Trainer(experiment, run, log, progress);
-                Console.WriteLine($"run folder: {run.Path}");
-                progress.Run(() => trainer.Run(resume));
-                Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
-                Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
-                return ExitCodes.Success;
+                experiment = Experiment.Create(config, dataRoot, parallel, data);
+                resume?.CheckFits(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, run.LastCheckpoint);
             }
             catch (Exception e)
             {
-                log.Error(e, "Training stopped: {Message}", e.Message);
                 parallel?.ReportFailure(e);
-                if (e is RankFailedException && File.Exists(run.LastCheckpoint))
-                    throw new RankFailedException($"{e.Message}; the last checkpoint is intact: continue with --resume {run.Path}", e);
+                if (resume == null && owned != null) run.Abandon();
                 throw;
+            }
+            using (experiment)
+            {
+                if (owned != null) run.WriteConfig(config);
+                lock (early)
+                {
+                    log = run.CreateLog(verbose, rank);
+                    foreach (var m in early) log.Information("{Message}", m);
+                }
+                using (log)
+                {
+                    try
+                    {
+                        return Train(experiment, run, resume, log, configPath, sets, rank);
+                    }
+                    catch (Exception e)
+                    {
+                        log.Error(e, "Training stopped: {Message}", e.Message);
+                        parallel?.ReportFailure(e);
+                        if (e is RankFailedException && File.Exists(run.LastCheckpoint))
+                            throw new RankFailedException($"{e.Message}; the last checkpoint is intact: continue with --resume {run.Path}", e);
+                        throw;
+                    }
+                }
             }
         }
     }
+
+    /// <summary>
+    /// The training itself, under SIGINT/SIGTERM handlers: the first signal finishes the current
+    /// outer step, writes checkpoints/last (atomically) and exits 130 (SIGINT) or 143 (SIGTERM)
+    /// with the command that resumes; a second one exits at once. Slurm preempts with SIGTERM.
+    /// </summary>
+    private static int Train(Experiment experiment, RunDirectory run, Checkpoint? resume, Serilog.ILogger log, string configPath, string[] sets, int rank)
+    {
+        using var stop = new CancellationTokenSource();
+        var signalled = 0;
+        void OnSignal(PosixSignalContext context, int code)
+        {
+            context.Cancel = true;
+            var name = context.Signal == PosixSignal.SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
+            if (Interlocked.CompareExchange(ref signalled, code, 0) == 0)
+            {
+                Console.Error.WriteLine($"metarun: {name}: finishing this iteration and saving checkpoints/last; send it again to stop at once");
+                stop.Cancel();
+                return;
+            }
+            Console.Error.WriteLine($"metarun: {name} again: stopping now; the run resumes from its last checkpoint");
+            Environment.Exit(code);
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
+
+        if (rank != 0)
+        {
+            // Only rank 0 talks to the console; the others keep their train.rankR.log.
+            var quiet = new Trainer(experiment, run, log) { Stop = stop.Token };
+            quiet.Run(resume);
+            return quiet.StoppedAt != null ? signalled : ExitCodes.Success;
+        }
+        var progress = new ConsoleProgress();
+        var trainer = new Trainer(experiment, run, log, progress) { Stop = stop.Token };
+        Console.WriteLine($"run folder: {run.Path}");
+        progress.Run(() => trainer.Run(resume));
+        if (trainer.StoppedAt is { } at)
+        {
+            var again = string.Concat(sets.Select(s => $" --set {Quote(s)}"));
+            Console.Error.WriteLine($"metarun: stopped at iteration {at}, saved in {run.LastCheckpoint}; resume with: ./metarun train {Quote(configPath)} --resume {Quote(run.Path)}{again}");
+            return signalled;
+        }
+        Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
+        Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
+        return ExitCodes.Success;
+    }
+
+    private static string Quote(string s) => s.Length > 0 && s.All(c => char.IsLetterOrDigit(c) || "-_./=:+,@".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
 }
