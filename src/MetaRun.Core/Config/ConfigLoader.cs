@@ -271,11 +271,11 @@ public static class ConfigLoader
             throw new ConfigException($"{where("output.dir")}: 'output.dir' is empty; give a folder (the default is runs)");
         if (c.Algorithm.OuterLr <= 0)
             throw new ConfigException($"{where("algorithm.outer_lr")}: 'algorithm.outer_lr' is {c.Algorithm.OuterLr.ToString(CultureInfo.InvariantCulture)}; it must be greater than 0 (0 never changes the model)");
-        var image = c.Data.Dataset != "sinusoid";
+        var image = !c.Data.IsRegression;
         if (c.Model.Name == "mlp" && image)
-            throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset} is images; use conv4 (or auto)");
-        if (c.Model.Name == "conv4" && !image)
-            throw new ConfigException($"{where("model.name")}: 'model.name' is conv4, but data.dataset sinusoid is not images; use mlp (or auto)");
+            throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset} is images; use conv4 or resnet12 (or auto)");
+        if (c.Model.Name is "conv4" or "resnet12" && !image)
+            throw new ConfigException($"{where("model.name")}: 'model.name' is {c.Model.Name}, but data.dataset {c.Data.Dataset} is not images; use mlp (or auto)");
         Data.TaskFamilies.CheckEpisodes(c, located, source);
     }
 

@@ -67,8 +67,8 @@ public static class Adaptation
         using var checkpoint = Checkpoint.Load(file);
         var config = checkpoint.Config;
         var info = AlgorithmRegistry.Get(config.Algorithm.Name);
-        if (config.Data.Dataset == "sinusoid")
-            throw new ConfigException($"{file}: the checkpoint was trained on sinusoid regression; adapt classifies images");
+        if (config.Data.IsRegression)
+            throw new ConfigException($"{file}: the checkpoint was trained on {config.Data.Dataset} regression; adapt classifies images");
         if (steps is { } n)
         {
             if (!info.Keys.Contains("test_inner_steps"))

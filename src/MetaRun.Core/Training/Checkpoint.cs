@@ -102,7 +102,7 @@ public sealed class Checkpoint : IDisposable
                 ConfigHash = hash,
                 Iteration = iteration,
                 // Regression has no accuracy; checkpoints before this check stored it as NaN.
-                ValidationAccuracy = Number(file, tf.Metadata, "val_accuracy", 0, 1, allowNaN: config.Data.Dataset == "sinusoid"),
+                ValidationAccuracy = Number(file, tf.Metadata, "val_accuracy", 0, 1, allowNaN: config.Data.IsRegression),
                 ValidationLoss = Number(file, tf.Metadata, "val_loss", 0, double.MaxValue),
                 Parameters = p,
                 OptimizerState = o,
