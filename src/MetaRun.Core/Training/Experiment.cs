@@ -61,8 +61,8 @@ public sealed class Experiment : IDisposable
     }
 
     /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
-    public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration) =>
-        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan, Parallel);
+    public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration, bool stop = false) =>
+        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan, Parallel, stop);
 
     /// <summary>
     /// Adapts to and scores episodes 0..count−1 of a split with the test episode shape. In a

@@ -5,7 +5,8 @@ using MetaRun.Data;
 namespace MetaRun.Training;
 
 /// <summary>The outcome of one meta-batch: the summed task gradients and the mean query metrics.</summary>
-public sealed record MetaStep(Tensor?[] Gradients, double Loss, double Accuracy);
+/// <param name="Stop">Whether a stop was asked for at this step — by any rank in a data-parallel run, so all stop after the same step.</param>
+public sealed record MetaStep(Tensor?[] Gradients, double Loss, double Accuracy, bool Stop = false);
 
 /// <summary>
 /// Runs a meta-batch's tasks through a learner, several at once on worker threads. Each task's

@@ -71,11 +71,15 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         for (var it = start + 1; it <= total; it++)
         {
             MetricsRow row;
+            bool stopAsked;
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
-                var step = experiment.Iterate(optimizer, batch, it);
+                var step = experiment.Iterate(optimizer, batch, it, Stop.IsCancellationRequested);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds);
+                // Alone, a signal that came during the step stops after it; in a data-parallel run the
+                // ranks agree through the step's all-reduce (each passed in what it had seen by then).
+                stopAsked = experiment.Parallel == null ? Stop.IsCancellationRequested : step.Stop;
             }
             if (!double.IsFinite(row.TrainLoss))
                 throw new MetaRunException(ExitCodes.Failure, $"training diverged at iteration {it} (loss {row.TrainLoss}); lower algorithm.inner_lr or algorithm.outer_lr");
@@ -100,7 +104,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             metrics?.Write(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
             observer?.Iteration(row);
-            var stopping = Stop.IsCancellationRequested && it < total;
+            var stopping = stopAsked && it < total;
             if (writes && (it % config.Checkpoint.Interval == 0 || it == total || stopping))
             {
                 metrics!.Flush();

@@ -142,7 +142,7 @@ public static class TrainCommand
             // Only rank 0 talks to the console; the others keep their train.rankR.log.
             var quiet = new Trainer(experiment, run, log) { Stop = stop.Token };
             quiet.Run(resume);
-            return quiet.StoppedAt != null ? signalled : ExitCodes.Success;
+            return quiet.StoppedAt != null ? StoppedCode(signalled) : ExitCodes.Success;
         }
         var progress = new ConsoleProgress();
         var trainer = new Trainer(experiment, run, log, progress) { Stop = stop.Token };
@@ -152,12 +152,15 @@ public static class TrainCommand
         {
             var again = string.Concat(sets.Select(s => $" --set {Quote(s)}"));
             Console.Error.WriteLine($"metarun: stopped at iteration {at}, saved in {run.LastCheckpoint}; resume with: ./metarun train {Quote(configPath)} --resume {Quote(run.Path)}{again}");
-            return signalled;
+            return StoppedCode(signalled);
         }
         Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
         Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
         return ExitCodes.Success;
     }
+
+    /// <summary>A stopped run exits with its signal's code; a rank stopped because another rank was signalled, with SIGTERM's.</summary>
+    private static int StoppedCode(int signalled) => signalled != 0 ? signalled : 143;
 
     private static string Quote(string s) => s.Length > 0 && s.All(c => char.IsLetterOrDigit(c) || "-_./=:+,@".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
 }

@@ -155,6 +155,33 @@ public sealed class DistributedTrainingTests
     }
 
     [Fact]
+    public void ASignalToOneRankStopsEveryRankAfterTheSameStepWithLastSaved()
+    {
+        // Slurm's preemption signal reaches the ranks at different moments; a signal to rank 1
+        // alone must still stop rank 0 (which writes the checkpoint) after the same step.
+        var dir = TestPaths.NewTempDir("dp-stop");
+        var port = Binding.DistributedTests.FreePort();
+        string[] args = ["train", Config, .. Settings(1_000_000), "--set", "checkpoint.interval=1000000", "--set", "eval.interval=0", "--out", dir];
+        using var r0 = Metarun.Start(args, TorchrunEnv(0, port));
+        using var r1 = Metarun.Start(args, TorchrunEnv(1, port));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(Path.Combine(dir, "metrics.csv")) || File.ReadAllLines(Path.Combine(dir, "metrics.csv")).Length < 10)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90) && !r0.HasExited && !r1.HasExited, r0.Output + r1.Output);
+            Thread.Sleep(100);
+        }
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", r1.Id.ToString(CultureInfo.InvariantCulture)])!) kill.WaitForExit();
+        foreach (var r in new[] { r0, r1 })
+        {
+            Assert.True(r.WaitForExit(TimeSpan.FromSeconds(60)), r.Output);
+            Assert.True(r.ExitCode == 143, $"exit {r.ExitCode}: {r.Output}");
+        }
+        Assert.Contains("resume with: ./metarun train", r0.Output);
+        using var c = Checkpoint.Load(Path.Combine(dir, "checkpoints", "last.safetensors"));
+        Assert.Equal(File.ReadAllLines(Path.Combine(dir, "metrics.csv")).Length - 1, c.Iteration);
+    }
+
+    [Fact]
     public void RanksWithDifferentConfigsRefuseAtStartWithExitCode2()
     {
         var dir = TestPaths.NewTempDir("dp-mismatch");
