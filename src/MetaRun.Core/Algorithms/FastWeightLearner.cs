@@ -8,7 +8,8 @@ namespace MetaRun.Algorithms;
 public readonly record struct WeightedLoss(Tensor Loss, double Weight);
 
 /// <summary>
-/// The shell every fast-weight learner shares (MAML, FOMAML, ANIL, Meta-SGD, MAML++), so each of
+/// The shell every fast-weight learner shares (MAML, FOMAML, ANIL, Meta-SGD, MAML++, ALFA, and
+/// Reptile, which replaces the outer gradient but adapts and scores the same way), so each of
 /// those files holds only its inner update. For a task:
 ///   θ' ← Adapt(θ, support)                   (the algorithm's inner loop)
 ///   ∇ ← ∂/∂(outer parameters) L_query(f_θ')  (through the inner loop when it kept its graph)

@@ -10,17 +10,19 @@ namespace MetaRun.Algorithms;
 /// and the outer step is θ ← θ + ε · mean_i (φ_i − θ).
 /// The trainer stays generic: a task's "gradient" is (θ − φ_i) · weight, which sums to
 /// θ − mean_i φ_i, and the outer optimizer is SGD with learning rate ε (annealed linearly to 0
-/// by algorithm.outer_lr_schedule, as in the paper).
+/// by algorithm.outer_lr_schedule, as in the paper). At test time it adapts like the other
+/// fast-weight learners: k steps on the support set, then the query is scored.
 /// </summary>
-public sealed class Reptile(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool adam, int innerBatch) : IMetaLearner
+public sealed class Reptile(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool adam, int innerBatch)
+    : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
-    public IReadOnlyList<Tensor> OuterParameters => model.Parameters;
-    public IReadOnlyList<string> OuterParameterNames => model.ParameterNames;
-
-    /// <summary>φ after <paramref name="steps"/> optimizer steps on (x, y), in mini-batches of innerBatch (0: all).</summary>
-    public IReadOnlyList<Tensor> Train(Tensor x, Tensor y, int steps)
+    /// <summary>
+    /// φ after <paramref name="steps"/> optimizer steps on (x, y), in mini-batches of innerBatch
+    /// (0: all). Plain training: Reptile never differentiates through it, so there is no graph to keep.
+    /// </summary>
+    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
     {
-        var phi = model.Parameters.Select(p => p.Detach().Clone().RequiresGrad_()).ToArray();
+        var phi = Model.Parameters.Select(p => p.Detach().Clone().RequiresGrad_()).ToArray();
         // Adam with β1 = 0, as the paper's inner loop: momentum would carry over nothing useful in k steps.
         using Optimizer opt = adam ? new Adam(phi, innerLr, beta1: 0) : new Sgd(phi, innerLr);
         var n = x.Size(0);
@@ -29,7 +31,7 @@ public sealed class Reptile(IModel model, Objective objective, double innerLr, i
         {
             using var scope = Torch.NewScope();
             var (bx, by) = b == n ? (x, y) : Batch(x, y, s, b);
-            var loss = objective.Loss(model.Forward(bx, phi), by);
+            var loss = Objective.Loss(Model.Forward(bx, phi), by);
             opt.Step(Torch.Grad([loss], phi));
         }
         return phi;
@@ -61,33 +63,17 @@ public sealed class Reptile(IModel model, Objective objective, double innerLr, i
         return perm;
     }
 
-    public TaskGradient TaskGradient(Episode task, double weight)
+    public override TaskGradient TaskGradient(Episode task, double weight)
     {
         // Reptile trains on all the task's data: support and query pooled.
         var x = Torch.Cat([task.SupportX, task.QueryX]);
         var y = Torch.Cat([task.SupportY, task.QueryY]);
         IReadOnlyList<Tensor> phi;
-        using (PhaseClock.Time("inner loop")) phi = Train(x, y, innerSteps);
+        using (PhaseClock.Time("inner loop")) phi = Adapt(x, y, InnerSteps, createGraph: false);
         using var noGrad = Torch.NoGrad();
-        var output = model.Forward(task.QueryX, phi);
-        var grads = model.Parameters.Select((p, i) => (Tensor?)((p - phi[i]) * weight)).ToArray();
+        var output = Model.Forward(task.QueryX, phi);
+        var grads = Model.Parameters.Select((p, i) => (Tensor?)((p - phi[i]) * weight)).ToArray();
         // Its query metrics come after training on the query set too: a training, not a test, score.
-        return new TaskGradient(grads, objective.Loss(output, task.QueryY).Item(), objective.Accuracy(output, task.QueryY));
+        return new TaskGradient(grads, Objective.Loss(output, task.QueryY).Item(), Objective.Accuracy(output, task.QueryY));
     }
-
-    public AdaptedTask AdaptTo(Episode task)
-    {
-        var phi = Train(task.SupportX, task.SupportY, testInnerSteps);
-        using var noGrad = Torch.NoGrad();
-        return new AdaptedTask(model.Forward(task.QueryX, phi), [.. model.ParameterNames.Zip(phi, KeyValuePair.Create)]);
-    }
-
-    public TaskScore Evaluate(Episode task)
-    {
-        var logits = AdaptTo(task).Logits;
-        using var noGrad = Torch.NoGrad();
-        return objective.Score(logits, task.QueryY);
-    }
-
-    public void Dispose() => model.Dispose();
 }

@@ -175,7 +175,6 @@ public sealed class Checkpoint : IDisposable
     /// </summary>
     public void LoadOptimizerInto(Optimizer optimizer, string source)
     {
-        var parameters = optimizer.Parameters;
         using (var fresh = Torch.NewScope())
         {
             foreach (var (key, expected) in optimizer.StateDict())

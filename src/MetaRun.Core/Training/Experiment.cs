@@ -61,7 +61,7 @@ public sealed class Experiment : IDisposable
     }
 
     /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
-    public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration, bool stop = false) =>
+    public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration, CancellationToken stop = default) =>
         MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan, Parallel, stop);
 
     /// <summary>

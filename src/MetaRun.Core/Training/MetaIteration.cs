@@ -39,9 +39,11 @@ public static class MetaIteration
     /// Outer step <paramref name="iteration"/> (1-based). Call inside a dispose scope: it owns the
     /// summed gradients. In a data-parallel run <paramref name="batch"/> is this rank's share of
     /// the meta-batch; one all-reduce sums gradients and metrics over the ranks, so every rank
-    /// takes the same outer step.
+    /// takes the same outer step. <paramref name="stop"/> (a graceful stop) is read once the
+    /// gradients are in: <see cref="MetaStep.Stop"/> says whether to stop after this step.
     /// </summary>
-    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, ExecutionPlan plan, DataParallel? parallel = null, bool stop = false)
+    public static MetaStep Run(IMetaLearner learner, AlgorithmConfig a, Optimizer optimizer, MetaBatch batch, long iteration, ExecutionPlan plan,
+        DataParallel? parallel = null, CancellationToken stop = default)
     {
         // Every rank decides alike, so all stop together here rather than deadlock in the all-reduce.
         if (parallel != null && a.MetaBatchSize < parallel.WorldSize)
@@ -62,14 +64,14 @@ public static class MetaIteration
             var n = batch.Tasks;
             double[] sums;
             using (PhaseClock.Time("all-reduce (wall)"))
-                sums = parallel.AllReduce(step.Gradients, [step.Loss * n, step.Accuracy * n, stop ? 1 : 0], $"the all-reduce of iteration {iteration}");
+                sums = parallel.AllReduce(step.Gradients, [step.Loss * n, step.Accuracy * n, stop.IsCancellationRequested ? 1 : 0], $"the all-reduce of iteration {iteration}");
             // A signal reaches the ranks at different moments: the all-reduce carries it, so every
             // rank stops after this same step instead of one waiting for the others until the timeout.
             step = step with { Loss = sums[0] / a.MetaBatchSize, Accuracy = sums[1] / a.MetaBatchSize, Stop = sums[2] > 0 };
         }
         else
         {
-            step = step with { Stop = stop };
+            step = step with { Stop = stop.IsCancellationRequested };
         }
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;

@@ -46,25 +46,6 @@ public sealed class RunDirectory : IDisposable
     public static RunDirectory At(string path) => new(path);
 
     /// <summary>
-    /// The folder for a new run (--out, or output.dir/NAME-TIMESTAMP), refused if it already holds
-    /// a run; created, with config.yaml written.
-    /// </summary>
-    public static RunDirectory CreateNew(RunConfig config, string? outDir)
-    {
-        var run = Claim(config, outDir);
-        try
-        {
-            run.WriteConfig(config);
-            return run;
-        }
-        catch
-        {
-            run.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>
     /// The folder for a new run, checked and owned (<see cref="Own"/>) but with nothing written in
     /// it yet: the caller finishes its own checks (the data set, the model), then calls
     /// <see cref="WriteConfig"/>; if they fail, <see cref="Abandon"/> leaves no trace.
@@ -129,9 +110,9 @@ public sealed class RunDirectory : IDisposable
     }
 
     /// <summary>
-    /// An interrupted run to continue: its last checkpoint, checked against the config before
-    /// anything in the folder is touched; then config.yaml is rewritten (only keys a resume may
-    /// change can differ). The caller owns the returned checkpoint.
+    /// An interrupted run to continue, owned: its last checkpoint, checked against the config before
+    /// anything in the folder is touched. The caller owns the returned checkpoint and calls
+    /// <see cref="WriteConfig"/> once its own checks have passed.
     /// </summary>
     public static (RunDirectory Run, Checkpoint Last) Resume(RunConfig config, string resumeDir, string? outDir)
     {
@@ -164,7 +145,7 @@ public sealed class RunDirectory : IDisposable
     }
 
     /// <summary>Where rank <paramref name="rank"/> of a data-parallel run logs (rank 0: the run's own log).</summary>
-    public string RankLogPath(int rank) => rank == 0 ? LogPath : Combine($"train.rank{rank}.log");
+    private string RankLogPath(int rank) => rank == 0 ? LogPath : Combine($"train.rank{rank}.log");
 
     /// <summary>The run's log file (Serilog), debug level with <paramref name="verbose"/>; <paramref name="rank"/> > 0 logs beside it.</summary>
     public Serilog.Core.Logger CreateLog(bool verbose, int rank = 0) => new LoggerConfiguration()

@@ -75,11 +75,9 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
-                var step = experiment.Iterate(optimizer, batch, it, Stop.IsCancellationRequested);
+                var step = experiment.Iterate(optimizer, batch, it, Stop);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds);
-                // Alone, a signal that came during the step stops after it; in a data-parallel run the
-                // ranks agree through the step's all-reduce (each passed in what it had seen by then).
-                stopAsked = experiment.Parallel == null ? Stop.IsCancellationRequested : step.Stop;
+                stopAsked = step.Stop;
             }
             if (!double.IsFinite(row.TrainLoss))
                 throw new MetaRunException(ExitCodes.Failure, $"training diverged at iteration {it} (loss {row.TrainLoss}); lower algorithm.inner_lr or algorithm.outer_lr");
