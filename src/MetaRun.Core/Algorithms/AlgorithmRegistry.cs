@@ -28,8 +28,10 @@ public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Obje
 /// </summary>
 /// <param name="Keys">The algorithm.* keys it reads beyond the outer loop's (name, outer_*, meta_batch_size, iterations); any other key set away from its default is a config error.</param>
 /// <param name="Batched">Whether a whole meta-batch can run as one batched computation (execution: batched): true for the fast-weight learners.</param>
+/// <param name="Check">A combination of algorithm.* values the method cannot work with: the key to name and why, or null when all is well.</param>
 public sealed record AlgorithmInfo(string Name, string Paper, HeadKind Head, TrainsOn Trains, bool SupportsRegression,
-    IReadOnlyList<string> Keys, Func<AlgorithmContext, IMetaLearner> Create, bool Batched = false)
+    IReadOnlyList<string> Keys, Func<AlgorithmContext, IMetaLearner> Create, bool Batched = false,
+    Func<AlgorithmConfig, (string Key, string Problem)?>? Check = null)
 {
     /// <summary>Whether evaluation episodes may have other ways than training ones (nothing trained is tied to the ways).</summary>
     public bool AnyTestWays => Head != HeadKind.PerWay;
@@ -61,6 +63,13 @@ public static class AlgorithmRegistry
             c => new Anil(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false), Batched: true),
         new("alfa", "Baik, Choi, Choi, Kim and Lee 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
             c => new Alfa(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed)),
+        new("adml", "Yin, Tang, Xu and Wang 2018", HeadKind.PerWay, TrainsOn.Episodes, false, [.. Inner, "epsilon"],
+            c => new Adml(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.Epsilon, PixelSpace.Of(c.Family, "algorithm.name: adml"))),
+        new("alpha-maml", "Behl, Baydin and Torr 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [.. Inner, "inner_hyper_lr", "outer_hyper_lr"],
+            c => new AlphaMaml(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.OuterLr, c.Config.InnerHyperLr, c.Config.OuterHyperLr),
+            Check: a => a.OuterOptimizer != "sgd" ? ("algorithm.outer_optimizer", $"'algorithm.outer_optimizer' is {a.OuterOptimizer}, but alpha-maml tunes the rate of plain SGD by hypergradient descent; set it to sgd")
+                : a.OuterLrSchedule != "constant" ? ("algorithm.outer_lr_schedule", $"'algorithm.outer_lr_schedule' is {a.OuterLrSchedule}, but alpha-maml sets the outer rate itself at every step; leave it constant")
+                : null),
         new("protonet", "Snell, Swersky and Zemel 2017", HeadKind.None, TrainsOn.Episodes, false, [],
             c => new ProtoNet(c.Model, c.Objective)),
         new("matchingnet", "Vinyals, Blundell, Lillicrap, Kavukcuoglu and Wierstra 2016", HeadKind.None, TrainsOn.Episodes, false, [],

@@ -72,6 +72,28 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
     /// <summary>The query logits; the state is the frozen body and the new head.</summary>
     public AdaptedTask AdaptTo(Episode task)
     {
+        var (head, query) = FitHead(task);
+        using var noGrad = Torch.NoGrad();
+        var body = model.IndicesOf(ParameterRole.Body, ParameterRole.BatchNorm);
+        return new AdaptedTask(Head(query, head[0], head[1]),
+            [.. body.Select(i => KeyValuePair.Create(model.ParameterNames[i], model.Parameters[i])), KeyValuePair.Create("head.weight", head[0].Detach()), KeyValuePair.Create("head.bias", head[1].Detach())]);
+    }
+
+    /// <summary>The new head on the frozen body; the query inputs are the argument (an attack perturbs them).</summary>
+    public Func<Tensor, Tensor> Predictor(Episode task)
+    {
+        var (head, _) = FitHead(task);
+        var nS = task.SupportX.Size(0);
+        return x =>
+        {
+            var all = model.Embed(Torch.Cat([task.SupportX, x]), model.Parameters);
+            return Head(all.Narrow(0, nS, all.Size(0) - nS), head[0], head[1]);
+        };
+    }
+
+    /// <summary>A new head trained on the support features, and the query features it scores.</summary>
+    private (Tensor[] Head, Tensor Query) FitHead(Episode task)
+    {
         // Support and query go through the frozen body in one batch (batch norm uses its statistics; see README).
         Tensor support, query;
         using (Torch.NoGrad())
@@ -95,10 +117,7 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
             var loss = objective.Loss(Head(support, head[0], head[1]), task.SupportY);
             opt.Step(Torch.Grad([loss], head, allowUnused: true));
         }
-        using var noGrad = Torch.NoGrad();
-        var body = model.IndicesOf(ParameterRole.Body, ParameterRole.BatchNorm);
-        return new AdaptedTask(Head(query, head[0], head[1]),
-            [.. body.Select(i => KeyValuePair.Create(model.ParameterNames[i], model.Parameters[i])), KeyValuePair.Create("head.weight", head[0].Detach()), KeyValuePair.Create("head.bias", head[1].Detach())]);
+        return (head, query);
     }
 
     public void Dispose() => model.Dispose();

@@ -48,6 +48,9 @@ public abstract class EmbeddingLearner : IMetaLearner
         return (all.Narrow(0, nS, all.Size(0) - nS), all.Narrow(0, 0, nS), ways);
     }
 
+    /// <summary>The support set stays as it is; the query inputs are the argument (an attack perturbs them).</summary>
+    public Func<Tensor, Tensor> Predictor(Episode task) => x => Score(task with { QueryX = x });
+
     private Tensor Score(Episode task)
     {
         var (query, support, ways) = Embed(task);

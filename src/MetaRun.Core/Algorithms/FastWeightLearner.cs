@@ -38,6 +38,22 @@ public abstract class FastWeightLearner : IMetaLearner
     /// <summary>Fast weights (in the model's parameter order) after <paramref name="steps"/> inner steps on (x, y); createGraph keeps them differentiable.</summary>
     public abstract IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph);
 
+    /// <summary>
+    /// The plain inner loop: <paramref name="steps"/> gradient steps on the loss of (x, y) over all
+    /// weights, each weight i becoming update(i, w, ∇w) (MAML: w − α∇w; Meta-SGD: w − α_i ∘ ∇w).
+    /// </summary>
+    protected IReadOnlyList<Tensor> GradientSteps(Tensor x, Tensor y, int steps, bool createGraph, Func<int, Tensor, Tensor, Tensor> update)
+    {
+        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
+        for (var s = 0; s < steps; s++)
+        {
+            var loss = Objective.Loss(Model.Forward(x, fast), y);
+            var grads = Torch.Grad([loss], fast, createGraph: createGraph);
+            fast = fast.Select((w, i) => update(i, w, grads[i]!)).ToArray();
+        }
+        return fast;
+    }
+
     /// <summary>Whether the inner gradients stay in the graph now (second order) or count as constants (first order).</summary>
     protected virtual bool SecondOrder => true;
 
@@ -78,6 +94,12 @@ public abstract class FastWeightLearner : IMetaLearner
         var fast = Adapt(task.SupportX, task.SupportY, TestInnerSteps, createGraph: false);
         using var noGrad = Torch.NoGrad();
         return new AdaptedTask(Model.Forward(task.QueryX, fast), [.. Model.ParameterNames.Zip(fast, KeyValuePair.Create)]);
+    }
+
+    public Func<Tensor, Tensor> Predictor(Episode task)
+    {
+        var fast = Adapt(task.SupportX, task.SupportY, TestInnerSteps, createGraph: false);
+        return x => Model.Forward(x, fast);
     }
 
     public TaskScore Evaluate(Episode task)

@@ -38,6 +38,13 @@ public interface IMetaLearner : IDisposable
 
     /// <summary>Adapts on the support set with the evaluation settings and scores on the query set.</summary>
     TaskScore Evaluate(Episode task);
+
+    /// <summary>
+    /// Adapts on the support set with the evaluation settings and returns the adapted classifier:
+    /// query inputs to logits, differentiable in the inputs, so an attack can perturb the query
+    /// set against the very model it is scored by (`metarun eval --attack`).
+    /// </summary>
+    Func<Tensor, Tensor> Predictor(Episode task);
 }
 
 /// <summary>
@@ -58,4 +65,26 @@ public interface IIterationAware
 public interface ITrainingBatchSource
 {
     MetaRun.Data.MetaBatch TrainingBatch(long index);
+}
+
+/// <summary>
+/// Optional for a learner that sets rates of its own from the meta-gradient (Alpha MAML's
+/// hypergradient descent). Called with the meta-batch's gradients — after the all-reduce, so
+/// every rank computes the same — before the optimizer's step: it may update tensors of its own
+/// and set their gradients to null so the optimizer leaves them alone, and it returns the outer
+/// learning rate for this step.
+/// </summary>
+public interface IOuterStepAware
+{
+    double BeforeOuterStep(Tensor?[] gradients, double learningRate);
+}
+
+/// <summary>Optional for a learner whose hyperparameters change as it trains: the trainer logs them with every iteration's metrics.</summary>
+public interface ITracesHyperparameters
+{
+    /// <summary>Column names in metrics.csv and keys in metrics.jsonl.</summary>
+    IReadOnlyList<string> TracedNames { get; }
+
+    /// <summary>Their values now, in <see cref="TracedNames"/>' order.</summary>
+    IReadOnlyList<double> Traced();
 }

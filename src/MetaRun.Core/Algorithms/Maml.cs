@@ -15,15 +15,6 @@ public sealed class Maml(IModel model, Objective objective, double innerLr, int 
 {
     protected override bool SecondOrder => !firstOrder;
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
-    {
-        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
-        for (var s = 0; s < steps; s++)
-        {
-            var loss = Objective.Loss(Model.Forward(x, fast), y);
-            var grads = Torch.Grad([loss], fast, createGraph: createGraph);
-            fast = fast.Select((w, i) => w - innerLr * grads[i]!).ToArray();
-        }
-        return fast;
-    }
+    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>
+        GradientSteps(x, y, steps, createGraph, (_, w, g) => w - innerLr * g);
 }

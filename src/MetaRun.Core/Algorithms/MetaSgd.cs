@@ -27,15 +27,6 @@ public sealed class MetaSgd : FastWeightLearner
     public override IReadOnlyList<string> OuterParameterNames { get; }
     public IReadOnlyList<Tensor> Alpha => alpha;
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
-    {
-        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
-        for (var s = 0; s < steps; s++)
-        {
-            var loss = Objective.Loss(Model.Forward(x, fast), y);
-            var grads = Torch.Grad([loss], fast, createGraph: createGraph);
-            fast = fast.Select((w, i) => w - alpha[i] * grads[i]!).ToArray();
-        }
-        return fast;
-    }
+    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>
+        GradientSteps(x, y, steps, createGraph, (i, w, g) => w - alpha[i] * g);
 }

@@ -242,6 +242,8 @@ public static class ConfigLoader
             throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
         if (c.Data.IsRegression && !known.SupportsRegression)
             throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset {c.Data.Dataset} is regression");
+        if (known.Check?.Invoke(c.Algorithm) is { } wrong)
+            throw new ConfigException($"{where(wrong.Key)}: {wrong.Problem}");
         // A key the algorithm never reads would be silently ignored: refuse it unless it is left at its default.
         var defaults = new AlgorithmConfig();
         foreach (var prop in typeof(AlgorithmConfig).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))

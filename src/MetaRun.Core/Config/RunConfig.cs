@@ -111,6 +111,12 @@ public sealed class AlgorithmConfig
     [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
     [Range(1, 100000)] public int BatchSize { get; set; } = 16;
+    /// <summary>ADML: the L∞ size of its FGSM examples in pixel units (a fraction of the 0–255 range).</summary>
+    [Range(0.0, 1.0)] public double Epsilon { get; set; } = 0.1;
+    /// <summary>Alpha MAML: the hypergradient step μ_α of the inner rate.</summary>
+    [Range(0.0, 1e6)] public double InnerHyperLr { get; set; } = 1e-4;
+    /// <summary>Alpha MAML: the hypergradient step μ_β of the outer rate.</summary>
+    [Range(0.0, 1e6)] public double OuterHyperLr { get; set; } = 1e-4;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -10,9 +10,10 @@ using MetaRun.Training;
 namespace MetaRun.Evaluation;
 
 /// <summary>The meta-test result of a checkpoint: the headline metric over episodes with its 95% interval, and what produced it.</summary>
+/// <param name="Attacked">Under <paramref name="Attack"/>: the headline metric on the perturbed query sets, episode for episode beside <paramref name="Summary"/>.</param>
 public sealed record EvaluationResult(
     HeadlineMetric Metric, Summary Summary, string Split, EpisodeShape Shape, bool Regression,
-    int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds)
+    int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds, Attack? Attack = null, Summary? Attacked = null)
 {
     /// <summary>
     /// Whether every episode scored a finite number. A NaN or infinite score means the adapted
@@ -29,6 +30,17 @@ public sealed record EvaluationResult(
     {
         var json = Fields();
         if (Finite) json.Remove("non_finite");
+        if (Attack != null && Attacked is { } a)
+            json["attack"] = new JsonObject
+            {
+                ["kind"] = Attack.Name,
+                ["epsilon"] = Attack.Epsilon,
+                ["steps"] = Attack.Steps,
+                ["step_size"] = Math.Round(Attack.StepSize, 6),
+                ["on"] = "query",
+                ["mean"] = double.IsFinite(a.Mean) ? Math.Round(a.Mean, 6) : null,
+                ["ci95"] = double.IsFinite(a.Ci95) ? Math.Round(a.Ci95, 6) : null,
+            };
         return json;
     }
 
@@ -73,7 +85,8 @@ public static class Evaluator
     /// as several ranks (torchrun or Slurm variables, or --nproc), each scores its share of the
     /// episodes and every rank returns the same result from all of them.
     /// </summary>
-    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
+    /// <param name="attack">Also score every episode's query set perturbed by this attack against the adapted model.</param>
+    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null, Attack? attack = null)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
         foreach (var s in sets)
@@ -95,9 +108,19 @@ public static class Evaluator
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
         List<TaskScore> scores;
+        Summary? attacked = null;
         try
         {
-            scores = experiment.Evaluate(split, episodes);
+            if (attack == null)
+            {
+                scores = experiment.Evaluate(split, episodes);
+            }
+            else
+            {
+                var pairs = experiment.EvaluateUnderAttack(split, episodes, attack);
+                scores = [.. pairs.Select(p => p.Clean)];
+                attacked = Summary.Of(pairs.Select(p => metric.Of(p.Attacked)).ToArray());
+            }
             parallel?.Barrier("the end of evaluation");
         }
         catch (Exception e)
@@ -106,7 +129,8 @@ public static class Evaluator
             throw;
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
-            experiment.Family.IsRegression, config.Algorithm.EffectiveTestInnerSteps, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds);
+            experiment.Family.IsRegression, config.Algorithm.EffectiveTestInnerSteps, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds,
+            attack, attacked);
     }
 
     /// <summary>Writes the result as JSON to <paramref name="outPath"/>, or to eval.json beside the checkpoint; returns where.</summary>

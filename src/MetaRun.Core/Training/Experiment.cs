@@ -78,6 +78,29 @@ public sealed class Experiment : IDisposable
         return Enumerable.Range(0, all.Length / 2).Select(i => new TaskScore(all[2 * i], all[2 * i + 1])).ToList();
     }
 
+    /// <summary>
+    /// Each episode scored twice by the same adapted model: on its clean query set, and on the
+    /// query set perturbed by <paramref name="attack"/> against that model. PGD's random start
+    /// is seeded by the episode's index, so the figures repeat at any worker or rank count.
+    /// </summary>
+    public List<(TaskScore Clean, TaskScore Attacked)> EvaluateUnderAttack(Split split, int count, Attack attack)
+    {
+        var pixels = PixelSpace.Of(Family, "--attack");
+        (TaskScore, TaskScore) Score(Episode task, long index)
+        {
+            var predict = Learner.Predictor(task);
+            using var start = new Generator((ulong)Config.Seed ^ (0x61747461636BUL + (ulong)index));
+            var attacked = pixels.Perturb(predict, task.QueryX, task.QueryY, Objective, attack, start);
+            using var noGrad = Torch.NoGrad();
+            return (Objective.Score(predict(task.QueryX), task.QueryY), Objective.Score(predict(attacked), task.QueryY));
+        }
+        var (first, mine) = Parallel == null ? (0L, count) : Parallel.Share(0, count);
+        var scores = MetaBatchRunner.ForEachEpisode(Family, split, first, mine, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers, Score);
+        if (Parallel == null) return scores;
+        var all = Parallel.Gather(scores.SelectMany(s => new[] { s.Item1.Loss, s.Item1.Accuracy, s.Item2.Loss, s.Item2.Accuracy }).ToArray(), $"gathering the {split} scores");
+        return Enumerable.Range(0, all.Length / 4).Select(i => (new TaskScore(all[4 * i], all[4 * i + 1]), new TaskScore(all[4 * i + 2], all[4 * i + 3]))).ToList();
+    }
+
     /// <param name="dataOptions">The data layer's cache and messages (default: the standard cache, silent).</param>
     public static Experiment Create(RunConfig config, string? dataRootOverride, DataParallel? parallel = null, DataOptions? dataOptions = null)
     {

@@ -79,16 +79,20 @@ public static class MetaBatchRunner
     }
 
     /// <summary>Adapts to and scores episodes start..start+count−1 of a split, in order.</summary>
-    public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers)
+    public static List<TaskScore> Evaluate(IMetaLearner learner, ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers) =>
+        ForEachEpisode(family, split, start, count, shape, batchSize, device, workers, (task, _) => learner.Evaluate(task));
+
+    /// <summary>score(episode, its index in the split) for episodes start..start+count−1, in order, on up to <paramref name="workers"/> threads.</summary>
+    public static List<T> ForEachEpisode<T>(ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers, Func<Episode, long, T> score)
     {
-        var scores = new List<TaskScore>(count);
+        var scores = new List<T>(count);
         for (long first = 0; first < count; first += batchSize)
         {
             using var scope = Torch.NewScope();
             using var batch = family.Sample(split, start + first, (int)Math.Min(batchSize, count - first), shape);
             var tasks = Episodes(batch, device);
-            var results = new TaskScore[tasks.Length];
-            ForEachTask(tasks.Length, workers, i => results[i] = learner.Evaluate(tasks[i]));
+            var results = new T[tasks.Length];
+            ForEachTask(tasks.Length, workers, i => results[i] = score(tasks[i], start + first + i));
             scores.AddRange(results);
         }
         return scores;

@@ -73,6 +73,7 @@ public static class MetaIteration
         {
             step = step with { Stop = stop.IsCancellationRequested };
         }
+        if (learner is IOuterStepAware aware) optimizer.LearningRate = aware.BeforeOuterStep(step.Gradients, optimizer.LearningRate);
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;
     }

@@ -58,7 +58,8 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         }
 
         if (writes) Directory.CreateDirectory(run.CheckpointDir);
-        using var metrics = writes ? new MetricsLog(run, start) : null;
+        var traced = experiment.Learner as ITracesHyperparameters;
+        using var metrics = writes ? new MetricsLog(run, start, traced?.TracedNames) : null;
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
@@ -76,7 +77,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             {
                 using var batch = prefetcher.Next();
                 var step = experiment.Iterate(optimizer, batch, it, Stop);
-                row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds);
+                row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds, Traced: traced?.Traced());
                 stopAsked = step.Stop;
             }
             if (!double.IsFinite(row.TrainLoss))

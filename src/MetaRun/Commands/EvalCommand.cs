@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Distributed;
@@ -18,22 +19,33 @@ public static class EvalCommand
         split.AcceptOnlyFromAmong("test", "val");
         var set = new Option<string[]>("--set") { Description = $"Override one of {string.Join(", ", Evaluator.ChangeableKeys)}", AllowMultipleArgumentsPerToken = false };
         var output = new Option<string?>("--out") { Description = "Where to write the JSON result (default: eval.json beside the checkpoint)" };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output, Nproc.Option };
+        var attack = new Option<string?>("--attack") { Description = "Also score each episode's query set perturbed against the adapted model: fgsm or pgd (L∞; see docs/robustness.md)" };
+        attack.AcceptOnlyFromAmong("fgsm", "pgd");
+        var epsilon = new Option<double?>("--epsilon") { Description = "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)" };
+        var steps = new Option<int?>("--steps") { Description = $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)" };
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
-            : Run(r.GetValue(checkpoint)!, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot)));
+            : Run(r.GetValue(checkpoint)!, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
+                AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps))));
         return command;
     }
 
-    private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot)
+    private static Attack? AttackFrom(string? kind, double? epsilon, int? steps) => kind == null
+        ? (epsilon ?? (double?)steps) == null ? null : throw new ConfigException("--epsilon and --steps belong to an attack: add --attack fgsm or --attack pgd")
+        : Attack.Parse(kind, epsilon ?? throw new ConfigException($"--attack {kind}: give its size with --epsilon E (pixel units, e.g. 0.1)"), steps);
+
+    private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
     {
-        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"));
+        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack);
         // Every rank holds the same result; rank 0 alone reports it.
         if (Launch.FromEnvironment() is { Rank: > 0 }) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
         var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";
         Console.WriteLine($"{what} {r.Summary.Mean.ToString("0.0000", inv)} ± {r.Summary.Ci95.ToString("0.0000", inv)} (95% CI) over {r.Summary.Count} {r.Split} episodes, {shapeText}, {r.Seconds.ToString("0.0", inv)} s");
+        if (r.Attacked is { } a)
+            Console.WriteLine($"{what} {a.Mean.ToString("0.0000", inv)} ± {a.Ci95.ToString("0.0000", inv)} (95% CI) under {r.Attack} on the query sets, same episodes");
         if (r.NonFiniteReason is { } why) Console.Error.WriteLine($"metarun: {why}");
         Console.WriteLine($"written to {Evaluator.Write(r, outPath)}");
         return r.Finite ? ExitCodes.Success : ExitCodes.Failure;

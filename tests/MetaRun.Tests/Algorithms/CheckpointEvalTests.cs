@@ -20,6 +20,8 @@ public class CheckpointEvalTests
     [InlineData("metasgd")]
     [InlineData("alfa", "algorithm.inner_steps=2")]
     [InlineData("anil", "algorithm.inner_steps=2")]
+    [InlineData("adml", "algorithm.epsilon=0.05")]
+    [InlineData("alpha-maml", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=0.1")]
     [InlineData("protonet", "data.train.ways=10", "algorithm.test_inner_steps=0")]
     [InlineData("matchingnet", "algorithm.test_inner_steps=0")]
     [InlineData("relationnet", "algorithm.test_inner_steps=0")]

@@ -1,0 +1,101 @@
+using LibTorch;
+using MetaRun.Config;
+using MetaRun.Data;
+
+namespace MetaRun.Algorithms;
+
+public enum AttackKind { Fgsm, Pgd }
+
+/// <summary>
+/// An L∞ attack on a classifier's inputs. <paramref name="Epsilon"/> is in pixel units: a
+/// fraction of the image's 0–255 range, whatever the data set's normalisation, so ε = 0.1 means
+/// the same on Omniglot and on a folder of photos.
+///   FGSM (Goodfellow, Shlens and Szegedy 2015): x' = clip(x + ε · sign ∇x L(x, y))
+///   PGD (Madry, Makelov, Schmidt, Tsipras and Vladu 2018): a uniform random start in the ε-ball,
+///   then <paramref name="Steps"/> steps x ← Π(x + a · sign ∇x L), a = 2.5 ε / steps, Π the
+///   projection onto the ε-ball around the clean x and the valid pixel range.
+/// </summary>
+public sealed record Attack(AttackKind Kind, double Epsilon, int Steps = 1)
+{
+    public const int DefaultPgdSteps = 10;
+
+    /// <summary>Madry et al.'s step: 2.5 ε / steps lets the iterates cross the ball from any start.</summary>
+    public double StepSize => Kind == AttackKind.Fgsm ? Epsilon : 2.5 * Epsilon / Steps;
+
+    public string Name => Kind == AttackKind.Fgsm ? "fgsm" : "pgd";
+
+    public override string ToString() => Kind == AttackKind.Fgsm ? $"FGSM (ε = {Epsilon:0.###})" : $"PGD (ε = {Epsilon:0.###}, {Steps} steps)";
+
+    /// <summary>The attack a command line names; a bad combination is one line naming the option.</summary>
+    public static Attack Parse(string kind, double epsilon, int? steps)
+    {
+        if (!(epsilon > 0 && epsilon <= 1)) throw new ConfigException($"--epsilon: {epsilon} is not in (0, 1]; ε is a fraction of the pixel range (0.1 = 25.5 of 255 levels)");
+        return kind switch
+        {
+            "fgsm" when steps is not null and not 1 => throw new ConfigException("--steps: FGSM takes exactly one step; use --attack pgd for several"),
+            "fgsm" => new Attack(AttackKind.Fgsm, epsilon),
+            "pgd" when steps is < 1 => throw new ConfigException($"--steps: {steps} must be at least 1"),
+            "pgd" => new Attack(AttackKind.Pgd, epsilon, steps ?? DefaultPgdSteps),
+            _ => throw new ConfigException($"--attack: unknown attack '{kind}' (known: fgsm, pgd)"),
+        };
+    }
+}
+
+/// <summary>
+/// Where an image family's inputs may lie and what one pixel unit is in them: the families store
+/// bytes and hand the model byte · scale + offset per channel, so a pixel-unit ε is
+/// ε · 255 · |scale| in input units and the valid range is the image of [0, 255].
+/// </summary>
+public sealed class PixelSpace
+{
+    private readonly float[] low, high, unit;
+
+    public PixelSpace(IReadOnlyList<float> scale, IReadOnlyList<float> offset)
+    {
+        var c = scale.Count;
+        (low, high, unit) = (new float[c], new float[c], new float[c]);
+        for (var i = 0; i < c; i++)
+        {
+            var (a, b) = (offset[i], 255 * scale[i] + offset[i]);
+            (low[i], high[i], unit[i]) = (Math.Min(a, b), Math.Max(a, b), 255 * Math.Abs(scale[i]));
+        }
+    }
+
+    /// <summary>The pixel space of an image family; anything else cannot be attacked in pixels (one line naming what asked).</summary>
+    public static PixelSpace Of(ITaskFamily? family, string who) => family is ImageTaskFamily f
+        ? new PixelSpace(f.Scale, f.Offset)
+        : throw new ConfigException($"{who}: adversarial examples are perturbed images; the {family?.Name ?? "given"} task family has no pixels (use omniglot, miniimagenet or folder)");
+
+    public int Channels => unit.Length;
+
+    /// <summary>[C, 1, 1] per-channel constants to broadcast over [N, C, H, W] inputs.</summary>
+    private static Tensor PerChannel(float[] v, Tensor like) => Torch.From(v, v.Length, 1, 1).To(like.Device).To(like.DType);
+
+    /// <summary>
+    /// Adversarial versions of <paramref name="x"/> against <paramref name="logitsOf"/> (which must be
+    /// differentiable in its input), with no graph: the result is a constant, as in FGSM training.
+    /// PGD's random start draws from <paramref name="start"/>, so an episode's attack repeats.
+    /// </summary>
+    public Tensor Perturb(Func<Tensor, Tensor> logitsOf, Tensor x, Tensor y, Objective objective, Attack attack, Generator? start = null)
+    {
+        if (x.Dim != 4 || x.Size(1) != Channels)
+            throw new ArgumentException($"attacks take [N, {Channels}, H, W] images, not {x}");
+        using var grad = Torch.EnableGrad();
+        var clean = x.Detach();
+        var (lo, hi, u) = (PerChannel(low, x), PerChannel(high, x), PerChannel(unit, x));
+        var radius = u * attack.Epsilon;
+        var (floor, ceiling) = ((clean - radius).Maximum(lo), (clean + radius).Minimum(hi));
+        var adv = clean;
+        if (attack.Kind == AttackKind.Pgd)
+            adv = (clean + (Torch.Rand(x.Shape, ScalarType.Float32, Device.Cpu, start).To(x.Device).To(x.DType) * 2 - 1) * radius).Maximum(floor).Minimum(ceiling);
+        var step = u * attack.StepSize;
+        for (var s = 0; s < attack.Steps; s++)
+        {
+            var input = adv.Detach().RequiresGrad_();
+            var loss = objective.Loss(logitsOf(input), y);
+            var g = Torch.Grad([loss], [input])[0]!;
+            adv = (input.Detach() + g.Sign() * step).Maximum(floor).Minimum(ceiling);
+        }
+        return adv.Detach();
+    }
+}
