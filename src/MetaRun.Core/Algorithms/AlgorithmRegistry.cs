@@ -62,7 +62,11 @@ public static class AlgorithmRegistry
         new("anil", "Raghu, Raghu, Bengio and Vinyals 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
             c => new Anil(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false), Batched: true),
         new("alfa", "Baik, Choi, Choi, Kim and Lee 2020", HeadKind.PerWay, TrainsOn.Episodes, true, Inner,
-            c => new Alfa(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed)),
+            c => new Alfa(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed),
+            // Its rates and decays are learned per step: steps it never trained at would run on untrained ones.
+            Check: a => a.EffectiveTestInnerSteps > a.InnerSteps
+                ? ("algorithm.test_inner_steps", $"'algorithm.test_inner_steps' is {a.TestInnerSteps}, but alfa learns its rate and decay for each of its {a.InnerSteps} training step(s) only; test with at most inner_steps steps (the paper uses the same number)")
+                : null),
         new("adml", "Yin, Tang, Xu and Wang 2018", HeadKind.PerWay, TrainsOn.Episodes, false, [.. Inner, "epsilon"],
             c => new Adml(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.Epsilon, PixelSpace.Of(c.Family, "algorithm.name: adml"))),
         new("alpha-maml", "Behl, Baydin and Torr 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [.. Inner, "inner_hyper_lr", "outer_hyper_lr"],

@@ -18,7 +18,7 @@ public class CheckpointEvalTests
     [InlineData("fomaml", "algorithm.inner_steps=2")]
     [InlineData("reptile", "algorithm.inner_steps=2", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=1", "algorithm.outer_lr_schedule=linear")]
     [InlineData("metasgd")]
-    [InlineData("alfa", "algorithm.inner_steps=2")]
+    [InlineData("alfa", "algorithm.inner_steps=2", "algorithm.test_inner_steps=2")]
     [InlineData("anil", "algorithm.inner_steps=2")]
     [InlineData("adml", "algorithm.epsilon=0.05")]
     [InlineData("alpha-maml", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=0.1")]

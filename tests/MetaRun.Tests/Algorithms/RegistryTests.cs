@@ -21,6 +21,15 @@ public class RegistryTests
     }
 
     [Fact]
+    public void AlfaRefusesToTestWithMoreStepsThanItLearnedRatesFor()
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse("  name: alfa\n  inner_steps: 2\n  test_inner_steps: 3\n"));
+        Assert.Contains("t.yaml:6", e.Message);
+        Assert.Contains("'algorithm.test_inner_steps' is 3, but alfa", e.Message);
+        Assert.Equal(2, Parse("  name: alfa\n  inner_steps: 2\n").Algorithm.EffectiveTestInnerSteps);
+    }
+
+    [Fact]
     public void AnIgnoredKeyLeftAtItsDefaultIsAccepted()
     {
         // A run's own config.yaml lists every key with its value; feeding it back must work.
