@@ -111,6 +111,8 @@ public sealed class AlgorithmConfig
     [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
     [Range(1, 100000)] public int BatchSize { get; set; } = 16;
+    /// <summary>Matching Networks: full context embeddings (the paper's bidirectional support LSTM and attention LSTM for queries).</summary>
+    public bool Fce { get; set; }
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }
