@@ -152,6 +152,16 @@ MR_EXPORT Handle mr_cross_entropy(Handle logits, Handle target, int reduction) {
   MR_TENSOR(at::cross_entropy_loss(T(logits), T(target), {}, reduction))
 }
 MR_EXPORT Handle mr_mse_loss(Handle a, Handle b, int reduction) { MR_TENSOR(at::mse_loss(T(a), T(b), reduction)) }
+// One LSTM step, ATen's differentiable cell: gates = x·w_ihᵀ + b_ih + h·w_hhᵀ + b_hh in PyTorch's
+// (input, forget, cell, output) order. Two outputs, so through out-parameters; biases may be null.
+MR_EXPORT int mr_lstm_cell(Handle x, Handle h, Handle c, Handle w_ih, Handle w_hh, Handle b_ih, Handle b_hh, Handle* h_out,
+                           Handle* c_out) {
+  MR_STATUS({
+    auto hc = at::lstm_cell(T(x), {T(h), T(c)}, T(w_ih), T(w_hh), opt(b_ih), opt(b_hh));
+    *h_out = wrap(std::get<0>(hc));
+    *c_out = wrap(std::get<1>(hc));
+  })
+}
 // Dropout draws its mask from the given generator so that it is reproducible.
 MR_EXPORT Handle mr_dropout(Handle x, double p, int training, void* gen) {
   MR_TENSOR([&] {

@@ -61,6 +61,16 @@ public static class F
     public static Tensor MseLoss(Tensor input, Tensor target, Reduction reduction = Reduction.Mean) =>
         new(mr_mse_loss(input.Handle, target.Handle, (int)reduction));
 
+    /// <summary>
+    /// One LSTM step (PyTorch's LSTMCell): x [N, I], h and c [N, H], wIh [4H, I], wHh [4H, H],
+    /// biases [4H] or null, gates in (input, forget, cell, output) order. Returns the next (h, c).
+    /// </summary>
+    public static (Tensor H, Tensor C) LstmCell(Tensor input, Tensor h, Tensor c, Tensor wIh, Tensor wHh, Tensor? bIh = null, Tensor? bHh = null)
+    {
+        Check(mr_lstm_cell(input.Handle, h.Handle, c.Handle, wIh.Handle, wHh.Handle, H(bIh), H(bHh), out var hOut, out var cOut));
+        return (new Tensor(hOut), new Tensor(cOut));
+    }
+
     /// <summary>Resizes [N, C, H, W] images. Antialiasing (bilinear/bicubic) low-pass filters when shrinking.</summary>
     public static Tensor Interpolate(Tensor input, int height, int width, InterpolationMode mode = InterpolationMode.Bilinear, bool antialias = false) =>
         new(mr_interpolate(input.Handle, height, width, (int)mode, antialias ? 1 : 0));

@@ -117,6 +117,7 @@ internal static unsafe partial class Native
     [DllImport(Lib)] internal static extern IntPtr mr_mse_loss(IntPtr a, IntPtr b, int reduction);
     [DllImport(Lib)] internal static extern IntPtr mr_dropout(IntPtr x, double p, int training, IntPtr gen);
     [DllImport(Lib)] internal static extern IntPtr mr_interpolate(IntPtr x, long oh, long ow, int mode, int antialias);
+    [DllImport(Lib)] internal static extern int mr_lstm_cell(IntPtr x, IntPtr h, IntPtr c, IntPtr wIh, IntPtr wHh, IntPtr bIh, IntPtr bHh, out IntPtr hOut, out IntPtr cOut);
 
     [DllImport(Lib)] internal static extern int mr_backward(IntPtr h, IntPtr grad, int retainGraph, int createGraph);
     [DllImport(Lib)] internal static extern int mr_autograd_grad(IntPtr* outs, int nOut, IntPtr* gradOuts, IntPtr* ins, int nIn, int retainGraph, int createGraph, int allowUnused, IntPtr* results);

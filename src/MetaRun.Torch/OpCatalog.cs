@@ -179,6 +179,17 @@ public static class OpCatalog
         Add("interpolate bilinear up antialias", (c, x) => F.Interpolate(x[0], 5, 7, antialias: true), U(1, 2, 3, 4));
         Add("interpolate bicubic down antialias", (c, x) => F.Interpolate(x[0], 3, 3, InterpolationMode.Bicubic, antialias: true), U(1, 1, 7, 6));
         Add("interpolate area", (c, x) => F.Interpolate(x[0], 3, 2, InterpolationMode.Area), U(1, 2, 7, 5));
+        // Both outputs at once, so the gradient check covers the paths through h and through c.
+        Add("lstm_cell", (c, x) =>
+        {
+            var (h, cell) = F.LstmCell(x[0], x[1], x[2], x[3], x[4], x[5], x[6]);
+            return Torch.Cat([h, cell], 1);
+        }, U(3, 4), U(3, 5), U(3, 5), U(20, 4), U(20, 5), U(20), U(20));
+        Add("lstm_cell no bias, one row", (c, x) =>
+        {
+            var (h, cell) = F.LstmCell(x[0], x[1], x[2], x[3], x[4]);
+            return Torch.Stack([h, cell]);
+        }, U(1, 2), U(1, 3), U(1, 3), U(12, 2), U(12, 3));
         Add("dropout eval", (c, x) => F.Dropout(x[0], 0.4, training: false), U(4, 5));
 
         // ---- composites ----

@@ -117,6 +117,8 @@ public sealed class AlgorithmConfig
     [Range(0.0, 1e6)] public double InnerHyperLr { get; set; } = 1e-4;
     /// <summary>Alpha MAML: the hypergradient step μ_β of the outer rate.</summary>
     [Range(0.0, 1e6)] public double OuterHyperLr { get; set; } = 1e-4;
+    /// <summary>Matching Networks: full context embeddings (the paper's bidirectional support LSTM and attention LSTM for queries).</summary>
+    public bool Fce { get; set; }
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -24,6 +24,7 @@ public class CheckpointEvalTests
     [InlineData("alpha-maml", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=0.1")]
     [InlineData("protonet", "data.train.ways=10", "algorithm.test_inner_steps=0")]
     [InlineData("matchingnet", "algorithm.test_inner_steps=0")]
+    [InlineData("matchingnet", "algorithm.test_inner_steps=0", "algorithm.fce=true")]
     [InlineData("relationnet", "algorithm.test_inner_steps=0")]
     [InlineData("maml++", "algorithm.inner_steps=2", "algorithm.multi_step_loss=true", "algorithm.lslr=true", "algorithm.per_step_bn=true",
         "algorithm.first_order_iterations=1", "algorithm.outer_lr_schedule=cosine")]

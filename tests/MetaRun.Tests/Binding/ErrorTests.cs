@@ -38,6 +38,8 @@ public sealed class ErrorTests
         Assert.Throws<TorchException>(() => Torch.Grad(x.Sum(), x));        // x does not require grad
         Assert.Throws<TorchException>(() => Torch.From(new float[] { 1, 2, 3 }, 2, 2));
         Assert.Throws<TorchException>(() => F.CrossEntropy(Torch.Zeros([2, 3]), Torch.From(new long[] { 0, 7 })));
+        // A two-output op fails as one: the hidden state's width does not match w_hh.
+        Assert.Throws<TorchException>(() => F.LstmCell(Torch.Zeros([1, 2]), Torch.Zeros([1, 4]), Torch.Zeros([1, 3]), Torch.Zeros([12, 2]), Torch.Zeros([12, 3])));
         Assert.Equal(0.0, x.Sum().Item());
     }
 
