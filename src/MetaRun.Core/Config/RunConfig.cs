@@ -111,6 +111,10 @@ public sealed class AlgorithmConfig
     [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
     [Range(1, 100000)] public int BatchSize { get; set; } = 16;
+    /// <summary>MLDG: training domains per task, the last held out as meta-test and the others meta-train.</summary>
+    [Range(2, 10000)] public int Domains { get; set; } = 4;
+    /// <summary>MLDG's β: weight of the held-out domain's loss after the meta-train step.</summary>
+    [Range(0.0, 1e6)] public double MetaTestWeight { get; set; } = 1;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -106,7 +106,7 @@ public static class Evaluator
             throw;
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
-            experiment.Family.IsRegression, config.Algorithm.EffectiveTestInnerSteps, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds);
+            experiment.Family.IsRegression, AlgorithmRegistry.Get(config.Algorithm.Name).TestInnerSteps(config.Algorithm), config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Writes the result as JSON to <paramref name="outPath"/>, or to eval.json beside the checkpoint; returns where.</summary>
