@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MetaRun.Tests.Cli;
+using MetaRun.Training;
 
 namespace MetaRun.Tests.Algorithms;
 
@@ -36,5 +37,30 @@ public class MldgCliTests
         Assert.InRange(plain.GetProperty("mean").GetDouble(), 0.0, 1.0);
         // Ten steps at α = 0.5 on a one-shot support set move the predictions.
         Assert.NotEqual(adapted.GetProperty("mean").GetDouble(), plain.GetProperty("mean").GetDouble());
+    }
+
+    [Fact]
+    public void AnInterruptedRunResumesBitIdentically()
+    {
+        var dir = TestPaths.NewTempDir("mldg-resume");
+        string[] Args(string run, int iterations, bool resume) =>
+            ["train", Path.Combine(TestPaths.Configs, "omniglot", "mldg-5w1s-cpu.yaml"), resume ? "--resume" : "--out", run, "--data-root", TestPaths.SharedDatasets,
+             "--set", $"algorithm.iterations={iterations}", "--set", "algorithm.meta_batch_size=2", "--set", "model.filters=8", "--set", "eval.interval=0",
+             "--set", "checkpoint.interval=2", "--set", "threads=1", "--set", "workers=2"];
+        byte[] Weights(string run)
+        {
+            using var c = Checkpoint.Load(Path.Combine(run, "checkpoints", "last.safetensors"));
+            return [.. c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes())];
+        }
+        var (straight, resumed) = (Path.Combine(dir, "straight"), Path.Combine(dir, "resumed"));
+        var (code, _, err) = CliRunner.Run(Args(straight, 4, resume: false));
+        Assert.True(code == 0, err);
+        (code, _, err) = CliRunner.Run(Args(resumed, 2, resume: false));
+        Assert.True(code == 0, err);
+        var early = Weights(resumed);
+        (code, _, err) = CliRunner.Run(Args(resumed, 4, resume: true));
+        Assert.True(code == 0, err);
+        Assert.NotEqual(early, Weights(resumed));
+        Assert.Equal(Weights(straight), Weights(resumed));
     }
 }
