@@ -23,6 +23,7 @@ public class AdaptReproducesEvalTests
     [InlineData("alfa")]
     [InlineData("matchingnet")]
     [InlineData("relationnet")]
+    [InlineData("mldg")]
     public void AdaptAgreesWithEvalImageForImage(string algorithm)
     {
         var dir = TestPaths.NewTempDir("adapt-" + algorithm);

@@ -1,5 +1,6 @@
 using LibTorch;
 using MetaRun.Algorithms;
+using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Models;
 
@@ -142,5 +143,19 @@ public class MldgTests
         Assert.Equal(["layer0.weight", "layer0.bias", "head.weight", "head.bias"], state);
         var supportAsQuery = episode with { QueryX = episode.SupportX, QueryY = episode.SupportY };
         Assert.True(tuned.Evaluate(supportAsQuery).Loss < still.Evaluate(supportAsQuery).Loss);
+    }
+
+    [Fact]
+    public void ItsKeysAreCheckedAndRefusedForOtherAlgorithms()
+    {
+        var path = Path.Combine(TestPaths.Configs, "omniglot", "mldg-5w1s-cpu.yaml");
+        var config = ConfigLoader.Load(path, []);
+        Assert.Equal((3, 1.0, "lake"), (config.Algorithm.Domains, config.Algorithm.MetaTestWeight, config.Data.Split));
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(path, ["algorithm.domains=1"]));
+        Assert.Contains("algorithm.domains", e.Message);
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), ["algorithm.meta_test_weight=2"]));
+        Assert.Contains("'algorithm.meta_test_weight' is not used by maml (only by mldg)", e.Message);
+        Assert.Equal(0, AlgorithmRegistry.Get("mldg").TestInnerSteps(new AlgorithmConfig { Name = "mldg", InnerSteps = 3 }));
+        Assert.Equal(3, AlgorithmRegistry.Get("maml").TestInnerSteps(new AlgorithmConfig { InnerSteps = 3 }));
     }
 }
