@@ -16,10 +16,15 @@ public enum HeadKind
 }
 
 /// <summary>What the trainer feeds an algorithm: the family's episodes, or batches the learner draws itself.</summary>
-public enum TrainsOn { Episodes, OwnBatches }
+/// <remarks>
+/// DomainEpisodes: the learner draws its own tasks (<see cref="ITrainingBatchSource"/>), but each
+/// is made of episodes shaped by data.train, so data.train is checked and the tasks of a
+/// meta-batch run side by side on the workers like episodes (MLDG's domain draws).
+/// </remarks>
+public enum TrainsOn { Episodes, OwnBatches, DomainEpisodes }
 
-/// <summary>What an algorithm's constructor gets: the config, a freshly built model, the task family and the run's seed (for weights of its own).</summary>
-public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Objective Objective, ITaskFamily? Family, ulong Seed = 0);
+/// <summary>What an algorithm's constructor gets: the config, a freshly built model, the task family, the run's seed (for weights of its own) and the training episodes' shape (for a learner that draws its own episodes).</summary>
+public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Objective Objective, ITaskFamily? Family, ulong Seed = 0, EpisodeShape? TrainShape = null);
 
 /// <summary>
 /// Everything the rest of MetaRun needs to know about one algorithm: the config checks, the
@@ -28,11 +33,15 @@ public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Obje
 /// </summary>
 /// <param name="Keys">The algorithm.* keys it reads beyond the outer loop's (name, outer_*, meta_batch_size, iterations); any other key set away from its default is a config error.</param>
 /// <param name="Batched">Whether a whole meta-batch can run as one batched computation (execution: batched): true for the fast-weight learners.</param>
+/// <param name="ZeroTestStepsAdaptNothing">Whether test_inner_steps 0 means no adaptation at test time (MLDG) rather than inner_steps.</param>
 /// <param name="Check">A combination of algorithm.* values the method cannot work with: the key to name and why, or null when all is well.</param>
 public sealed record AlgorithmInfo(string Name, string Paper, HeadKind Head, TrainsOn Trains, bool SupportsRegression,
-    IReadOnlyList<string> Keys, Func<AlgorithmContext, IMetaLearner> Create, bool Batched = false,
+    IReadOnlyList<string> Keys, Func<AlgorithmContext, IMetaLearner> Create, bool Batched = false, bool ZeroTestStepsAdaptNothing = false,
     Func<AlgorithmConfig, (string Key, string Problem)?>? Check = null)
 {
+    /// <summary>The inner steps evaluation takes under this config (what eval.json reports).</summary>
+    public int TestInnerSteps(AlgorithmConfig a) => ZeroTestStepsAdaptNothing ? a.TestInnerSteps : a.EffectiveTestInnerSteps;
+
     /// <summary>Whether evaluation episodes may have other ways than training ones (nothing trained is tied to the ways).</summary>
     public bool AnyTestWays => Head != HeadKind.PerWay;
 }
@@ -84,6 +93,8 @@ public static class AlgorithmRegistry
             c => Baseline.From(c, cosine: false)),
         new("baseline++", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             c => Baseline.From(c, cosine: true)),
+        new("mldg", "Li, Yang, Song and Hospedales 2018", HeadKind.None, TrainsOn.DomainEpisodes, false, [.. Inner, "domains", "meta_test_weight"],
+            Mldg.From, ZeroTestStepsAdaptNothing: true),
     ];
 
     private static Maml Maml(AlgorithmContext c, bool firstOrder) =>

@@ -119,6 +119,10 @@ public sealed class AlgorithmConfig
     [Range(0.0, 1e6)] public double OuterHyperLr { get; set; } = 1e-4;
     /// <summary>Matching Networks: full context embeddings (the paper's bidirectional support LSTM and attention LSTM for queries).</summary>
     public bool Fce { get; set; }
+    /// <summary>MLDG: training domains per task, the last held out as meta-test and the others meta-train.</summary>
+    [Range(2, 10000)] public int Domains { get; set; } = 4;
+    /// <summary>MLDG's β: weight of the held-out domain's loss after the meta-train step.</summary>
+    [Range(0.0, 1e6)] public double MetaTestWeight { get; set; } = 1;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -9,7 +9,9 @@ namespace MetaRun.Data;
 /// resized to data.image_size with the benchmarks' antialiased resize and cached like them.
 /// Classes are split by, in this order: top-level train/ val/ test/ folders; train.txt,
 /// val.txt, test.txt class lists (one class folder per line); or data.split_ratio over the
-/// class folders, shuffled with data.split_seed. See docs/own-data.md.
+/// class folders, shuffled with data.split_seed. In the train/ val/ test/ layout a split may
+/// have a domain level, split/DOMAIN/CLASS/images: the training split's domain folders are then
+/// its domains (for MLDG). See docs/own-data.md.
 /// </summary>
 public static class FolderDataset
 {
@@ -25,7 +27,8 @@ public static class FolderDataset
     private static readonly Split[] SplitOrder = [Split.Train, Split.Val, Split.Test];
 
     /// <summary>A class folder: its name in messages and splits ("train/cat" or "cat"), and its image files in ordinal order.</summary>
-    public sealed record ClassFolder(Split Split, string Name, string Dir, string[] Files);
+    /// <param name="Domain">The domain folder the class sits in (split/DOMAIN/CLASS), or null where the split has no domain level.</param>
+    public sealed record ClassFolder(Split Split, string Name, string Dir, string[] Files, string? Domain = null);
 
     public static ImageTaskFamily Open(DataConfig data, long seed, DataOptions options)
     {
@@ -36,7 +39,12 @@ public static class FolderDataset
         var classes = Keep(ReadLayout(root, data), data, options.Log);
         var store = LoadStore(root, classes, format, options);
         var splits = SplitOrder.ToDictionary(s => s, s => classes.Select((c, i) => (c, i)).Where(x => x.c.Split == s).Select(x => new SplitClass(x.i, 0)).ToArray());
-        return new ImageTaskFamily(Dataset, store, splits, [.. classes.Select(c => c.Name)], format.Scale, format.Offset, seed, options);
+        var train = classes.Where(c => c.Split == Split.Train).ToList();
+        // Training classes are store-ordered first, so a class's index in the training split is its index here.
+        var domains = train.Count > 0 && train.All(c => c.Domain != null)
+            ? train.Select((c, i) => (c.Domain!, i)).GroupBy(x => x.Item1, StringComparer.Ordinal).Select(g => (g.Key, g.Select(x => x.i).ToArray())).ToList()
+            : null;
+        return new ImageTaskFamily(Dataset, store, splits, [.. classes.Select(c => c.Name)], format.Scale, format.Offset, seed, options, trainDomains: domains);
     }
 
     /// <summary>The classes of each split, in store order (train, val, test; ordinal names within a split).</summary>
@@ -55,8 +63,7 @@ public static class FolderDataset
             if (!Directory.Exists(splitDirs[0])) throw new DataException($"{splitDirs[0]}: missing (a split layout needs train/, and test/ to evaluate)");
             for (var s = 0; s < 3; s++)
                 if (Directory.Exists(splitDirs[s]))
-                    foreach (var dir in Subfolders(splitDirs[s]))
-                        result.Add(Read(SplitOrder[s], $"{Lower(SplitOrder[s])}/{Path.GetFileName(dir)}", dir));
+                    result.AddRange(ReadSplitFolder(SplitOrder[s], splitDirs[s]));
         }
         else if (hasLists)
         {
@@ -92,6 +99,27 @@ public static class FolderDataset
         }
         if (result.Count == 0) throw new DataException($"{root}: no class folders (expected one subfolder of images per class)");
         return result;
+    }
+
+    /// <summary>
+    /// The classes of a split folder: its subfolders are class folders (images inside), or all
+    /// domain folders (class folders inside, no images); a mix is an error, since a folder of
+    /// images beside folders of classes is most likely a misplaced class.
+    /// </summary>
+    private static List<ClassFolder> ReadSplitFolder(Split split, string splitDir)
+    {
+        var subs = Subfolders(splitDir);
+        bool IsDomain(string d) => Subfolders(d).Length > 0 && !Directory.GetFiles(d).Any(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()));
+        var domainDirs = subs.Where(IsDomain).ToArray();
+        var prefix = Lower(split);
+        if (domainDirs.Length == 0) return [.. subs.Select(d => Read(split, $"{prefix}/{Path.GetFileName(d)}", d))];
+        if (domainDirs.Length < subs.Length)
+        {
+            var classDir = subs.First(d => !IsDomain(d));
+            throw new DataException($"{splitDir}: mixes domain folders ('{Path.GetFileName(domainDirs[0])}' holds class folders) with class folders ('{Path.GetFileName(classDir)}' holds images); put every class one level deeper, in a domain folder ({prefix}/DOMAIN/CLASS/), or none");
+        }
+        return [.. domainDirs.SelectMany(domain => Subfolders(domain).Select(d =>
+            Read(split, $"{prefix}/{Path.GetFileName(domain)}/{Path.GetFileName(d)}", d) with { Domain = Path.GetFileName(domain) }))];
     }
 
     /// <summary>Leaves out, or stops at, classes with fewer images than their split's episodes take.</summary>

@@ -37,11 +37,18 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
     // Splits whose episodes draw all their classes from one group (an Omniglot alphabet): the
     // group's members as indices into the split's classes.
     private readonly Dictionary<Split, int[][]> groups;
+    // The training split's domains (Omniglot alphabets, a folder data set's domain folders), for
+    // domain-shift learners (MLDG): names and members as indices into the training split's classes.
+    private readonly string[] domainNames;
+    private readonly int[][] domains;
 
     internal ImageTaskFamily(string name, ImageStore store, Dictionary<Split, SplitClass[]> splits, string[] sourceNames,
-        float[] scale, float[] offset, long seed, DataOptions options, Dictionary<Split, int[][]>? groups = null)
+        float[] scale, float[] offset, long seed, DataOptions options, Dictionary<Split, int[][]>? groups = null,
+        IReadOnlyList<(string Name, int[] Classes)>? trainDomains = null)
     {
         this.groups = groups ?? [];
+        domainNames = trainDomains?.Select(d => d.Name).ToArray() ?? [];
+        domains = trainDomains?.Select(d => d.Classes).ToArray() ?? [];
         Name = name;
         Store = store;
         this.splits = splits;
@@ -98,6 +105,48 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
     public MetaBatch Sample(Split split, long first, int tasks, EpisodeShape shape)
     {
         Validate(split, tasks, shape);
+        return Build(tasks, shape, (t, sx, sy, qx, qy) => Fill(split, first + t, t, shape, sx, sy, qx, qy));
+    }
+
+    /// <summary>Whether the training split is divided into domains (<see cref="Domains"/>).</summary>
+    public bool HasDomains => domains.Length > 0;
+
+    /// <summary>The training split's domains, in a fixed order: names ("Arcadian", a folder's domain folder).</summary>
+    public IReadOnlyList<string> Domains => domainNames;
+
+    /// <summary>Domain <paramref name="domain"/>'s classes, as indices into the training split.</summary>
+    public IReadOnlyList<int> DomainClasses(int domain) => domains[domain];
+
+    // Domain episodes get their own stream, apart from the family's ordinary training episodes.
+    private const ulong DomainSalt = 0x646F6D61696E0000UL;
+
+    /// <summary>
+    /// One training episode whose N classes all come from domain <paramref name="domain"/>, as a
+    /// one-task meta-batch: like <see cref="Sample"/>, a pure function of (seed, domain, index),
+    /// drawn from the generator <see cref="SplitMix64.ForEpisode"/> salted by the domain.
+    /// </summary>
+    public MetaBatch SampleDomain(int domain, long index, EpisodeShape shape)
+    {
+        Validate(Split.Train, 1, shape);
+        if (domain < 0 || domain >= domains.Length)
+            throw new ArgumentOutOfRangeException(nameof(domain), $"{Name} has {domains.Length} training domains");
+        var members = domains[domain];
+        if (members.Length < shape.Ways)
+            throw new DataException($"{Name} training domain '{domainNames[domain]}' has {members.Length} classes; {shape.Ways}-way episodes need at least {shape.Ways}");
+        return Build(1, shape, (t, sx, sy, qx, qy) =>
+        {
+            var rng = SplitMix64.ForEpisode(seed, Split.Train, index, DomainSalt + (ulong)domain);
+            var chosen = new int[shape.Ways];
+            rng.SampleDistinct(members.Length, chosen);
+            for (var j = 0; j < chosen.Length; j++) chosen[j] = members[chosen[j]];
+            FillChosen(ref rng, Split.Train, chosen, t, shape, sx, sy, qx, qy);
+        });
+    }
+
+    private delegate void FillTask(int task, float[] sx, long[] sy, float[] qx, long[] qy);
+
+    private MetaBatch Build(int tasks, EpisodeShape shape, FillTask fill)
+    {
         int n = shape.Ways, k = shape.Shots, q = shape.Queries;
         var pix = Store.ImageBytes;
         var sxLen = (long)tasks * n * k * pix;
@@ -111,9 +160,9 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
         try
         {
             if (tasks > 1 && options.SamplingDegree > 1)
-                Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = options.SamplingDegree }, t => Fill(split, first + t, t, shape, sx, sy, qx, qy));
+                Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = options.SamplingDegree }, t => fill(t, sx, sy, qx, qy));
             else
-                for (var t = 0; t < tasks; t++) Fill(split, first + t, t, shape, sx, sy, qx, qy);
+                for (var t = 0; t < tasks; t++) fill(t, sx, sy, qx, qy);
             long c = Store.Channels, h = Store.Height, w = Store.Width;
             var supportX = Torch.From(new ReadOnlySpan<float>(sx, 0, (int)sxLen), tasks, n * k, c, h, w);
             var supportY = Torch.From(sy, tasks, n * k);
@@ -197,12 +246,18 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
 
     private void Fill(Split split, long index, int t, EpisodeShape shape, float[] sx, long[] sy, float[] qx, long[] qy)
     {
+        var rng = SplitMix64.ForEpisode(seed, split, index);
+        Span<int> chosen = shape.Ways <= 256 ? stackalloc int[shape.Ways] : new int[shape.Ways];
+        ChooseClasses(ref rng, split, chosen);
+        FillChosen(ref rng, split, chosen, t, shape, sx, sy, qx, qy);
+    }
+
+    /// <summary>Task t's examples: for each chosen class (label j), K + Q distinct images drawn from <paramref name="rng"/>.</summary>
+    private void FillChosen(ref SplitMix64 rng, Split split, ReadOnlySpan<int> chosen, int t, EpisodeShape shape, float[] sx, long[] sy, float[] qx, long[] qy)
+    {
         int n = shape.Ways, k = shape.Shots, q = shape.Queries;
         var pix = Store.ImageBytes;
         var classes = splits[split];
-        var rng = SplitMix64.ForEpisode(seed, split, index);
-        Span<int> chosen = n <= 256 ? stackalloc int[n] : new int[n];
-        ChooseClasses(ref rng, split, chosen);
         Span<int> picks = k + q <= 256 ? stackalloc int[k + q] : new int[k + q];
         for (var j = 0; j < n; j++)
         {

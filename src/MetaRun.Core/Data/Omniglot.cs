@@ -177,7 +177,10 @@ public static class Omniglot
         foreach (var (s, classes) in splits)
             if (s == Split.Train ? trainWithinAlphabet : testWithinAlphabet)
                 groups[s] = AlphabetGroups(classes);
-        return new ImageTaskFamily(Dataset, store, splits, names, format.Scale, format.Offset, seed, options, groups);
+        // The training alphabets are its domains (MLDG), whether or not episodes keep within one.
+        var train = splits[Split.Train];
+        var domains = AlphabetGroups(train).Select(g => (Characters[train[g[0]].Source].Alphabet.Name, g)).ToList();
+        return new ImageTaskFamily(Dataset, store, splits, names, format.Scale, format.Offset, seed, options, groups, domains);
     }
 
     /// <summary>The split's classes (indices into it) grouped by the alphabet of their character, alphabets in manifest order.</summary>

@@ -129,7 +129,7 @@ public static class Adaptation
             }
         }
         var result = new AdaptationResult(info.Name, Path.GetFullPath(file), classes, [.. support.Select(c => c.Files.Length)],
-            info.Keys.Contains("test_inner_steps") ? config.Algorithm.EffectiveTestInnerSteps : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds);
+            info.Keys.Contains("test_inner_steps") ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds);
         if (saveAdapted != null) SaveAdapted(result, adapted.State, saveAdapted);
         return result;
     }

@@ -49,7 +49,8 @@ public sealed class Experiment : IDisposable
 
     /// <summary>
     /// Training meta-batch <paramref name="index"/>: episodes from the task family, or the
-    /// learner's own batches where it trains on something else (the baseline's plain mini-batches).
+    /// learner's own batches where it trains on something else (the baseline's plain mini-batches,
+    /// MLDG's tasks of several domains).
     /// </summary>
     public MetaBatch TrainingBatch(long index)
     {
@@ -107,6 +108,8 @@ public sealed class Experiment : IDisposable
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
         if (parallel != null && algorithm.Trains == TrainsOn.OwnBatches)
             throw new ConfigException($"algorithm.name: {config.Algorithm.Name} trains on ordinary mini-batches, not episodes; data-parallel training splits episodes, so run it in one process");
+        if (parallel != null && algorithm.Trains == TrainsOn.DomainEpisodes)
+            throw new ConfigException($"algorithm.name: {config.Algorithm.Name} draws its own domain tasks, which data-parallel training does not share out among ranks; run it in one process");
         var plan = PlanFor(config, parallel?.Launch);
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
@@ -114,7 +117,7 @@ public sealed class Experiment : IDisposable
             TaskFamilies.CheckEpisodes(config, family);
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
-            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed));
+            var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed, TaskFamilies.ShapeOf(config.Data, Split.Train)));
             return new Experiment(config, algorithm, plan, family, model, learner, objective, parallel);
         }
         catch

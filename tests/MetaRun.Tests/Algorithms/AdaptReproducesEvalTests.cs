@@ -25,6 +25,7 @@ public class AdaptReproducesEvalTests
     // The support LSTM reads the support set in order: adapt must present it as the sampler does.
     [InlineData("matchingnet", "algorithm.fce=true")]
     [InlineData("relationnet")]
+    [InlineData("mldg")]
     public void AdaptAgreesWithEvalImageForImage(string algorithm, params string[] extra)
     {
         var dir = TestPaths.NewTempDir("adapt-" + algorithm);
