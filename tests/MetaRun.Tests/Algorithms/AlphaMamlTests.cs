@@ -4,6 +4,7 @@ using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Models;
 using MetaRun.Training;
+using MetaRun.Tests.Training;
 using Serilog.Core;
 
 namespace MetaRun.Tests.Algorithms;
@@ -66,16 +67,6 @@ public class AlphaMamlTests
         string[] sets = ["algorithm.name=alpha-maml", "algorithm.outer_optimizer=sgd", set];
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "sinusoid", "maml.yaml"), sets));
         Assert.Contains(named, e.Message);
-    }
-
-    private sealed class CrashAfter(long iteration) : ITrainingObserver
-    {
-        public void Started(long startIteration, long totalIterations) { }
-        public void Validated(MetricsRow row, bool best) { }
-        public void Iteration(MetricsRow row)
-        {
-            if (row.Iteration == iteration) throw new InvalidOperationException("simulated crash");
-        }
     }
 
     private static RunConfig Config() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "sinusoid", "maml.yaml"),

@@ -98,23 +98,9 @@ public class MatchingNetFceTests
             "fce.g.fw.w_ih", "fce.g.fw.w_hh", "fce.g.fw.b_ih", "fce.g.fw.b_hh",
             "fce.g.bw.w_ih", "fce.g.bw.w_hh", "fce.g.bw.b_ih", "fce.g.bw.b_hh",
             "fce.f.w_ih", "fce.f.w_hh", "fce.f.b_ih", "fce.f.b_hh"], net.OuterParameterNames);
-        var analytic = net.TaskGradient(task, 1.0).Gradients.Select(g => Values(g!)).ToArray();
-        const double h = 2e-3;   // small enough not to step over a ReLU kink, large for float32 losses
-        var nonzero = 0;
-        for (var k = 0; k < net.OuterParameters.Count; k++)
-            for (var e = 0; e < Math.Min(3, analytic[k].Length); e++)
-            {
-                double LossWith(double delta)
-                {
-                    using (Torch.NoGrad()) net.OuterParameters[k].Flatten().Narrow(0, e, 1).Add_(Torch.Scalar((float)delta));
-                    return net.Evaluate(task).Loss;
-                }
-                var (plus, minus) = (LossWith(h), LossWith(-2 * h));
-                LossWith(h);
-                var numeric = (plus - minus) / (2 * h);
-                Assert.True(Math.Abs(numeric - analytic[k][e]) <= 2e-3 + 0.02 * Math.Abs(numeric), $"{net.OuterParameterNames[k]}[{e}]: finite differences {numeric}, autograd {analytic[k][e]}");
-                if (Math.Abs(analytic[k][e]) > 1e-4) nonzero++;
-            }
+        // h = 2e-3: small enough not to step over a ReLU kink, large for float32 losses.
+        var nonzero = FiniteDifferences.Check(net.OuterParameters, net.OuterParameterNames, net.TaskGradient(task, 1.0).Gradients,
+            () => net.Evaluate(task).Loss, h: 2e-3, absTol: 2e-3, relTol: 0.02);
         // A check of zeros against zeros would pass with the LSTMs cut out of the graph.
         Assert.True(nonzero > 20, $"only {nonzero} sizeable gradient entries");
     }

@@ -6,8 +6,8 @@ namespace MetaRun.Tests.Algorithms;
 
 /// <summary>
 /// MLDG through the CLI on real Omniglot with the shipped CPU config (lake split: the test
-/// alphabets are unseen in training), evaluated on the test split with the config's adaptation
-/// steps and, through `--set algorithm.test_inner_steps=0`, without adaptation.
+/// alphabets are unseen in training), evaluated on the test split without adaptation (the
+/// config's test_inner_steps: 0) and, through `--set algorithm.test_inner_steps=10`, with it.
 /// </summary>
 [Collection(ProcessWideCollection.Name)]
 public class MldgCliTests
@@ -28,8 +28,8 @@ public class MldgCliTests
             Assert.True(c == 0, e);
             return JsonDocument.Parse(File.ReadAllText(result)).RootElement;
         }
-        var adapted = Eval("adapted.json");
-        var plain = Eval("plain.json", "--set", "algorithm.test_inner_steps=0");
+        var adapted = Eval("adapted.json", "--set", "algorithm.test_inner_steps=10");
+        var plain = Eval("plain.json");
         Assert.Equal("test", adapted.GetProperty("split").GetString());
         Assert.Equal(10, adapted.GetProperty("inner_steps").GetInt32());
         Assert.Equal(0, plain.GetProperty("inner_steps").GetInt32());

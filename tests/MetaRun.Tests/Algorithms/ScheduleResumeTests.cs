@@ -1,6 +1,7 @@
 using LibTorch;
 using MetaRun.Config;
 using MetaRun.Training;
+using MetaRun.Tests.Training;
 using Serilog.Core;
 
 namespace MetaRun.Tests.Algorithms;
@@ -9,17 +10,6 @@ namespace MetaRun.Tests.Algorithms;
 /// <summary>The outer learning-rate schedule is a pure function of the iteration: a crash and resume changes nothing.</summary>
 public class ScheduleResumeTests
 {
-    private sealed class CrashAfter(long iteration) : ITrainingObserver
-    {
-        public void Started(long startIteration, long totalIterations) { }
-        public void Validated(MetricsRow row, bool best) { }
-
-        public void Iteration(MetricsRow row)
-        {
-            if (row.Iteration == iteration) throw new InvalidOperationException("simulated crash");
-        }
-    }
-
     private static RunConfig Config() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "sinusoid", "maml.yaml"),
         ["algorithm.iterations=30", "algorithm.name=reptile", "algorithm.inner_steps=3", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=1.0",
          "algorithm.outer_lr_schedule=linear", "algorithm.meta_batch_size=5", "eval.interval=0", "checkpoint.interval=10", "threads=1", "workers=1"]);

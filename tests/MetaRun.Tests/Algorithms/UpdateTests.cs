@@ -145,21 +145,9 @@ public class UpdateTests
         var task = Task();
         using var net = new RelationNet(Tiny([4], outputs: 1), new Objective(false), seed: 7);
         Assert.Equal(["layer0.weight", "layer0.bias", "relation.fc1.weight", "relation.fc1.bias", "relation.fc2.weight", "relation.fc2.bias", "relation.fc3.weight", "relation.fc3.bias"], net.OuterParameterNames);
-        var analytic = net.TaskGradient(task, 1.0).Gradients.Select(g => Values(g!)).ToArray();
-        const double h = 2e-3;   // small enough not to step over a ReLU kink, large for float32 losses
-        for (var k = 0; k < net.OuterParameters.Count; k++)
-            for (var e = 0; e < Math.Min(3, analytic[k].Length); e++)
-            {
-                double LossWith(double delta)
-                {
-                    using (Torch.NoGrad()) net.OuterParameters[k].Flatten().Narrow(0, e, 1).Add_(Torch.Scalar((float)delta));
-                    return net.Evaluate(task).Loss;
-                }
-                var (plus, minus) = (LossWith(h), LossWith(-2 * h));
-                LossWith(h);
-                var numeric = (plus - minus) / (2 * h);
-                Assert.True(Math.Abs(numeric - analytic[k][e]) <= 2e-3 + 0.02 * Math.Abs(numeric), $"{net.OuterParameterNames[k]}[{e}]: finite differences {numeric}, autograd {analytic[k][e]}");
-            }
+        // h = 2e-3: small enough not to step over a ReLU kink, large for float32 losses.
+        FiniteDifferences.Check(net.OuterParameters, net.OuterParameterNames, net.TaskGradient(task, 1.0).Gradients,
+            () => net.Evaluate(task).Loss, h: 2e-3, absTol: 2e-3, relTol: 0.02);
         // The loss is the mean squared error of the relation scores (in [0, 1]) to the one-hot labels.
         Assert.InRange(net.Evaluate(task).Loss, 0.0, 1.0);
     }
