@@ -73,7 +73,7 @@ public sealed class Mldg : IMetaLearner, ITrainingBatchSource
         }
         // test_inner_steps 0 means no adaptation here (MLDG's claim is generalisation without
         // fine-tuning), not "as in training" as for the MAML family.
-        return new Mldg(c.Model, c.Objective, images, shape, a.Domains, a.MetaBatchSize, a.InnerLr, a.InnerSteps, AlgorithmRegistry.Get(a.Name).TestInnerSteps(a), a.MetaTestWeight, (long)c.Seed);
+        return new Mldg(c.Model, c.Objective, images, shape, a.Domains, a.MetaBatchSize, a.InnerLr, a.InnerSteps, a.TestInnerSteps, a.MetaTestWeight, (long)c.Seed);
     }
 
     public IReadOnlyList<Tensor> OuterParameters => body;

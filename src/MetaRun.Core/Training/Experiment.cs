@@ -69,15 +69,8 @@ public sealed class Experiment : IDisposable
     /// Adapts to and scores episodes 0..count−1 of a split with the test episode shape. In a
     /// data-parallel run each rank scores its share and every rank gets all scores, in episode order.
     /// </summary>
-    public List<TaskScore> Evaluate(Split split, int count)
-    {
-        if (Parallel == null)
-            return MetaBatchRunner.Evaluate(Learner, Family, split, 0, count, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
-        var (first, mine) = Parallel.Share(0, count);
-        var scores = MetaBatchRunner.Evaluate(Learner, Family, split, first, mine, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers);
-        var all = Parallel.Gather(scores.SelectMany(s => new[] { s.Loss, s.Accuracy }).ToArray(), $"gathering the {split} scores");
-        return Enumerable.Range(0, all.Length / 2).Select(i => new TaskScore(all[2 * i], all[2 * i + 1])).ToList();
-    }
+    public List<TaskScore> Evaluate(Split split, int count) =>
+        [.. ScoreEpisodes(split, count, 1, (task, _) => [Learner.Evaluate(task)]).Select(s => s[0])];
 
     /// <summary>
     /// Each episode scored twice by the same adapted model: on its clean query set, and on the
@@ -87,19 +80,29 @@ public sealed class Experiment : IDisposable
     public List<(TaskScore Clean, TaskScore Attacked)> EvaluateUnderAttack(Split split, int count, Attack attack)
     {
         var pixels = PixelSpace.Of(Family, "--attack");
-        (TaskScore, TaskScore) Score(Episode task, long index)
+        TaskScore[] Score(Episode task, long index)
         {
             var predict = Learner.Predictor(task);
             using var start = new Generator((ulong)Config.Seed ^ (0x61747461636BUL + (ulong)index));
             var attacked = pixels.Perturb(predict, task.QueryX, task.QueryY, Objective, attack, start);
             using var noGrad = Torch.NoGrad();
-            return (Objective.Score(predict(task.QueryX), task.QueryY), Objective.Score(predict(attacked), task.QueryY));
+            return [Objective.Score(predict(task.QueryX), task.QueryY), Objective.Score(predict(attacked), task.QueryY)];
         }
-        var (first, mine) = Parallel == null ? (0L, count) : Parallel.Share(0, count);
-        var scores = MetaBatchRunner.ForEachEpisode(Family, split, first, mine, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers, Score);
+        return [.. ScoreEpisodes(split, count, 2, Score).Select(s => (s[0], s[1]))];
+    }
+
+    /// <summary>
+    /// <paramref name="width"/> scores per episode for episodes 0..count−1: this rank's share on
+    /// the workers, then gathered so that every rank holds all of them, in episode order.
+    /// </summary>
+    private List<TaskScore[]> ScoreEpisodes(Split split, int count, int width, Func<Episode, long, TaskScore[]> score)
+    {
+        var (first, mine) = Parallel?.Share(0, count) ?? (0L, count);
+        var scores = MetaBatchRunner.ForEachEpisode(Family, split, first, mine, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers, score);
         if (Parallel == null) return scores;
-        var all = Parallel.Gather(scores.SelectMany(s => new[] { s.Item1.Loss, s.Item1.Accuracy, s.Item2.Loss, s.Item2.Accuracy }).ToArray(), $"gathering the {split} scores");
-        return Enumerable.Range(0, all.Length / 4).Select(i => (new TaskScore(all[4 * i], all[4 * i + 1]), new TaskScore(all[4 * i + 2], all[4 * i + 3]))).ToList();
+        var all = Parallel.Gather(scores.SelectMany(s => s.SelectMany(t => new[] { t.Loss, t.Accuracy })).ToArray(), $"gathering the {split} scores");
+        var per = 2 * width;
+        return [.. Enumerable.Range(0, all.Length / per).Select(i => Enumerable.Range(0, width).Select(j => new TaskScore(all[per * i + 2 * j], all[per * i + 2 * j + 1])).ToArray())];
     }
 
     /// <param name="dataOptions">The data layer's cache and messages (default: the standard cache, silent).</param>
