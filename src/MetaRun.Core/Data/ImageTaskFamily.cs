@@ -82,9 +82,6 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
     public int ClassCount(Split split) => splits[split].Length;
     public IReadOnlyList<SplitClass> Classes(Split split) => splits[split];
 
-    /// <summary>The source class's name: "images_background/Arcadian/character01", "train/n01532829", …</summary>
-    public string SourceName(int source) => sourceNames[source];
-
     public string ClassName(SplitClass c) => c.Rotation == 0 ? sourceNames[c.Source] : $"{sourceNames[c.Source]} rotated {c.Rotation * 90}°";
 
     public EpisodePlan Plan(Split split, long index, EpisodeShape shape)

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
-using MetaRun.Distributed;
 using MetaRun.Training;
 
 namespace MetaRun.Evaluation;
@@ -19,6 +18,9 @@ public sealed record EvaluationResult(
     /// Whether every episode scored a finite number. A NaN or infinite score means the adapted
     /// model diverged (an inner step too large for the test steps, or a diverged checkpoint).
     /// </summary>
+    /// <summary>Whether this process reports the result: every rank of a data-parallel evaluation holds the same one, and rank 0 alone prints and writes it.</summary>
+    public bool Reporter { get; init; } = true;
+
     public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
 
     /// <summary>Why the scores are not numbers, when they are not.</summary>
@@ -101,10 +103,7 @@ public static class Evaluator
         ConfigLoader.Override(config, sets);
 
         var clock = Stopwatch.StartNew();
-        var launch = Launch.FromEnvironment();
-        Experiment.ApplyProcessSettings(config, launch);
-        using var parallel = DataParallel.JoinIfLaunched(launch, config, $"eval {Path.GetFullPath(file)} {split} {episodes}");
-        using var experiment = Experiment.Create(config, dataRoot, parallel, new DataOptions { Log = log });
+        using var experiment = Experiment.Launch(config, dataRoot, $"eval {Path.GetFullPath(file)} {split} {episodes}", new DataOptions { Log = log });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
         List<TaskScore> scores;
@@ -113,24 +112,24 @@ public static class Evaluator
         {
             if (attack == null)
             {
-                scores = experiment.Evaluate(split, episodes);
+                scores = EpisodeScoring.Scores(experiment, split, episodes);
             }
             else
             {
-                var pairs = experiment.EvaluateUnderAttack(split, episodes, attack);
+                var pairs = EpisodeScoring.ScoresUnderAttack(experiment, split, episodes, attack);
                 scores = [.. pairs.Select(p => p.Clean)];
                 attacked = Summary.Of(pairs.Select(p => metric.Of(p.Attacked)).ToArray());
             }
-            parallel?.Barrier("the end of evaluation");
+            experiment.Parallel?.Barrier("the end of evaluation");
         }
         catch (Exception e)
         {
-            parallel?.ReportFailure(e);
+            experiment.ReportFailure(e);
             throw;
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
             experiment.Family.IsRegression, AlgorithmRegistry.Get(config.Algorithm.Name).TestInnerSteps(config.Algorithm), config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds,
-            attack, attacked);
+            attack, attacked) { Reporter = experiment.Parallel is not { Rank: > 0 } };
     }
 
     /// <summary>Writes the result as JSON to <paramref name="outPath"/>, or to eval.json beside the checkpoint; returns where.</summary>

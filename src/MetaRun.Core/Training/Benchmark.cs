@@ -75,7 +75,7 @@ public static class Benchmark
                 // A data-parallel rank holds a share; the iteration covers the whole meta-batch.
                 tasks = e.Parallel == null ? batch.Tasks : e.Config.Algorithm.MetaBatchSize;
                 if (measuring) waiting += clock.Elapsed.TotalSeconds;
-                e.Iterate(optimizer, batch, it + 1);
+                MetaIteration.Run(e.Learner, e.Config.Algorithm, optimizer, batch, it + 1, e.Plan, e.Parallel);
             }
             if (measuring) times.Add(clock.Elapsed.TotalSeconds);
         }

@@ -15,8 +15,8 @@ public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool
 
 /// <summary>
 /// Everything a config names, built once: the task family, the model and the meta-learner, and
-/// where they run. Training, evaluation and benchmarks all start here. Creating one changes no
-/// process-wide setting: <see cref="ApplyProcessSettings"/> is the explicit step for that.
+/// where they run. Training, evaluation and benchmarks all start here, through <see cref="Launch"/>;
+/// <see cref="Create"/> builds one in this process alone and changes no process-wide setting.
 /// </summary>
 public sealed class Experiment : IDisposable
 {
@@ -61,52 +61,38 @@ public sealed class Experiment : IDisposable
         return Family.Sample(Split.Train, first, count, TrainShape);
     }
 
-    /// <summary>Outer step <paramref name="iteration"/> (1-based) on <paramref name="batch"/>; see <see cref="MetaIteration"/>.</summary>
-    public MetaStep Iterate(Optimizer optimizer, MetaBatch batch, long iteration, CancellationToken stop = default) =>
-        MetaIteration.Run(Learner, Config.Algorithm, optimizer, batch, iteration, Plan, Parallel, stop);
-
     /// <summary>
-    /// Adapts to and scores episodes 0..count−1 of a split with the test episode shape. In a
-    /// data-parallel run each rank scores its share and every rank gets all scores, in episode order.
+    /// The one way a command starts: sets the process-wide settings (<see cref="ApplyProcessSettings"/>),
+    /// joins the other ranks when this process was launched as one of several (torchrun or Slurm
+    /// variables, or `--nproc`'s supervisor; every rank must hold the same config and
+    /// <paramref name="purpose"/>: the command and what it names), and builds the experiment.
+    /// If building fails, the other ranks are told, so they stop with this rank's error instead
+    /// of waiting for it until the timeout. The experiment owns the ranks' connection.
     /// </summary>
-    public List<TaskScore> Evaluate(Split split, int count) =>
-        [.. ScoreEpisodes(split, count, 1, (task, _) => [Learner.Evaluate(task)]).Select(s => s[0])];
-
-    /// <summary>
-    /// Each episode scored twice by the same adapted model: on its clean query set, and on the
-    /// query set perturbed by <paramref name="attack"/> against that model. PGD's random start
-    /// is seeded by the episode's index, so the figures repeat at any worker or rank count.
-    /// </summary>
-    public List<(TaskScore Clean, TaskScore Attacked)> EvaluateUnderAttack(Split split, int count, Attack attack)
-    {
-        var pixels = PixelSpace.Of(Family, "--attack");
-        TaskScore[] Score(Episode task, long index)
-        {
-            var predict = Learner.Predictor(task);
-            using var start = new Generator((ulong)Config.Seed ^ (0x61747461636BUL + (ulong)index));
-            var attacked = pixels.Perturb(predict, task.QueryX, task.QueryY, Objective, attack, start);
-            using var noGrad = Torch.NoGrad();
-            return [Objective.Score(predict(task.QueryX), task.QueryY), Objective.Score(predict(attacked), task.QueryY)];
-        }
-        return [.. ScoreEpisodes(split, count, 2, Score).Select(s => (s[0], s[1]))];
-    }
-
-    /// <summary>
-    /// <paramref name="width"/> scores per episode for episodes 0..count−1: this rank's share on
-    /// the workers, then gathered so that every rank holds all of them, in episode order.
-    /// </summary>
-    private List<TaskScore[]> ScoreEpisodes(Split split, int count, int width, Func<Episode, long, TaskScore[]> score)
-    {
-        var (first, mine) = Parallel?.Share(0, count) ?? (0L, count);
-        var scores = MetaBatchRunner.ForEachEpisode(Family, split, first, mine, TestShape, Config.Algorithm.MetaBatchSize, Device, Workers, score);
-        if (Parallel == null) return scores;
-        var all = Parallel.Gather(scores.SelectMany(s => s.SelectMany(t => new[] { t.Loss, t.Accuracy })).ToArray(), $"gathering the {split} scores");
-        var per = 2 * width;
-        return [.. Enumerable.Range(0, all.Length / per).Select(i => Enumerable.Range(0, width).Select(j => new TaskScore(all[per * i + 2 * j], all[per * i + 2 * j + 1])).ToArray())];
-    }
-
     /// <param name="dataOptions">The data layer's cache and messages (default: the standard cache, silent).</param>
-    public static Experiment Create(RunConfig config, string? dataRootOverride, DataParallel? parallel = null, DataOptions? dataOptions = null)
+    public static Experiment Launch(RunConfig config, string? dataRootOverride, string purpose, DataOptions? dataOptions = null)
+    {
+        var launch = Distributed.Launch.FromEnvironment();
+        ApplyProcessSettings(config, launch);
+        var parallel = DataParallel.JoinIfLaunched(launch, config, purpose);
+        try
+        {
+            return Create(config, dataRootOverride, parallel, dataOptions);
+        }
+        catch (Exception e)
+        {
+            parallel?.ReportFailure(e);
+            parallel?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>An experiment in this process alone, with no process-wide settings changed (tests, `bench`'s second mode, `adapt`).</summary>
+    /// <param name="dataOptions">The data layer's cache and messages (default: the standard cache, silent).</param>
+    public static Experiment Create(RunConfig config, string? dataRootOverride, DataOptions? dataOptions = null) =>
+        Create(config, dataRootOverride, null, dataOptions);
+
+    private static Experiment Create(RunConfig config, string? dataRootOverride, DataParallel? parallel, DataOptions? dataOptions)
     {
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
         if (parallel != null && algorithm.Trains == TrainsOn.OwnBatches)
@@ -176,9 +162,16 @@ public sealed class Experiment : IDisposable
         _ => Torch.CudaAvailable ? Device.Cuda() : Device.Cpu,
     };
 
+    /// <summary>
+    /// Tells the other ranks (if any) that this one failed, so they stop with its error rather
+    /// than wait for it in the next collective; a no-op in a single process.
+    /// </summary>
+    public void ReportFailure(Exception e) => Parallel?.ReportFailure(e);
+
     public void Dispose()
     {
         Learner.Dispose();
         Family.Dispose();
+        Parallel?.Dispose();
     }
 }

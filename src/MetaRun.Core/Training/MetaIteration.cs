@@ -6,10 +6,15 @@ using MetaRun.Distributed;
 
 namespace MetaRun.Training;
 
+/// <summary>The outcome of one meta-batch: the summed task gradients and the mean query metrics.</summary>
+/// <param name="Stop">Whether a stop was asked for at this step — by any rank in a data-parallel run, so all stop after the same step.</param>
+public sealed record MetaStep(Tensor?[] Gradients, double Loss, double Accuracy, bool Stop = false);
+
 /// <summary>
-/// One outer step, the same for the trainer, `bench` and the tests: the learning rate from the
-/// schedule, the iteration told to learners that anneal, the meta-batch's summed task
-/// gradients, the outer optimizer's step.
+/// One outer step, the same for the trainer, `bench` and the tests, all of it in this file: the
+/// learning rate from the schedule, the iteration told to learners that anneal, each task's
+/// gradient from the learner (on the workers, or the whole meta-batch at once when batched)
+/// summed in task order, the all-reduce over ranks, the outer optimizer's step.
 /// </summary>
 public static class MetaIteration
 {
@@ -54,7 +59,7 @@ public static class MetaIteration
         // A rank's tasks are weighted by the whole meta-batch: the all-reduce's sum is then the mean.
         var total = parallel == null ? (int?)null : a.MetaBatchSize;
         using (PhaseClock.Time("task gradients (wall)"))
-            step = plan.Batched ? MetaBatchRunner.BatchedGradient(learner, batch, plan.Device, total) : MetaBatchRunner.SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
+            step = plan.Batched ? BatchedGradient(learner, batch, plan.Device, total) : SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
         if (parallel != null)
         {
             // Only when timing (bench): a barrier first, so the all-reduce's own time is apart
@@ -76,5 +81,60 @@ public static class MetaIteration
         if (learner is IOuterStepAware aware) optimizer.LearningRate = aware.BeforeOuterStep(step.Gradients, optimizer.LearningRate);
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;
+    }
+
+    /// <summary>
+    /// The meta-batch's tasks on the workers, each task's gradient (weighted 1/<paramref name="metaBatchSize"/>:
+    /// the whole meta-batch's size, of which a data-parallel rank holds a share) kept apart and
+    /// summed in task order afterwards, so a given seed and thread layout always gives the same
+    /// weights, bit for bit. The sums belong to the caller's dispose scope.
+    /// </summary>
+    public static MetaStep SumTaskGradients(IMetaLearner learner, MetaBatch batch, Device device, int workers, int? metaBatchSize = null)
+    {
+        var tasks = TaskWorkers.Episodes(batch, device);
+        var n = tasks.Length;
+        var weight = 1.0 / (metaBatchSize ?? n);
+        var results = new TaskGradient[n];
+        TaskWorkers.ForEach(n, workers, i =>
+        {
+            var r = learner.TaskGradient(tasks[i], weight);
+            foreach (var g in r.Gradients) g?.DetachFromScope();
+            results[i] = r;
+        });
+
+        var scope = Torch.CurrentScope ?? throw new InvalidOperationException("MetaIteration.SumTaskGradients must run inside a dispose scope that owns its gradients");
+        var sum = new Tensor?[learner.OuterParameters.Count];
+        using (PhaseClock.Time("summing task gradients"))
+        using (Torch.NoGrad())
+        {
+            foreach (var r in results)
+                for (var k = 0; k < sum.Length; k++)
+                {
+                    var g = r.Gradients[k];
+                    if (g == null) continue;
+                    if (sum[k] == null)
+                    {
+                        sum[k] = scope.Include(g);
+                    }
+                    else
+                    {
+                        sum[k]!.Add_(g);
+                        g.Dispose();
+                    }
+                }
+        }
+        return new MetaStep(sum, results.Average(r => r.Loss), results.Average(r => r.Accuracy));
+    }
+
+    /// <summary>
+    /// The same sum in one batched computation: the whole meta-batch is one episode with a task
+    /// dimension, which a fast-weight learner runs all at once (per-task weights side by side,
+    /// grouped convolutions). Its gradient is the sum of the tasks' gradients, up to summation order.
+    /// </summary>
+    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int? metaBatchSize = null)
+    {
+        var all = new Episode(batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
+        var r = learner.TaskGradient(all, 1.0 / (metaBatchSize ?? batch.Tasks));
+        return new MetaStep(r.Gradients, r.Loss, r.Accuracy);
     }
 }

@@ -3,6 +3,7 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Evaluation;
 using Serilog;
 
 namespace MetaRun.Training;
@@ -23,8 +24,6 @@ public interface ITrainingObserver
 /// </summary>
 public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log, ITrainingObserver? observer = null)
 {
-    public RunDirectory RunFolder => run;
-
     /// <summary>
     /// A graceful stop (the first SIGINT or SIGTERM): the current outer step finishes,
     /// checkpoints/last is written, and Run returns with <see cref="StoppedAt"/> set.
@@ -76,7 +75,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
-                var step = experiment.Iterate(optimizer, batch, it, Stop);
+                var step = MetaIteration.Run(learner, config.Algorithm, optimizer, batch, it, experiment.Plan, parallel, Stop);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds, Traced: traced?.Traced());
                 stopAsked = step.Stop;
             }
@@ -130,7 +129,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
     /// <summary>Validation on a fixed set of episodes (0..eval.episodes−1 of the validation split), so scores compare across time.</summary>
     public Validation Validate()
     {
-        var scores = experiment.Evaluate(Split.Val, experiment.Config.Eval.Episodes);
+        var scores = EpisodeScoring.Scores(experiment, Split.Val, experiment.Config.Eval.Episodes);
         var headline = experiment.Objective.Headline;
         return new Validation(Summary.Of(scores.Select(s => s.Loss).ToArray()), Summary.Of(scores.Select(s => s.Accuracy).ToArray()),
             Summary.Of(scores.Select(headline.Of).ToArray()));

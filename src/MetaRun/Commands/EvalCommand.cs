@@ -3,7 +3,6 @@ using System.Globalization;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
-using MetaRun.Distributed;
 using MetaRun.Evaluation;
 
 namespace MetaRun.Cli.Commands;
@@ -38,8 +37,7 @@ public static class EvalCommand
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
     {
         var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack);
-        // Every rank holds the same result; rank 0 alone reports it.
-        if (Launch.FromEnvironment() is { Rank: > 0 }) return ExitCodes.Success;
+        if (!r.Reporter) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
         var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";

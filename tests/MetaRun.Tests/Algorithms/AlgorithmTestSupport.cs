@@ -2,6 +2,7 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
+using MetaRun.Evaluation;
 using MetaRun.Models;
 using MetaRun.Training;
 
@@ -130,7 +131,7 @@ public sealed class BlobRun : IDisposable
     }
 
     public double TestAccuracy(int episodes = 100) =>
-        MetaBatchRunner.Evaluate(Learner, Family, Split.Test, 0, episodes, Shape, 25, Device.Cpu, workers: 1).Average(s => s.Accuracy);
+        EpisodeScoring.ForEachEpisode(Family, Split.Test, 0, episodes, Shape, 25, Device.Cpu, 1, (task, _) => Learner.Evaluate(task)).Average(s => s.Accuracy);
 
     public void Dispose() => Learner.Dispose();
 }

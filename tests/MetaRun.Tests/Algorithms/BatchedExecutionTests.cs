@@ -47,7 +47,7 @@ public class BatchedExecutionTests
         using var learner = AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
         (learner as IIterationAware)?.SetIteration(iteration);
         using var batch = regression ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
-        var step = batched ? MetaBatchRunner.BatchedGradient(learner, batch, Device.Cpu) : MetaBatchRunner.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
+        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
         return (step.Gradients.Select(t => t?.Detach().Clone()).ToArray(), step.Loss, step.Accuracy);
     }
 

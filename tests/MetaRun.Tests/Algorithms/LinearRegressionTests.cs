@@ -31,7 +31,7 @@ public class LinearRegressionTests
         {
             using var scope = Torch.NewScope();
             using var batch = experiment.TrainingBatch(it - 1);
-            experiment.Iterate(optimizer, batch, it);
+            MetaIteration.Run(experiment.Learner, config.Algorithm, optimizer, batch, it, experiment.Plan);
         }
         var mean = (LinearTaskFamily.SlopeMin + LinearTaskFamily.SlopeMax) / 2;
         Assert.InRange(slope(), mean - 0.1, mean + 0.1);

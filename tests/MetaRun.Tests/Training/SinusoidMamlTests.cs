@@ -49,7 +49,7 @@ public class SinusoidMamlTests
         const int tasks = 100;
         using var scope = Torch.NewScope();
         using var batch = e.Family.Sample(Split.Test, 0, tasks, e.TestShape);
-        foreach (var task in MetaBatchRunner.Episodes(batch, e.Device))
+        foreach (var task in TaskWorkers.Episodes(batch, e.Device))
         {
             using var taskScope = Torch.NewScope();
             foreach (var (steps, add) in new[] { (0, (Action<double>)(v => pre += v)), (1, v => post += v) })

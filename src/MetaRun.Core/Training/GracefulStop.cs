@@ -1,0 +1,55 @@
+using System.Runtime.InteropServices;
+
+namespace MetaRun.Training;
+
+/// <summary>
+/// SIGINT (Ctrl-C) and SIGTERM (what Slurm sends on preemption) as a request to stop at the next
+/// safe point: the first signal cancels <see cref="Token"/>, whose holder finishes its current
+/// step and saves; a second one exits at once with the signal's code (130 or 143).
+/// </summary>
+public sealed class GracefulStop : IDisposable
+{
+    private readonly CancellationTokenSource stop = new();
+    private readonly Action<string> say;
+    private readonly string finishing;
+    private readonly PosixSignalRegistration sigint, sigterm;
+    private int signalled;
+
+    /// <param name="say">Where the one-line notices go (the command prints them on stderr).</param>
+    /// <param name="finishing">What the first signal lets the process do before it stops, e.g. "finishing this iteration and saving checkpoints/last".</param>
+    public GracefulStop(Action<string> say, string finishing)
+    {
+        (this.say, this.finishing) = (say, finishing);
+        sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
+        sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
+    }
+
+    public CancellationToken Token => stop.Token;
+
+    /// <summary>
+    /// The exit code of a stopped process: its signal's; a rank stopped because another rank was
+    /// signalled (the stop travels with the all-reduce) takes SIGTERM's.
+    /// </summary>
+    public int ExitCode => signalled != 0 ? signalled : 143;
+
+    private void OnSignal(PosixSignalContext context, int code)
+    {
+        context.Cancel = true;
+        var name = context.Signal == PosixSignal.SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
+        if (Interlocked.CompareExchange(ref signalled, code, 0) == 0)
+        {
+            say($"{name}: {finishing}; send it again to stop at once");
+            stop.Cancel();
+            return;
+        }
+        say($"{name} again: stopping now; the run resumes from its last checkpoint");
+        Environment.Exit(code);
+    }
+
+    public void Dispose()
+    {
+        sigint.Dispose();
+        sigterm.Dispose();
+        stop.Dispose();
+    }
+}

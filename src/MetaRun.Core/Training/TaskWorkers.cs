@@ -1,0 +1,42 @@
+using LibTorch;
+using MetaRun.Algorithms;
+using MetaRun.Data;
+
+namespace MetaRun.Training;
+
+/// <summary>
+/// A meta-batch's tasks on worker threads, shared by the outer step and evaluation. Each task
+/// runs inside its own dispose scope; results are kept per task, so a caller that combines them
+/// in task order gets the same numbers at any worker count.
+/// </summary>
+public static class TaskWorkers
+{
+    /// <summary>The meta-batch's episodes on <paramref name="device"/>, one per task, as views of the batch's tensors.</summary>
+    public static Episode[] Episodes(MetaBatch batch, Device device)
+    {
+        var sx = batch.SupportX.To(device);
+        var sy = batch.SupportY.To(device);
+        var qx = batch.QueryX.To(device);
+        var qy = batch.QueryY.To(device);
+        return Enumerable.Range(0, batch.Tasks).Select(i => new Episode(sx[i], sy[i], qx[i], qy[i])).ToArray();
+    }
+
+    /// <summary>Runs body(0..n−1) on up to <paramref name="workers"/> threads, each task inside its own dispose scope.</summary>
+    public static void ForEach(int n, int workers, Action<int> body)
+    {
+        if (workers <= 1 || n <= 1)
+        {
+            for (var i = 0; i < n; i++)
+            {
+                using var scope = Torch.NewScope();
+                body(i);
+            }
+            return;
+        }
+        Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = workers }, i =>
+        {
+            using var scope = Torch.NewScope();
+            body(i);
+        });
+    }
+}
