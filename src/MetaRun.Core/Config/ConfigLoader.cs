@@ -86,7 +86,7 @@ public static class ConfigLoader
 
     /// <summary>
     /// A hash of everything that shapes the trained weights. The name, output folder, iteration
-    /// budget, validation and checkpoint schedules, the execution mode and the distributed timeout
+    /// budget, validation and checkpoint schedules, the execution mode, workers, threads and the distributed timeout
     /// are left out, so a resumed run may extend its budget or change how often it reports.
     /// </summary>
     public static string Hash(RunConfig config)
@@ -99,6 +99,9 @@ public static class ConfigLoader
         copy.Checkpoint = new CheckpointConfig();
         // How the tasks are scheduled changes only the summation order, not what is trained.
         copy.Execution = "auto";
+        // Tasks are summed in task order whatever the worker count, so the layout on the machine may change too.
+        copy.Workers = 0;
+        copy.Threads = 0;
         copy.Distributed = new DistributedConfig();
         return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
     }

@@ -12,7 +12,7 @@ namespace MetaRun.Evaluation;
 /// <param name="Attacked">Under <paramref name="Attack"/>: the headline metric on the perturbed query sets, episode for episode beside <paramref name="Summary"/>.</param>
 public sealed record EvaluationResult(
     HeadlineMetric Metric, Summary Summary, string Split, EpisodeShape Shape, bool Regression,
-    int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds, Attack? Attack = null, Summary? Attacked = null)
+    int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds, Attack? Attack = null, Summary? Attacked = null, long Seed = 0)
 {
     /// <summary>
     /// Whether every episode scored a finite number. A NaN or infinite score means the adapted
@@ -61,6 +61,7 @@ public sealed record EvaluationResult(
         ["inner_lr"] = InnerLr,
         ["iteration"] = Iteration,
         ["checkpoint"] = Checkpoint,
+        ["seed"] = Seed,
         ["seconds"] = Math.Round(Seconds, 2),
     };
 }
@@ -129,12 +130,17 @@ public static class Evaluator
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
             experiment.Family.IsRegression, AlgorithmRegistry.Get(config.Algorithm.Name).TestInnerSteps(config.Algorithm), config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds,
-            attack, attacked) { Reporter = experiment.Parallel is not { Rank: > 0 } };
+            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 } };
     }
 
-    /// <summary>Writes the result as JSON to <paramref name="outPath"/>, or to eval.json beside the checkpoint; returns where.</summary>
-    public static string Write(EvaluationResult result, string? outPath)
+    /// <summary>
+    /// Writes the result as JSON to <paramref name="outPath"/>, or to eval.json beside the checkpoint
+    /// (the latest evaluation, for scripts); returns where. The evaluation store keeps it too
+    /// (<see cref="EvaluationStore"/>), beside every other distinct evaluation of the run.
+    /// </summary>
+    public static string Write(EvaluationResult result, string? outPath, Action<string>? warn = null)
     {
+        EvaluationStore.TrySave(result, warn);
         var dest = outPath ?? Path.Combine(Path.GetDirectoryName(result.Checkpoint)!, ResultFile);
         try
         {

@@ -13,7 +13,8 @@ public sealed record ComparisonRow(
     double? BestValidation,
     double? TestMean,
     double? TestCi95,
-    double? SeedSpread)
+    double? SeedSpread,
+    IReadOnlyList<double?>? VariantMeans = null)
 {
     public int Seeds => Runs.Count;
     public string Label(IReadOnlyList<string> keys) =>
@@ -34,10 +35,25 @@ public sealed class Comparison
     public required IReadOnlyList<ComparisonRow> Rows { get; init; }
     /// <summary>"accuracy" or "mse": what the validation and test columns measure.</summary>
     public required string Metric { get; init; }
+    /// <summary>The runs' other evaluations, a column each (labels as <see cref="RunFolder.Variants"/>): validation, attacks, other shots.</summary>
+    public IReadOnlyList<string> Variants { get; init; } = [];
+
+    /// <summary>
+    /// One comparison per headline metric: runs judged by accuracy and runs judged by MSE never
+    /// share a column.
+    /// </summary>
+    public static IReadOnlyList<Comparison> PerMetric(IReadOnlyList<RunFolder> runs)
+    {
+        if (runs.Count == 0) throw new ConfigException("no runs to compare");
+        return [.. runs.GroupBy(r => r.IsRegression).OrderBy(g => g.Key).Select(g => Of(g.ToList()))];
+    }
 
     public static Comparison Of(IReadOnlyList<RunFolder> runs)
     {
         if (runs.Count == 0) throw new ConfigException("no runs to compare");
+        if (runs.Select(r => r.IsRegression).Distinct().Count() > 1)
+            throw new ConfigException("runs judged by accuracy and by MSE cannot share one table; compare them apart");
+        var variants = runs.SelectMany(r => r.Variants.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
         var allKeys = runs.SelectMany(r => r.Keys.Keys).Distinct().Where(k => !Ignored.Contains(k)).Order(StringComparer.Ordinal).ToList();
         var keys = allKeys.Where(k => runs.Select(r => r.Keys.GetValueOrDefault(k, "")).Distinct().Count() > 1).ToList();
         var rows = runs
@@ -53,11 +69,12 @@ public sealed class Comparison
                     vals.Count > 0 ? vals.Average() : null,
                     tests.Count > 0 ? tests.Average(t => t.Mean) : null,
                     tests.Count > 0 ? tests.Average(t => t.Ci95) : null,
-                    tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null);
+                    tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null,
+                    variants.Select(v => group.Select(r => r.Variants.GetValueOrDefault(v)?.Value).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } xs ? xs.Average() : (double?)null).ToList());
             })
             .ToList();
-        var metric = runs.Select(r => r.Eval?.Metric).FirstOrDefault(m => m != null) ?? (runs[0].IsRegression ? "mse" : "accuracy");
-        return new Comparison { Keys = keys, Rows = rows, Metric = metric };
+        var metric = runs[0].IsRegression ? "mse" : "accuracy";
+        return new Comparison { Keys = keys, Rows = rows, Metric = metric, Variants = variants };
     }
 
     private static double StdDev(IReadOnlyList<double> xs)
@@ -67,11 +84,17 @@ public sealed class Comparison
     }
 
     public IReadOnlyList<string> Headers =>
-        [.. Keys, $"best val {(Metric == "mse" ? "loss" : "accuracy")}", $"test {Metric}", "±95% CI", "seed sd", "seeds"];
+        [.. Keys, $"best val {(Metric == "mse" ? "loss" : "accuracy")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})")];
+
+    /// <summary>Which evaluation the test column holds, for a footnote.</summary>
+    public string TestColumnNote =>
+        "test: the clean test-split evaluation of each run's best checkpoint (its last where it never validated) at the run's own test settings; " +
+        "other evaluations are in their own columns" + (Variants.Count > 0 ? "" : " (none yet)");
 
     /// <summary>The table as text cells (numbers to 4 decimals; empty where not measured).</summary>
     public IReadOnlyList<IReadOnlyList<string>> Cells() =>
-        Rows.Select(r => (IReadOnlyList<string>)[.. r.KeyValues, F(r.BestValidation), F(r.TestMean), F(r.TestCi95), F(r.SeedSpread), r.Seeds.ToString(CultureInfo.InvariantCulture)]).ToList();
+        Rows.Select(r => (IReadOnlyList<string>)[.. r.KeyValues, F(r.BestValidation), F(r.TestMean), F(r.TestCi95), F(r.SeedSpread), r.Seeds.ToString(CultureInfo.InvariantCulture),
+            .. (r.VariantMeans ?? []).Select(F)]).ToList();
 
     private static string F(double? v) => v is { } x ? x.ToString("0.0000", CultureInfo.InvariantCulture) : "";
 
@@ -112,10 +135,11 @@ public sealed class Comparison
                 ["test_ci95"] = N(r.TestCi95),
                 ["seed_sd"] = N(r.SeedSpread),
                 ["seeds"] = r.Seeds,
+                ["other_evaluations"] = new JsonObject([.. Variants.Select((v, i) => KeyValuePair.Create(v, N(r.VariantMeans?[i])))]),
                 ["runs"] = new JsonArray([.. r.Runs.Select(x => (JsonNode)JsonValue.Create(x.Dir))]),
             });
         }
-        var o = new JsonObject { ["metric"] = Metric, ["keys"] = new JsonArray([.. Keys.Select(k => (JsonNode)JsonValue.Create(k))]), ["rows"] = rows };
+        var o = new JsonObject { ["metric"] = Metric, ["test_column"] = TestColumnNote, ["keys"] = new JsonArray([.. Keys.Select(k => (JsonNode)JsonValue.Create(k))]), ["rows"] = rows };
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 }

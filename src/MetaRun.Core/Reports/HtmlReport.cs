@@ -14,9 +14,10 @@ public static class HtmlReport
 
     public static string Write(IReadOnlyList<RunFolder> runs, string outPath)
     {
-        var comparison = Comparison.Of(runs);
+        var comparisons = Comparison.PerMetric(runs);
         var plots = Plots.Curves(runs).ToList();
-        if (Plots.TestResults(comparison) is { } bars) plots.Insert(0, bars);
+        foreach (var comparison in comparisons.Reverse())
+            if (Plots.TestResults(comparison) is { } bars) plots.Insert(0, bars);
 
         string H(string s) => WebUtility.HtmlEncode(s);
         var b = new StringBuilder();
@@ -31,10 +32,14 @@ public static class HtmlReport
 
         b.AppendLine("<h2>Comparison</h2>");
         b.AppendLine("<p>Runs that differ only by seed share a row: best validation and meta-test are means over the seeds, ±95% CI is the mean of the runs' intervals, seed sd is the standard deviation of the seeds' test means.</p>");
-        b.AppendLine("<table id=\"compare\"><tr>" + string.Concat(comparison.Headers.Select(h => $"<th>{H(h)}</th>")) + "</tr>");
-        foreach (var row in comparison.Cells())
-            b.AppendLine("<tr>" + string.Concat(row.Select((c, i) => i < comparison.Keys.Count ? $"<td>{H(c)}</td>" : $"<td class=\"n\">{H(c)}</td>")) + "</tr>");
-        b.AppendLine("</table>");
+        foreach (var (comparison, k) in comparisons.Select((c, k) => (c, k)))
+        {
+            b.AppendLine($"<table id=\"compare{(k == 0 ? "" : $"-{comparison.Metric}")}\"><tr>" + string.Concat(comparison.Headers.Select(h => $"<th>{H(h)}</th>")) + "</tr>");
+            foreach (var row in comparison.Cells())
+                b.AppendLine("<tr>" + string.Concat(row.Select((c, i) => i < comparison.Keys.Count ? $"<td>{H(c)}</td>" : $"<td class=\"n\">{H(c)}</td>")) + "</tr>");
+            b.AppendLine("</table>");
+            b.AppendLine($"<p class=\"note\">{H(comparison.TestColumnNote)}</p>");
+        }
 
         b.AppendLine("<h2>Plots</h2>");
         foreach (var p in plots)
@@ -46,7 +51,7 @@ public static class HtmlReport
         b.AppendLine("<h2>Runs</h2>");
         foreach (var r in runs)
         {
-            var eval = r.Eval is { } e ? $" — {e.Split} {e.Metric} {e.Mean:0.0000} ± {e.Ci95:0.0000} over {e.Episodes} episodes" : "";
+            var eval = r.Eval is { } e ? $" — {e.Split} {e.Metric} {e.Mean:0.0000} ± {e.Ci95:0.0000} over {e.Episodes} episodes ({e.Checkpoint} checkpoint)" : "";
             b.AppendLine($"<details><summary>{H(r.Name)}{H(eval)}</summary><p>{H(r.Dir)}</p><pre>{H(r.ConfigYaml)}</pre></details>");
         }
         b.AppendLine("</body></html>");

@@ -2,13 +2,14 @@ using System.Globalization;
 using System.Text.Json;
 using CsvHelper;
 using MetaRun.Config;
+using MetaRun.Evaluation;
 using MetaRun.Training;
-using YamlDotNet.RepresentationModel;
 
 namespace MetaRun.Reports;
 
-/// <summary>A run's meta-test result as metarun eval wrote it (eval.json).</summary>
-public sealed record EvalResult(string Metric, double Mean, double Ci95, int Episodes, string Split, long Iteration);
+/// <summary>A run's headline meta-test result, chosen from its evaluations (see <see cref="RunFolder.Headline"/>).</summary>
+/// <param name="Checkpoint">Which checkpoint it scored: "best" or "last".</param>
+public sealed record EvalResult(string Metric, double Mean, double Ci95, int Episodes, string Split, long Iteration, string Checkpoint = "best");
 
 /// <summary>What compare and report read from one run folder.</summary>
 public sealed class RunFolder
@@ -20,7 +21,19 @@ public sealed class RunFolder
     /// <summary>The resolved config flattened to key paths (model.hidden → "[40, 40]").</summary>
     public required IReadOnlyDictionary<string, string> Keys { get; init; }
     public required IReadOnlyList<MetricsRow> Metrics { get; init; }
+    /// <summary>The headline test result (<see cref="Headline"/>), or null when the run has none.</summary>
     public EvalResult? Eval { get; init; }
+    /// <summary>Every evaluation of the run (its evaluation store; a lone eval.json from before the store).</summary>
+    public IReadOnlyList<StoredEvaluation> Evaluations { get; init; } = [];
+    /// <summary>
+    /// The evaluation that stands for the run: clean (no attack), on the test split, at the run's
+    /// own test settings (episode shape, inner steps and rate, seed), of the best checkpoint
+    /// (the last where the run never validated); among several, the latest checkpoint iteration,
+    /// then the most episodes, then the newest.
+    /// </summary>
+    public StoredEvaluation? Headline { get; init; }
+    /// <summary>The other evaluations by label ("val", "fgsm ε=0.1", "5w5s", "10 steps", …): the newest of each.</summary>
+    public IReadOnlyDictionary<string, StoredEvaluation> Variants { get; init; } = new Dictionary<string, StoredEvaluation>();
 
     public bool IsRegression => Config.Data.Dataset == "sinusoid";
 
@@ -45,10 +58,64 @@ public sealed class RunFolder
             Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
             Config = config,
             ConfigYaml = yaml,
-            Keys = Flatten(ConfigLoader.ToYaml(config)),
+            Keys = ConfigKeys.Flatten(config),
             Metrics = ReadMetrics(run.MetricsCsvPath),
-            Eval = ReadEval(run.EvalResult),
+        }.WithEvaluations(ReadEvaluations(dir, run));
+    }
+
+    private static IReadOnlyList<StoredEvaluation> ReadEvaluations(string dir, RunDirectory run)
+    {
+        var stored = EvaluationStore.Read(dir, m => Console.Error.WriteLine($"metarun: {m}"));
+        if (stored.Count > 0 || !File.Exists(run.EvalResult)) return stored;
+        try
+        {
+            return [EvaluationStore.Parse(run.EvalResult, File.ReadAllText(run.EvalResult))];
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new MetaRunException(ExitCodes.Failure, $"{run.EvalResult}: unreadable eval result: {e.Message}");
+        }
+    }
+
+    private RunFolder WithEvaluations(IReadOnlyList<StoredEvaluation> all)
+    {
+        var c = Config;
+        var steps = Algorithms.AlgorithmRegistry.Get(c.Algorithm.Name).TestInnerSteps(c.Algorithm);
+        var ways = IsRegression ? 1 : c.Data.Test.Ways;
+        bool OwnSettings(StoredEvaluation e) => e.Ways == ways && e.Shots == c.Data.Test.Shots && e.Queries == c.Data.Test.Queries
+            && e.InnerSteps == steps && (double.IsNaN(e.InnerLr) || e.InnerLr == c.Algorithm.InnerLr) && (e.Seed == 0 || e.Seed == c.Seed);
+        var candidates = all.Where(e => e.Attack == null && e.Split == "test" && OwnSettings(e) && e.Mean != null).ToList();
+        var best = candidates.Where(e => e.CheckpointName == "best").ToList();
+        var pool = best.Count > 0 ? best : candidates.Where(e => e.CheckpointName == "last").ToList();
+        var headline = pool.OrderBy(e => e.Iteration).ThenBy(e => e.Episodes).ThenBy(e => e.Recorded).LastOrDefault();
+        var variants = new Dictionary<string, StoredEvaluation>();
+        foreach (var e in all.Where(e => e != headline && e.Value != null))
+            variants[VariantLabel(e, headline, ways, steps)] = e;
+        // The same evaluation at fewer episodes or an older checkpoint says nothing the headline does not.
+        variants.Remove("");
+        return new RunFolder
+        {
+            Dir = Dir, Name = Name, Config = Config, ConfigYaml = ConfigYaml, Keys = Keys, Metrics = Metrics,
+            Evaluations = all,
+            Headline = headline,
+            Eval = headline is { Mean: { } m, Ci95: { } ci } ? new EvalResult(headline.Metric, m, ci, headline.Episodes, headline.Split, headline.Iteration, headline.CheckpointName) : null,
+            Variants = variants,
         };
+    }
+
+    /// <summary>What sets an evaluation apart from the run's own test settings, as a short label.</summary>
+    private string VariantLabel(StoredEvaluation e, StoredEvaluation? headline, int ways, int steps)
+    {
+        var parts = new List<string>();
+        if (e.Split != "test") parts.Add(e.Split);
+        if (e.CheckpointName != (headline?.CheckpointName ?? "best")) parts.Add(e.CheckpointName);
+        if (e.Ways != ways || e.Shots != Config.Data.Test.Shots) parts.Add(IsRegression ? $"K={e.Shots}" : $"{e.Ways}w{e.Shots}s");
+        if (e.Queries != Config.Data.Test.Queries) parts.Add($"{e.Queries} queries");
+        if (e.InnerSteps != steps) parts.Add($"{e.InnerSteps} steps");
+        if (!double.IsNaN(e.InnerLr) && e.InnerLr != Config.Algorithm.InnerLr) parts.Add($"α={e.InnerLr.ToString("0.####", CultureInfo.InvariantCulture)}");
+        if (e.Seed != 0 && e.Seed != Config.Seed) parts.Add($"seed {e.Seed}");
+        if (e.Attack != null) parts.Add(e.Attack);
+        return string.Join(" ", parts);
     }
 
     /// <summary>
@@ -93,45 +160,5 @@ public sealed class RunFolder
             throw new MetaRunException(ExitCodes.Failure, $"{path}:{csv.LineNumber}: unreadable metrics: {e.Message.Split('\n')[0]}");
         }
         return rows;
-    }
-
-    private static EvalResult? ReadEval(string path)
-    {
-        if (!File.Exists(path)) return null;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            var r = doc.RootElement;
-            return new EvalResult(r.GetProperty("metric").GetString()!, r.GetProperty("mean").GetDouble(), r.GetProperty("ci95").GetDouble(),
-                r.GetProperty("episodes").GetInt32(), r.GetProperty("split").GetString()!, r.GetProperty("iteration").GetInt64());
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            throw new MetaRunException(ExitCodes.Failure, $"{path}: unreadable eval result: {e.Message}");
-        }
-    }
-
-    private static Dictionary<string, string> Flatten(string yaml)
-    {
-        var stream = new YamlStream();
-        stream.Load(new StringReader(yaml));
-        var keys = new Dictionary<string, string>();
-        void Walk(YamlNode node, string prefix)
-        {
-            switch (node)
-            {
-                case YamlMappingNode m:
-                    foreach (var (k, v) in m.Children) Walk(v, prefix.Length == 0 ? ((YamlScalarNode)k).Value! : $"{prefix}.{((YamlScalarNode)k).Value}");
-                    break;
-                case YamlSequenceNode s:
-                    keys[prefix] = "[" + string.Join(", ", s.Children.Select(c => (c as YamlScalarNode)?.Value)) + "]";
-                    break;
-                case YamlScalarNode sc:
-                    keys[prefix] = sc.Value ?? "";
-                    break;
-            }
-        }
-        Walk(stream.Documents[0].RootNode, "");
-        return keys;
     }
 }

@@ -145,7 +145,7 @@ public sealed class Checkpoint : IDisposable
     {
         var (was, now) = (ConfigLoader.Hash(Config), ConfigLoader.Hash(config));
         if (was != now)
-            throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {was}, now {now}); only name, output, algorithm.iterations, eval, checkpoint and execution may change on resume");
+            throw new CheckpointException($"{source}: the checkpoint was trained with a different config (hash {was}, now {now}); only algorithm.iterations, eval.interval, checkpoint.interval, distributed.timeout, workers, threads and execution may change on resume");
     }
 
     /// <summary>Copies the saved weights into the model's parameters, checking names, shapes and dtypes.</summary>

@@ -153,12 +153,16 @@ public sealed class RunDirectory : IDisposable
         .WriteTo.File(RankLogPath(rank), outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}")
         .CreateLogger();
 
-    /// <summary>A checkpoint file as given, or the last checkpoint of a run folder (or of a checkpoints folder).</summary>
+    /// <summary>
+    /// A checkpoint file as given; for a run folder (or its checkpoints folder) its best
+    /// checkpoint, or its last where it never validated: the one training points `eval` at.
+    /// </summary>
     public static string ResolveCheckpoint(string path)
     {
         if (File.Exists(path)) return path;
-        foreach (var candidate in new[] { new RunDirectory(path).LastCheckpoint, System.IO.Path.Combine(path, LastFile) })
-            if (File.Exists(candidate)) return candidate;
-        throw new CheckpointException(Directory.Exists(path) ? $"{path}: no checkpoints/{LastFile} in this folder" : $"{path}: checkpoint not found");
+        var inside = System.IO.Path.GetFileName(System.IO.Path.TrimEndingDirectorySeparator(path)) == "checkpoints";
+        var run = new RunDirectory(inside ? System.IO.Path.GetDirectoryName(System.IO.Path.TrimEndingDirectorySeparator(path))! : path);
+        if (File.Exists(run.BestOrLast)) return run.BestOrLast;
+        throw new CheckpointException(Directory.Exists(path) ? $"{path}: no checkpoints/best.safetensors or checkpoints/{LastFile} in this folder" : $"{path}: checkpoint not found");
     }
 }

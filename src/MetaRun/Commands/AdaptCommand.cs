@@ -9,7 +9,7 @@ public static class AdaptCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its last checkpoint)", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its best checkpoint)", Required = true };
         var support = new Option<string>("--support") { Description = "Folder with one subfolder of labelled images per class (the folder name is the class name)", Required = true };
         var query = new Option<string?>("--query") { Description = "Images to classify: a flat folder, or one subfolder per class (then accuracy and a confusion table too)" };
         var steps = new Option<int?>("--steps") { Description = "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)" };

@@ -19,21 +19,31 @@ public static class CompareCommand
 
     private static int Run(string[] dirs, string format)
     {
-        var comparison = Comparison.Of(RunFolder.Discover(dirs));
-        switch (format)
+        var comparisons = Comparison.PerMetric(RunFolder.Discover(dirs));
+        if (format == "json" && comparisons.Count > 1)
         {
-            case "csv": Console.Write(comparison.ToCsv()); break;
-            case "json": Console.Write(comparison.ToJson()); break;
-            case "markdown": Console.Write(comparison.ToMarkdown()); break;
-            default:
-                var table = new Table();
-                // The terminal is narrow: keys by their last part where that is unambiguous.
-                var shortKeys = comparison.Keys.Select(k => comparison.Keys.Count(o => o.Split('.')[^1] == k.Split('.')[^1]) > 1 ? k : k.Split('.')[^1]).ToList();
-                foreach (var (h, i) in comparison.Headers.Select((h, i) => (i < shortKeys.Count ? shortKeys[i] : h, i)))
-                    table.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = i < comparison.Keys.Count ? Justify.Left : Justify.Right });
-                foreach (var row in comparison.Cells()) table.AddRow(row.Select(Markup.Escape).ToArray());
-                AnsiConsole.Write(table);
-                break;
+            Console.WriteLine("[" + string.Join(",", comparisons.Select(c => c.ToJson().TrimEnd())) + "]");
+            return ExitCodes.Success;
+        }
+        foreach (var (comparison, i) in comparisons.Select((c, i) => (c, i)))
+        {
+            if (i > 0) Console.WriteLine();
+            switch (format)
+            {
+                case "csv": Console.Write(comparison.ToCsv()); break;
+                case "json": Console.Write(comparison.ToJson()); break;
+                case "markdown": Console.Write(comparison.ToMarkdown()); break;
+                default:
+                    var table = new Table();
+                    // The terminal is narrow: keys by their last part where that is unambiguous.
+                    var shortKeys = comparison.Keys.Select(k => comparison.Keys.Count(o => o.Split('.')[^1] == k.Split('.')[^1]) > 1 ? k : k.Split('.')[^1]).ToList();
+                    foreach (var (h, j) in comparison.Headers.Select((h, j) => (j < shortKeys.Count ? shortKeys[j] : h, j)))
+                        table.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = j < comparison.Keys.Count ? Justify.Left : Justify.Right });
+                    foreach (var row in comparison.Cells()) table.AddRow(row.Select(Markup.Escape).ToArray());
+                    AnsiConsole.Write(table);
+                    Console.WriteLine(comparison.TestColumnNote);
+                    break;
+            }
         }
         return ExitCodes.Success;
     }

@@ -12,7 +12,8 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its last checkpoint)", Required = true };
+        var run = new Argument<string?>("run") { Description = "A run folder: scores its best checkpoint (its last where it never validated)", Arity = ArgumentArity.ZeroOrOne };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "Checkpoint file (or a run folder: its best checkpoint)" };
         var episodes = new Option<int>("--episodes") { Description = "Number of test episodes", DefaultValueFactory = _ => 600 };
         var split = new Option<string>("--split") { Description = "Split to evaluate on", DefaultValueFactory = _ => "test" };
         split.AcceptOnlyFromAmong("test", "val");
@@ -22,13 +23,20 @@ public static class EvalCommand
         attack.AcceptOnlyFromAmong("fgsm", "pgd");
         var epsilon = new Option<double?>("--epsilon") { Description = "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)" };
         var steps = new Option<int?>("--steps") { Description = $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)" };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option };
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
-            : Run(r.GetValue(checkpoint)!, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
+            : Run(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
                 AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps))));
         return command;
     }
+
+    private static string CheckpointFrom(string? run, string? checkpoint) => (run, checkpoint) switch
+    {
+        (null, null) => throw new ConfigException("eval needs a run folder (metarun eval RUN) or --checkpoint FILE"),
+        ({ }, { }) => throw new ConfigException($"eval: give the run folder ({run}) or --checkpoint ({checkpoint}), not both"),
+        _ => run ?? checkpoint!,
+    };
 
     private static Attack? AttackFrom(string? kind, double? epsilon, int? steps) => kind == null
         ? (epsilon ?? (double?)steps) == null ? null : throw new ConfigException("--epsilon and --steps belong to an attack: add --attack fgsm or --attack pgd")
@@ -40,12 +48,13 @@ public static class EvalCommand
         if (!r.Reporter) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
+        Console.WriteLine($"checkpoint: {r.Checkpoint} (iteration {r.Iteration})");
         var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";
         Console.WriteLine($"{what} {r.Summary.Mean.ToString("0.0000", inv)} ± {r.Summary.Ci95.ToString("0.0000", inv)} (95% CI) over {r.Summary.Count} {r.Split} episodes, {shapeText}, {r.Seconds.ToString("0.0", inv)} s");
         if (r.Attacked is { } a)
             Console.WriteLine($"{what} {a.Mean.ToString("0.0000", inv)} ± {a.Ci95.ToString("0.0000", inv)} (95% CI) under {r.Attack} on the query sets, same episodes");
         if (r.NonFiniteReason is { } why) Console.Error.WriteLine($"metarun: {why}");
-        Console.WriteLine($"written to {Evaluator.Write(r, outPath)}");
+        Console.WriteLine($"written to {Evaluator.Write(r, outPath, m => Console.Error.WriteLine($"metarun: {m}"))}");
         return r.Finite ? ExitCodes.Success : ExitCodes.Failure;
     }
 }

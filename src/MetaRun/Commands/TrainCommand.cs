@@ -1,5 +1,4 @@
 using System.CommandLine;
-using MetaRun.Config;
 using MetaRun.Training;
 
 namespace MetaRun.Cli.Commands;
@@ -14,15 +13,15 @@ public static class TrainCommand
             Description = "Override a config key, e.g. --set algorithm.inner_lr=0.1 (repeatable)",
             AllowMultipleArgumentsPerToken = false,
         };
-        var config = new Argument<string>("config") { Description = "The run's YAML config file" };
+        var config = new Argument<string?>("config") { Description = "The run's YAML config file (with --resume: optional, the run keeps its own)", Arity = ArgumentArity.ZeroOrOne };
         var outDir = new Option<string?>("--out") { Description = "Run folder to write (default: output.dir/NAME-TIMESTAMP)" };
-        var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its last checkpoint" };
+        var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its last checkpoint, with its own config" };
         var command = new Command("train", "Meta-train a model from a YAML config") { config, set, outDir, resume, Nproc.Option };
         command.SetAction(r =>
         {
-            var sets = r.GetValue(set) ?? [];
-            if (Nproc.Requested(r) is { } n) return Nproc.Launch(r, n, ConfigLoader.Load(r.GetValue(config)!, sets));
-            return Run(new TrainingRequest(r.GetValue(config)!, sets, r.GetValue(outDir), r.GetValue(resume), r.GetValue(GlobalOptions.DataRoot), r.GetValue(GlobalOptions.Verbose)));
+            var request = new TrainingRequest(r.GetValue(config), r.GetValue(set) ?? [], r.GetValue(outDir), r.GetValue(resume), r.GetValue(GlobalOptions.DataRoot), r.GetValue(GlobalOptions.Verbose));
+            if (Nproc.Requested(r) is { } n) return Nproc.Launch(r, n, TrainingRun.ConfigFor(request).Config);
+            return Run(request);
         });
         return command;
     }
@@ -35,7 +34,7 @@ public static class TrainCommand
     private static int Run(TrainingRequest request)
     {
         void Say(string m) => Console.Error.WriteLine($"metarun: {m}");
-        using var run = TrainingRun.Start(ConfigLoader.Load(request.ConfigPath, request.Sets), request, Say);
+        using var run = TrainingRun.Start(request, Say);
         using var stop = new GracefulStop(Say, "finishing this iteration and saving checkpoints/last");
         if (run.Rank != 0)
         {

@@ -176,7 +176,7 @@ public sealed class DistributedTrainingTests
             Assert.True(r.WaitForExit(TimeSpan.FromSeconds(60)), r.Output);
             Assert.True(r.ExitCode == 143, $"exit {r.ExitCode}: {r.Output}");
         }
-        Assert.Contains("resume with: ./metarun train", r0.Output);
+        Assert.Contains($"resume with: {ShellCommand.Of("train", "--resume", dir)}", r0.Output);
         using var c = Checkpoint.Load(Path.Combine(dir, "checkpoints", "last.safetensors"));
         Assert.Equal(File.ReadAllLines(Path.Combine(dir, "metrics.csv")).Length - 1, c.Iteration);
     }

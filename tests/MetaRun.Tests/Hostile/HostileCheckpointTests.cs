@@ -139,7 +139,7 @@ public class HostileCheckpointTests
         File.Delete(last);
         File.CreateSymbolicLink(last, "/dev/zero");
         var before = GC.GetTotalAllocatedBytes(precise: true);
-        var (code, _, err) = CliRunner.Run("eval", "--checkpoint", run, "--episodes", "2");
+        var (code, _, err) = CliRunner.Run("eval", "--checkpoint", last, "--episodes", "2");
         var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
         AssertRefused(code, err, last, "not a valid safetensors file");
         Assert.True(allocated < 64 << 20, $"{allocated} bytes allocated");

@@ -1,0 +1,117 @@
+using System.Text.Json;
+using MetaRun.Config;
+using MetaRun.Tests.Cli;
+using MetaRun.Training;
+
+namespace MetaRun.Tests.Training;
+
+/// <summary>A training run driven through Core alone (no command line): start, crash, resume from the folder.</summary>
+[Collection(ProcessWideCollection.Name)]
+public class TrainingRunTests
+{
+    private const string Yaml = """
+        name: t
+        threads: 1
+        data:
+          dataset: sinusoid
+          train: {shots: 5, queries: 5}
+          test: {shots: 5, queries: 5}
+        algorithm:
+          name: maml
+          inner_lr: 0.01
+          meta_batch_size: 2
+          iterations: 8
+        eval: {interval: 4, episodes: 4}
+        checkpoint: {interval: 2}
+        """;
+
+    private static string Config(string dir)
+    {
+        var path = Path.Combine(dir, "c.yaml");
+        File.WriteAllText(path, Yaml);
+        return path;
+    }
+
+    private static byte[] Weights(string runDir)
+    {
+        using var c = Checkpoint.Load(Path.Combine(runDir, "checkpoints", "last.safetensors"));
+        return c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes()).ToArray();
+    }
+
+    private static TrainingRun Start(string? config, string? outDir, string? resumeDir, params string[] sets) =>
+        TrainingRun.Start(new TrainingRequest(config, sets, outDir, resumeDir, null, false), _ => { });
+
+    [Fact]
+    public void ResumingFromTheFolderAloneEndsBitIdenticalToAnUninterruptedRun()
+    {
+        var dir = TestPaths.NewTempDir("trainingrun");
+        var config = Config(dir);
+        var straight = Path.Combine(dir, "straight");
+        using (var run = Start(config, straight, null)) run.Train(null, default);
+
+        var crashed = Path.Combine(dir, "crashed");
+        using (var run = Start(config, crashed, null))
+            Assert.Throws<InvalidOperationException>(() => run.Train(new CrashAfter(5), default));
+        // No config, no --set: the run's own config.yaml.
+        using (var run = Start(null, null, crashed))
+        {
+            run.Train(null, default);
+            Assert.Null(run.StoppedAt);
+        }
+        Assert.Equal(Weights(straight), Weights(crashed));
+    }
+
+    [Fact]
+    public void ResumingWithAChangedInnerRateIsRefusedShowingBothValuesAndWritesNothing()
+    {
+        var dir = TestPaths.NewTempDir("trainingrun");
+        var run = Path.Combine(dir, "run");
+        using (var r = Start(Config(dir), run, null)) r.Train(null, default);
+        var before = Directory.GetFiles(run, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
+
+        var e = Assert.Throws<ConfigException>(() => Start(null, null, run, "algorithm.inner_lr=0.02"));
+        Assert.Equal(ExitCodes.BadUsage, e.ExitCode);
+        Assert.Contains("algorithm.inner_lr is '0.01' in the run, '0.02' with --set", e.Message);
+        foreach (var (f, bytes) in before) Assert.True(bytes.SequenceEqual(File.ReadAllBytes(f)), $"{f} was changed");
+    }
+
+    [Fact]
+    public void TheRunFolderRecordsHowItWasMadeAndWhatAResumeChanged()
+    {
+        var dir = TestPaths.NewTempDir("trainingrun");
+        var run = Path.Combine(dir, "run");
+        using (var r = Start(Config(dir), run, null)) r.Train(null, default);
+        using (var r = Start(null, null, run, "algorithm.iterations=10"))
+        {
+            r.Train(null, default);
+            Assert.Equal(ShellCommand.Of("train", "--resume", run), r.ResumeCommand);
+            Assert.Equal(ShellCommand.Of("eval", run), r.EvaluateCommand);
+        }
+
+        var events = File.ReadAllLines(Path.Combine(run, Provenance.FileName)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(["start", "finished", "resume", "finished"], events.Select(e => e.GetProperty("event").GetString()));
+        var start = events[0];
+        foreach (var key in new[] { "time", "command", "cwd", "metarun", "libtorch", "libtorch_build", "device", "host" })
+            Assert.False(string.IsNullOrEmpty(start.GetProperty(key).ToString()), $"{key} is empty");
+        Assert.Equal("sinusoid", start.GetProperty("data").GetProperty("dataset").GetString());
+        var change = events[2].GetProperty("changes").GetProperty("algorithm.iterations");
+        Assert.Equal(["8", "10"], change.EnumerateArray().Select(v => v.GetString()));
+        Assert.Equal(10, events[3].GetProperty("iteration").GetInt64());
+        // config.yaml follows the allowed change.
+        Assert.Equal(10, ConfigLoader.Load(Path.Combine(run, "config.yaml"), []).Algorithm.Iterations);
+    }
+
+    [Fact]
+    public void ADataSetsFingerprintChangesWithItsFiles()
+    {
+        var dir = TestPaths.NewTempDir("fingerprint");
+        var data = new DataConfig { Dataset = "omniglot" };
+        Directory.CreateDirectory(Path.Combine(dir, "omniglot"));
+        File.WriteAllText(Path.Combine(dir, "omniglot", "images_background.zip"), "one");
+        var a = Provenance.DataIdentity(data, dir)["fingerprint"]!.ToString();
+        File.WriteAllText(Path.Combine(dir, "omniglot", "images_background.zip"), "two");
+        var b = Provenance.DataIdentity(data, dir)["fingerprint"]!.ToString();
+        Assert.NotEqual(a, b);
+        Assert.Equal(Path.Combine(dir, "omniglot"), Provenance.DataIdentity(data, dir)["path"]!.ToString());
+    }
+}
