@@ -1,6 +1,7 @@
 // Image decoding and encoding through libpng and libjpeg(-turbo). Pixels cross the ABI as
 // interleaved uint8 rows (height × width × channels) in buffers owned by the caller.
 #include "common.h"
+#include "codes.h"
 
 #include <png.h>
 #include <jpeglib.h>
@@ -159,8 +160,8 @@ MR_EXPORT Handle mr_image_decode(const uint8_t* data, int64_t size, int channels
   }())
 }
 
-// Encodes a uint8 tensor [channels, height, width] (1 or 3 channels) as PNG (format 0) or
-// JPEG (format 1, quality 1..100), or as an Adobe CMYK JPEG (format 2, from RGB). Returns the byte count; *out receives a buffer for mr_buffer_free.
+// Encodes a uint8 tensor [channels, height, width] (1 or 3 channels) as PNG or JPEG (quality
+// 1..100), or as an Adobe CMYK JPEG (from RGB). Returns the byte count; *out receives a buffer for mr_buffer_free.
 MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t** out) {
   MR_GUARD(-1, {
     auto t = T(img);
@@ -174,7 +175,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
     FILE* f = open_memstream(&buf, &len);
     if (!f) throw std::runtime_error("cannot open a memory stream");
     std::unique_ptr<FILE, int (*)(FILE*)> guard(f, fclose);
-    if (format == 0) {
+    if (format == IMG_PNG) {
       std::string err;
       png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_error_throw, png_warning_ignore);
       png_infop info = png_create_info_struct(png);
@@ -190,7 +191,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       for (int y = 0; y < h; y++) png_write_row(png, const_cast<png_bytep>(px + static_cast<size_t>(y) * w * c));
       png_write_end(png, nullptr);
       png_destroy_write_struct(&png, &info);
-    } else if (format == 1 || format == 2) {
+    } else if (format == IMG_JPEG || format == IMG_CMYK_JPEG) {
       jpeg_compress_struct cinfo;
       JpegError err;
       cinfo.err = jpeg_std_error(&err.mgr);
@@ -203,7 +204,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       jpeg_stdio_dest(&cinfo, f);
       cinfo.image_width = static_cast<JDIMENSION>(w);
       cinfo.image_height = static_cast<JDIMENSION>(h);
-      bool cmyk = format == 2;
+      bool cmyk = format == IMG_CMYK_JPEG;
       if (cmyk && c != 3) throw std::invalid_argument("a CMYK JPEG is made from an RGB image");
       cinfo.input_components = cmyk ? 4 : c;
       cinfo.in_color_space = cmyk ? JCS_CMYK : c == 1 ? JCS_GRAYSCALE : JCS_RGB;
@@ -231,7 +232,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       jpeg_finish_compress(&cinfo);
       jpeg_destroy_compress(&cinfo);
     } else {
-      throw std::invalid_argument("format must be 0 (PNG), 1 (JPEG) or 2 (CMYK JPEG)");
+      throw std::invalid_argument("unknown image format " + std::to_string(format));
     }
     guard.reset();  // flushes buf/len
     *out = reinterpret_cast<uint8_t*>(buf);

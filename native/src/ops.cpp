@@ -1,6 +1,7 @@
 // Tensor operations: shapes, arithmetic, reductions, neural-network functions, autograd
 // and the fused optimizer updates.
 #include "common.h"
+#include "codes.h"
 
 using namespace metarun;
 
@@ -34,11 +35,11 @@ MR_EXPORT Handle mr_detach(Handle h) { MR_TENSOR(T(h).detach()) }
 MR_EXPORT Handle mr_alias(Handle h) { MR_TENSOR(T(h)) }
 
 // ---- elementwise ----
-enum Unary { U_NEG, U_SQRT, U_EXP, U_LOG, U_ABS, U_RELU, U_SIGMOID, U_TANH, U_SIGN, U_RECIPROCAL, U_SQUARE, U_FLOOR, U_LOGICAL_NOT };
 MR_EXPORT Handle mr_unary(Handle h, int op) {
   MR_TENSOR([&] {
     auto& t = T(h);
-    switch (op) {
+    // On the enum, not the int, so that -Wswitch names a code left without its case.
+    switch (static_cast<Unary>(op)) {
       case U_NEG: return t.neg();
       case U_SQRT: return t.sqrt();
       case U_EXP: return t.exp();
@@ -52,14 +53,14 @@ MR_EXPORT Handle mr_unary(Handle h, int op) {
       case U_SQUARE: return t.square();
       case U_FLOOR: return t.floor();
       case U_LOGICAL_NOT: return t.logical_not();
+      case U_COUNT: break;
     }
     throw std::invalid_argument("unknown unary op " + std::to_string(op));
   }())
 }
 
-enum Binary { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MATMUL, B_MAXIMUM, B_MINIMUM, B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_AND, B_OR };
 static at::Tensor binary(const at::Tensor& a, const at::Tensor& b, int op) {
-  switch (op) {
+  switch (static_cast<Binary>(op)) {
     case B_ADD: return a.add(b);
     case B_SUB: return a.sub(b);
     case B_MUL: return a.mul(b);
@@ -76,6 +77,7 @@ static at::Tensor binary(const at::Tensor& a, const at::Tensor& b, int op) {
     case B_GE: return a.ge(b);
     case B_AND: return a.logical_and(b);
     case B_OR: return a.logical_or(b);
+    case B_COUNT: break;
   }
   throw std::invalid_argument("unknown binary op " + std::to_string(op));
 }
@@ -108,14 +110,13 @@ MR_EXPORT int mr_add_(Handle dst, Handle src, double alpha) { MR_STATUS(T(dst).a
 MR_EXPORT int mr_mul_scalar_(Handle dst, double s) { MR_STATUS(T(dst).mul_(s);) }
 
 // ---- reductions ----
-enum Reduce { R_SUM, R_MEAN, R_VAR, R_VAR_BIASED, R_AMAX, R_AMIN, R_STD };
 // n == 0 reduces over all dimensions.
 MR_EXPORT Handle mr_reduce(Handle h, int op, const int64_t* d, int n, int keepdim) {
   MR_TENSOR([&] {
     auto& t = T(h);
     bool k = keepdim != 0;
     auto ds = dims(d, n);
-    switch (op) {
+    switch (static_cast<Reduce>(op)) {
       case R_SUM: return n == 0 ? t.sum() : t.sum(ds, k);
       case R_MEAN: return n == 0 ? t.mean() : t.mean(ds, k);
       case R_VAR: return n == 0 ? t.var(true) : t.var(ds, true, k);
@@ -123,6 +124,7 @@ MR_EXPORT Handle mr_reduce(Handle h, int op, const int64_t* d, int n, int keepdi
       case R_STD: return n == 0 ? t.std(true) : t.std(ds, true, k);
       case R_AMAX: return n == 0 ? t.max() : t.amax(ds, k);
       case R_AMIN: return n == 0 ? t.min() : t.amin(ds, k);
+      case R_COUNT: break;
     }
     throw std::invalid_argument("unknown reduction " + std::to_string(op));
   }())
@@ -147,11 +149,26 @@ MR_EXPORT Handle mr_adaptive_avg_pool2d(Handle x, int64_t oh, int64_t ow) { MR_T
 MR_EXPORT Handle mr_leaky_relu(Handle x, double slope) { MR_TENSOR(at::leaky_relu(T(x), slope)) }
 MR_EXPORT Handle mr_log_softmax(Handle x, int64_t d) { MR_TENSOR(T(x).log_softmax(d)) }
 MR_EXPORT Handle mr_softmax(Handle x, int64_t d) { MR_TENSOR(T(x).softmax(d)) }
-// reduction: 0 none, 1 mean, 2 sum (libtorch's Reduction enum).
-MR_EXPORT Handle mr_cross_entropy(Handle logits, Handle target, int reduction) {
-  MR_TENSOR(at::cross_entropy_loss(T(logits), T(target), {}, reduction))
+static_assert(LR_NONE == static_cast<int32_t>(at::Reduction::None) &&
+                  LR_MEAN == static_cast<int32_t>(at::Reduction::Mean) &&
+                  LR_SUM == static_cast<int32_t>(at::Reduction::Sum),
+              "LossReduction must keep libtorch's at::Reduction values");
+// libtorch treats any code other than mean and sum as none, so an unknown one is refused here.
+static int64_t loss_reduction(int reduction) {
+  switch (static_cast<LossReduction>(reduction)) {
+    case LR_NONE:
+    case LR_MEAN:
+    case LR_SUM: return reduction;
+    case LR_COUNT: break;
+  }
+  throw std::invalid_argument("unknown loss reduction " + std::to_string(reduction));
 }
-MR_EXPORT Handle mr_mse_loss(Handle a, Handle b, int reduction) { MR_TENSOR(at::mse_loss(T(a), T(b), reduction)) }
+MR_EXPORT Handle mr_cross_entropy(Handle logits, Handle target, int reduction) {
+  MR_TENSOR(at::cross_entropy_loss(T(logits), T(target), {}, loss_reduction(reduction)))
+}
+MR_EXPORT Handle mr_mse_loss(Handle a, Handle b, int reduction) {
+  MR_TENSOR(at::mse_loss(T(a), T(b), loss_reduction(reduction)))
+}
 // One LSTM step, ATen's differentiable cell: gates = x·w_ihᵀ + b_ih + h·w_hhᵀ + b_hh in PyTorch's
 // (input, forget, cell, output) order. Two outputs, so through out-parameters; biases may be null.
 MR_EXPORT int mr_lstm_cell(Handle x, Handle h, Handle c, Handle w_ih, Handle w_hh, Handle b_ih, Handle b_hh, Handle* h_out,
@@ -173,20 +190,21 @@ MR_EXPORT Handle mr_dropout(Handle x, double p, int training, void* gen) {
     return t * mask / (1 - p);
   }())
 }
-// mode: 0 bilinear, 1 bicubic, 2 area. Antialiasing applies to bilinear and bicubic when shrinking.
+// Antialiasing applies to bilinear and bicubic when shrinking.
 MR_EXPORT Handle mr_interpolate(Handle x, int64_t oh, int64_t ow, int mode, int antialias) {
   MR_TENSOR([&] {
     auto& t = T(x);
     std::vector<int64_t> size{oh, ow};
-    switch (mode) {
-      case 0:
+    switch (static_cast<Interpolation>(mode)) {
+      case I_BILINEAR:
         return antialias ? at::_upsample_bilinear2d_aa(t, size, false, c10::nullopt, c10::nullopt)
                          : at::upsample_bilinear2d(t, size, false, c10::nullopt, c10::nullopt);
-      case 1:
+      case I_BICUBIC:
         return antialias ? at::_upsample_bicubic2d_aa(t, size, false, c10::nullopt, c10::nullopt)
                          : at::upsample_bicubic2d(t, size, false, c10::nullopt, c10::nullopt);
-      case 2:
+      case I_AREA:
         return at::adaptive_avg_pool2d(t, size);
+      case I_COUNT: break;
     }
     throw std::invalid_argument("unknown interpolation mode " + std::to_string(mode));
   }())
@@ -236,5 +254,20 @@ MR_EXPORT int mr_adam_step(Handle p, Handle g, Handle m, Handle v, double lr, do
     double bc2 = 1 - std::pow(beta2, static_cast<double>(step));
     auto denom = (T(v).sqrt() / std::sqrt(bc2)).add_(eps);
     T(p).addcdiv_(T(m), denom, -lr / bc1);
+  })
+}
+
+// ---- the codes' counts (codes.h), for the binding's check against its own enums ----
+MR_EXPORT int32_t mr_enum_count(const char* name) {
+  MR_GUARD(-1, {
+    if (name == nullptr) throw std::invalid_argument("null enum name");
+    std::string n(name);
+    if (n == "unary") return U_COUNT;
+    if (n == "binary") return B_COUNT;
+    if (n == "reduce") return R_COUNT;
+    if (n == "loss_reduction") return LR_COUNT;
+    if (n == "interpolation") return I_COUNT;
+    if (n == "image_format") return IMG_COUNT;
+    throw std::invalid_argument("unknown enum '" + n + "'");
   })
 }

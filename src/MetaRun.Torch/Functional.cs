@@ -2,6 +2,7 @@ using static LibTorch.Native;
 
 namespace LibTorch;
 
+/// <summary>How a loss reduces over its elements; the values are libtorch's at::Reduction codes (native LossReduction).</summary>
 public enum Reduction
 {
     None = 0,
@@ -9,6 +10,7 @@ public enum Reduction
     Sum = 2,
 }
 
+/// <summary>How <see cref="F.Interpolate"/> resamples (native Interpolation).</summary>
 public enum InterpolationMode
 {
     Bilinear = 0,
@@ -55,11 +57,17 @@ public static class F
         new(mr_dropout(input.Handle, p, training ? 1 : 0, generator?.Handle ?? IntPtr.Zero));
 
     /// <summary>Cross-entropy of logits [N, C] against int64 class indices [N].</summary>
-    public static Tensor CrossEntropy(Tensor logits, Tensor target, Reduction reduction = Reduction.Mean) =>
-        new(mr_cross_entropy(logits.Handle, target.Handle, (int)reduction));
+    public static Tensor CrossEntropy(Tensor logits, Tensor target, Reduction reduction = Reduction.Mean)
+    {
+        NativeEnums.EnsureVerified();
+        return new Tensor(mr_cross_entropy(logits.Handle, target.Handle, (int)reduction));
+    }
 
-    public static Tensor MseLoss(Tensor input, Tensor target, Reduction reduction = Reduction.Mean) =>
-        new(mr_mse_loss(input.Handle, target.Handle, (int)reduction));
+    public static Tensor MseLoss(Tensor input, Tensor target, Reduction reduction = Reduction.Mean)
+    {
+        NativeEnums.EnsureVerified();
+        return new Tensor(mr_mse_loss(input.Handle, target.Handle, (int)reduction));
+    }
 
     /// <summary>
     /// One LSTM step (PyTorch's LSTMCell): x [N, I], h and c [N, H], wIh [4H, I], wHh [4H, H],
@@ -72,6 +80,9 @@ public static class F
     }
 
     /// <summary>Resizes [N, C, H, W] images. Antialiasing (bilinear/bicubic) low-pass filters when shrinking.</summary>
-    public static Tensor Interpolate(Tensor input, int height, int width, InterpolationMode mode = InterpolationMode.Bilinear, bool antialias = false) =>
-        new(mr_interpolate(input.Handle, height, width, (int)mode, antialias ? 1 : 0));
+    public static Tensor Interpolate(Tensor input, int height, int width, InterpolationMode mode = InterpolationMode.Bilinear, bool antialias = false)
+    {
+        NativeEnums.EnsureVerified();
+        return new Tensor(mr_interpolate(input.Handle, height, width, (int)mode, antialias ? 1 : 0));
+    }
 }

@@ -12,16 +12,17 @@ public static unsafe class Image
         fixed (byte* p = encoded) return new Tensor(mr_image_decode(p, encoded.Length, channels));
     }
 
-    public static byte[] EncodePng(Tensor image) => Encode(image, 0, 0);
+    public static byte[] EncodePng(Tensor image) => Encode(image, ImageEncoding.Png, 0);
 
-    public static byte[] EncodeJpeg(Tensor image, int quality = 95) => Encode(image, 1, quality);
+    public static byte[] EncodeJpeg(Tensor image, int quality = 95) => Encode(image, ImageEncoding.Jpeg, quality);
 
     /// <summary>An RGB image as an Adobe-style CMYK JPEG (inverted ink), as print workflows write them; Decode reads it back as RGB or gray.</summary>
-    public static byte[] EncodeCmykJpeg(Tensor image, int quality = 95) => Encode(image, 2, quality);
+    public static byte[] EncodeCmykJpeg(Tensor image, int quality = 95) => Encode(image, ImageEncoding.CmykJpeg, quality);
 
-    private static byte[] Encode(Tensor image, int format, int quality)
+    private static byte[] Encode(Tensor image, ImageEncoding format, int quality)
     {
-        var n = Check(mr_image_encode(image.Handle, format, quality, out var buffer));
+        NativeEnums.EnsureVerified();
+        var n = Check(mr_image_encode(image.Handle, (int)format, quality, out var buffer));
         try
         {
             var bytes = new byte[n];

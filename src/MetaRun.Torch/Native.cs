@@ -88,6 +88,8 @@ internal static unsafe partial class Native
     [DllImport(Lib)] internal static extern IntPtr mr_detach(IntPtr h);
     [DllImport(Lib)] internal static extern IntPtr mr_alias(IntPtr h);
 
+    [DllImport(Lib)] internal static extern int mr_enum_count([MarshalAs(UnmanagedType.LPUTF8Str)] string name);
+
     [DllImport(Lib)] internal static extern IntPtr mr_unary(IntPtr h, int op);
     [DllImport(Lib)] internal static extern IntPtr mr_binary(IntPtr a, IntPtr b, int op);
     [DllImport(Lib)] internal static extern IntPtr mr_binary_scalar(IntPtr a, double s, int op, int reversed);

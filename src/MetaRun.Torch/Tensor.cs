@@ -161,23 +161,37 @@ public sealed unsafe partial class Tensor : IDisposable
     public Tensor this[long i] => Narrow(0, i < 0 ? i + Size(0) : i, 1).Squeeze(0);
 
     // ---- elementwise ----
-    private Tensor Unary(int op) => new(mr_unary(Handle, op));
-    public Tensor Neg() => Unary(0);
-    public Tensor Sqrt() => Unary(1);
-    public Tensor Exp() => Unary(2);
-    public Tensor Log() => Unary(3);
-    public Tensor Abs() => Unary(4);
-    public Tensor Relu() => Unary(5);
-    public Tensor Sigmoid() => Unary(6);
-    public Tensor Tanh() => Unary(7);
-    public Tensor Sign() => Unary(8);
-    public Tensor Reciprocal() => Unary(9);
-    public Tensor Square() => Unary(10);
-    public Tensor Floor() => Unary(11);
-    public Tensor LogicalNot() => Unary(12);
+    private Tensor Unary(UnaryOp op)
+    {
+        NativeEnums.EnsureVerified();
+        return new Tensor(mr_unary(Handle, (int)op));
+    }
 
-    private static Tensor Binary(Tensor a, Tensor b, BinaryOp op) => new(mr_binary(a.Handle, b.Handle, (int)op));
-    private static Tensor Binary(Tensor a, double s, BinaryOp op, bool reversed = false) => new(mr_binary_scalar(a.Handle, s, (int)op, reversed ? 1 : 0));
+    public Tensor Neg() => Unary(UnaryOp.Neg);
+    public Tensor Sqrt() => Unary(UnaryOp.Sqrt);
+    public Tensor Exp() => Unary(UnaryOp.Exp);
+    public Tensor Log() => Unary(UnaryOp.Log);
+    public Tensor Abs() => Unary(UnaryOp.Abs);
+    public Tensor Relu() => Unary(UnaryOp.Relu);
+    public Tensor Sigmoid() => Unary(UnaryOp.Sigmoid);
+    public Tensor Tanh() => Unary(UnaryOp.Tanh);
+    public Tensor Sign() => Unary(UnaryOp.Sign);
+    public Tensor Reciprocal() => Unary(UnaryOp.Reciprocal);
+    public Tensor Square() => Unary(UnaryOp.Square);
+    public Tensor Floor() => Unary(UnaryOp.Floor);
+    public Tensor LogicalNot() => Unary(UnaryOp.LogicalNot);
+
+    private static Tensor Binary(Tensor a, Tensor b, BinaryOp op)
+    {
+        NativeEnums.EnsureVerified();
+        return new Tensor(mr_binary(a.Handle, b.Handle, (int)op));
+    }
+
+    private static Tensor Binary(Tensor a, double s, BinaryOp op, bool reversed = false)
+    {
+        NativeEnums.EnsureVerified();
+        return new Tensor(mr_binary_scalar(a.Handle, s, (int)op, reversed ? 1 : 0));
+    }
 
     public Tensor Add(Tensor other, double alpha = 1) => alpha == 1 ? Binary(this, other, BinaryOp.Add) : new Tensor(mr_add_scaled(Handle, other.Handle, alpha));
     public Tensor Pow(double exponent) => Binary(this, exponent, BinaryOp.Pow);
@@ -232,35 +246,31 @@ public sealed unsafe partial class Tensor : IDisposable
     public Tensor Mul_(double s) { Check(mr_mul_scalar_(Handle, s)); return this; }
 
     // ---- reductions ----
-    private Tensor Reduce(int op, long[] dims, bool keepDim)
+    private Tensor Reduce(ReduceOp op, long[] dims, bool keepDim)
     {
-        fixed (long* p = dims) return new Tensor(mr_reduce(Handle, op, p, dims.Length, keepDim ? 1 : 0));
+        NativeEnums.EnsureVerified();
+        fixed (long* p = dims) return new Tensor(mr_reduce(Handle, (int)op, p, dims.Length, keepDim ? 1 : 0));
     }
 
-    public Tensor Sum() => Reduce(0, [], false);
-    public Tensor Sum(long dim, bool keepDim = false) => Reduce(0, [dim], keepDim);
-    public Tensor Sum(long[] dims, bool keepDim = false) => Reduce(0, dims, keepDim);
-    public Tensor Mean() => Reduce(1, [], false);
-    public Tensor Mean(long dim, bool keepDim = false) => Reduce(1, [dim], keepDim);
-    public Tensor Mean(long[] dims, bool keepDim = false) => Reduce(1, dims, keepDim);
+    public Tensor Sum() => Reduce(ReduceOp.Sum, [], false);
+    public Tensor Sum(long dim, bool keepDim = false) => Reduce(ReduceOp.Sum, [dim], keepDim);
+    public Tensor Sum(long[] dims, bool keepDim = false) => Reduce(ReduceOp.Sum, dims, keepDim);
+    public Tensor Mean() => Reduce(ReduceOp.Mean, [], false);
+    public Tensor Mean(long dim, bool keepDim = false) => Reduce(ReduceOp.Mean, [dim], keepDim);
+    public Tensor Mean(long[] dims, bool keepDim = false) => Reduce(ReduceOp.Mean, dims, keepDim);
     /// <summary>Variance; unbiased (n − 1) by default, as in PyTorch.</summary>
-    public Tensor Var(bool unbiased = true) => Reduce(unbiased ? 2 : 3, [], false);
-    public Tensor Var(long dim, bool unbiased = true, bool keepDim = false) => Reduce(unbiased ? 2 : 3, [dim], keepDim);
-    public Tensor Std() => Reduce(6, [], false);
-    public Tensor Std(long dim, bool keepDim = false) => Reduce(6, [dim], keepDim);
-    public Tensor Max() => Reduce(4, [], false);
-    public Tensor Max(long dim, bool keepDim = false) => Reduce(4, [dim], keepDim);
-    public Tensor Min() => Reduce(5, [], false);
-    public Tensor Min(long dim, bool keepDim = false) => Reduce(5, [dim], keepDim);
+    public Tensor Var(bool unbiased = true) => Reduce(unbiased ? ReduceOp.Var : ReduceOp.VarBiased, [], false);
+    public Tensor Var(long dim, bool unbiased = true, bool keepDim = false) => Reduce(unbiased ? ReduceOp.Var : ReduceOp.VarBiased, [dim], keepDim);
+    public Tensor Std() => Reduce(ReduceOp.Std, [], false);
+    public Tensor Std(long dim, bool keepDim = false) => Reduce(ReduceOp.Std, [dim], keepDim);
+    public Tensor Max() => Reduce(ReduceOp.Amax, [], false);
+    public Tensor Max(long dim, bool keepDim = false) => Reduce(ReduceOp.Amax, [dim], keepDim);
+    public Tensor Min() => Reduce(ReduceOp.Amin, [], false);
+    public Tensor Min(long dim, bool keepDim = false) => Reduce(ReduceOp.Amin, [dim], keepDim);
     public Tensor ArgMax(long dim, bool keepDim = false) => new(mr_argmax(Handle, dim, keepDim ? 1 : 0));
     public Tensor ArgMin(long dim, bool keepDim = false) => new(mr_argmin(Handle, dim, keepDim ? 1 : 0));
 
     // ---- autograd ----
     public void Backward(Tensor? gradient = null, bool retainGraph = false, bool createGraph = false) =>
         Check(mr_backward(Handle, gradient?.Handle ?? IntPtr.Zero, retainGraph ? 1 : 0, createGraph ? 1 : 0));
-}
-
-internal enum BinaryOp
-{
-    Add, Sub, Mul, Div, Pow, MatMul, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, And, Or,
 }

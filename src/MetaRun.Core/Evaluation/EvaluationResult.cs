@@ -1,0 +1,63 @@
+using System.Text.Json.Nodes;
+using MetaRun.Algorithms;
+using MetaRun.Data;
+
+namespace MetaRun.Evaluation;
+
+/// <summary>The meta-test result of a checkpoint: the headline metric over episodes with its 95% interval, and what produced it.</summary>
+/// <param name="Attacked">Under <paramref name="Attack"/>: the headline metric on the perturbed query sets, episode for episode beside <paramref name="Summary"/>.</param>
+public sealed record EvaluationResult(
+    HeadlineMetric Metric, Summary Summary, string Split, EpisodeShape Shape, bool Regression,
+    int InnerSteps, double InnerLr, long Iteration, string Checkpoint, double Seconds, Attack? Attack = null, Summary? Attacked = null, long Seed = 0)
+{
+    /// <summary>
+    /// Whether every episode scored a finite number. A NaN or infinite score means the adapted
+    /// model diverged (an inner step too large for the test steps, or a diverged checkpoint).
+    /// </summary>
+    /// <summary>Whether this process reports the result: every rank of a data-parallel evaluation holds the same one, and rank 0 alone prints and writes it.</summary>
+    public bool Reporter { get; init; } = true;
+
+    public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
+
+    /// <summary>Why the scores are not numbers, when they are not.</summary>
+    public string? NonFiniteReason => Finite ? null
+        : $"diverged: the {Metric.Name} is {Summary.Mean} over these episodes (a NaN or infinite score from the adapted model; lower algorithm.inner_lr or algorithm.test_inner_steps, or the checkpoint itself diverged)";
+
+    // JSON has no NaN or infinity: such scores are null, with the reason beside them.
+    public JsonObject ToJson()
+    {
+        var json = Fields();
+        if (Finite) json.Remove("non_finite");
+        if (Attack != null && Attacked is { } a)
+            json["attack"] = new JsonObject
+            {
+                ["kind"] = Attack.Name,
+                ["epsilon"] = Attack.Epsilon,
+                ["steps"] = Attack.Steps,
+                ["step_size"] = Math.Round(Attack.StepSize, 6),
+                ["on"] = "query",
+                ["mean"] = double.IsFinite(a.Mean) ? Math.Round(a.Mean, 6) : null,
+                ["ci95"] = double.IsFinite(a.Ci95) ? Math.Round(a.Ci95, 6) : null,
+            };
+        return json;
+    }
+
+    private JsonObject Fields() => new()
+    {
+        ["metric"] = Metric.Name,
+        ["mean"] = Finite ? Math.Round(Summary.Mean, 6) : null,
+        ["ci95"] = Finite ? Math.Round(Summary.Ci95, 6) : null,
+        ["non_finite"] = NonFiniteReason,
+        ["episodes"] = Summary.Count,
+        ["split"] = Split,
+        ["ways"] = Shape.Ways,
+        ["shots"] = Shape.Shots,
+        ["queries"] = Shape.Queries,
+        ["inner_steps"] = InnerSteps,
+        ["inner_lr"] = InnerLr,
+        ["iteration"] = Iteration,
+        ["checkpoint"] = Checkpoint,
+        ["seed"] = Seed,
+        ["seconds"] = Math.Round(Seconds, 2),
+    };
+}
