@@ -19,6 +19,23 @@ public sealed class ConsoleProgress : ITrainingObserver
     private double emaLoss = double.NaN;
     private double emaAccuracy = double.NaN;
     private string validation = "";
+    private string? notice;
+
+    /// <summary>
+    /// A one-line notice (a stop being honoured) that must stay readable: a live bar redraws over
+    /// anything written beside it, so the notice goes into the bar and is printed once the bar is
+    /// done; without a bar it is printed at once.
+    /// </summary>
+    public void Say(string message)
+    {
+        if (bar == null)
+        {
+            Console.Error.WriteLine(message);
+            return;
+        }
+        notice = message;
+        bar.Description = Markup.Escape(message);
+    }
 
     /// <summary>Runs <paramref name="work"/> with the progress display active.</summary>
     public void Run(Action work)
@@ -36,6 +53,8 @@ public sealed class ConsoleProgress : ITrainingObserver
                 bar = ctx.AddTask("training", autoStart: true, maxValue: 1);
                 work();
             });
+        bar = null;
+        if (notice != null) Console.Error.WriteLine(notice);
     }
 
     public void Started(long startIteration, long totalIterations)
@@ -61,7 +80,7 @@ public sealed class ConsoleProgress : ITrainingObserver
         var text = $"it {row.Iteration}/{total} loss {emaLoss.ToString("0.0000", inv)}{acc}{validation}";
         if (bar != null)
         {
-            bar.Description = Markup.Escape(text);
+            bar.Description = Markup.Escape(notice ?? text);
             bar.Value = row.Iteration - start;
             return;
         }

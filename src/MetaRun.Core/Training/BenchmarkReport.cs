@@ -47,7 +47,8 @@ public sealed record BenchmarkReport(IReadOnlyList<string> Lines, Dictionary<str
         var shape = experiment.TrainShape;
         var work = experiment.Algorithm.Trains == TrainsOn.OwnBatches
             ? $"batches of {a.BatchSize}"
-            : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
+            : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}" +
+              (experiment.Algorithm.Keys.Contains("inner_steps") ? $", {a.InnerSteps} inner step(s)" : "");
         var mode = experiment.Plan.Batched ? "batched" : "per_task";
         lines.Add($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
                   $"{experiment.Device}, execution {mode}, {processes}{experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");

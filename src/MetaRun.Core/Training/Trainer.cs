@@ -90,7 +90,8 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
                 if (!double.IsFinite(val.Loss.Mean))
                     throw new MetaRunException(ExitCodes.Failure, $"training diverged at iteration {it} (validation loss {val.Loss.Mean}); lower algorithm.inner_lr or algorithm.outer_lr");
                 var score = headline.Goodness(val.Headline.Mean);
-                row = row with { ValLoss = val.Loss.Mean, ValAccuracy = val.Accuracy.Mean, ValCi95 = val.Accuracy.Ci95 };
+                // The interval of the headline metric: accuracy's, or for regression the MSE's.
+                row = row with { ValLoss = val.Loss.Mean, ValAccuracy = val.Accuracy.Mean, ValCi95 = val.Headline.Ci95 };
                 isBest = bestScore == null || score > bestScore;
                 if (isBest)
                 {

@@ -12,7 +12,7 @@ public static class CheckCommand
     public static Command Create()
     {
         var command = new Command("check", "Check this installation: the libtorch binding's ops on a device (docs/gpu.md)");
-        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cuda" };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N (default: cuda where a GPU is visible, else cpu)", DefaultValueFactory = _ => Torch.CudaAvailable ? "cuda" : "cpu" };
         var json = new Option<string?>("--json") { Description = "Also write every op's result to this JSON file" };
         var ops = new Command("ops",
             "Every binding op's forward values and gradients on the device, in float32 (and float64 on a GPU), against float64 on the CPU, " +

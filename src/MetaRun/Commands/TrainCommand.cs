@@ -35,13 +35,13 @@ public static class TrainCommand
     {
         void Say(string m) => Console.Error.WriteLine($"metarun: {m}");
         using var run = TrainingRun.Start(request, Say);
-        using var stop = new GracefulStop(Say, "finishing this iteration and saving checkpoints/last");
+        var progress = new ConsoleProgress();
+        using var stop = new GracefulStop(m => progress.Say($"metarun: {m}"), "finishing this iteration and saving checkpoints/last");
         if (run.Rank != 0)
         {
             run.Train(null, stop.Token);
             return run.StoppedAt != null ? stop.ExitCode : ExitCodes.Success;
         }
-        var progress = new ConsoleProgress();
         Console.WriteLine($"run folder: {run.Folder.Path}");
         progress.Run(() => run.Train(progress, stop.Token));
         if (run.StoppedAt is { } at)

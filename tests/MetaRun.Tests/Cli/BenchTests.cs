@@ -6,16 +6,27 @@ namespace MetaRun.Tests.Cli;
 [Collection(ProcessWideCollection.Name)]
 public class BenchTests
 {
-    private static JsonElement Bench(string name, params string[] extra)
+    private static JsonElement Bench(string name, params string[] extra) => Bench(name, out _, extra);
+
+    private static JsonElement Bench(string name, out string output, params string[] extra)
     {
         var json = Path.Combine(TestPaths.NewTempDir("bench-" + name), "bench.json");
         string[] args = ["bench", Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), "--data-root", TestPaths.SharedDatasets,
             "--iterations", "2", "--warmup", "1", "--out", json, "--set", $"algorithm.name={name}", "--set", "model.filters=8", "--set", "algorithm.meta_batch_size=4"];
         foreach (var s in extra) args = [.. args, "--set", s];
-        var (code, output, err) = CliRunner.Run(args);
+        (var code, output, var err) = CliRunner.Run(args);
         Assert.True(code == 0, err);
         Assert.Contains("seconds per meta-iteration", output);
         return JsonDocument.Parse(File.ReadAllText(json)).RootElement;
+    }
+
+    [Fact]
+    public void AMetricLearnerIsNotDescribedWithInnerSteps()
+    {
+        Bench("protonet", out var output);
+        Assert.DoesNotContain("inner step", output);
+        Bench("fomaml", out output);
+        Assert.Contains("1 inner step(s)", output);
     }
 
     [Fact]

@@ -45,4 +45,12 @@ public class CheckOpsTests
         Assert.Equal(2, code);
         Assert.Contains("unknown device 'tpu'", err);
     }
+
+    [Fact]
+    public void WithoutADeviceItChecksTheGpuWhereOneIsVisibleElseTheCpu()
+    {
+        var (code, output, err) = CliRunner.Run("check", "ops");
+        Assert.True(code == 0, output + err);
+        Assert.Contains(Torch.CudaAvailable ? "cuda" : "cpu", output);
+    }
 }

@@ -114,4 +114,17 @@ public class TrainingRunTests
         Assert.NotEqual(a, b);
         Assert.Equal(Path.Combine(dir, "omniglot"), Provenance.DataIdentity(data, dir)["path"]!.ToString());
     }
+
+    [Fact]
+    public void ARegressionRunLogsTheIntervalOfItsValidationMse()
+    {
+        var dir = TestPaths.NewTempDir("trainingrun");
+        var run = Path.Combine(dir, "run");
+        using (var r = Start(Config(dir), run, null)) r.Train(null, default);
+        var rows = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
+        var column = Array.IndexOf(rows[0].Split(','), "val_ci95");
+        var validated = rows.Skip(1).Select(l => l.Split(',')).Where(c => c[3].Length > 0).ToList();
+        Assert.Equal(2, validated.Count);
+        Assert.All(validated, c => Assert.True(double.Parse(c[column], System.Globalization.CultureInfo.InvariantCulture) > 0, string.Join(",", c)));
+    }
 }
