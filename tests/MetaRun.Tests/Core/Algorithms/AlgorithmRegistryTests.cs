@@ -80,4 +80,13 @@ public class AlgorithmRegistryTests
             Assert.All(a.Keys.Concat(AlgorithmRegistry.OuterKeys), k => Assert.Contains(k, keys));
         }
     }
+
+    [Fact]
+    public void ConfigAllowsMoreTrainingWaysThanTestWaysOnlyWithoutAHead()
+    {
+        const string yaml = "data:\n  dataset: omniglot\n  train: {ways: 20}\n  test: {ways: 5}\nalgorithm:\n  name: {0}\n";
+        Assert.Equal(20, ConfigLoader.Parse(yaml.Replace("{0}", "protonet"), "t.yaml").Data.Train.Ways);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml.Replace("{0}", "anil"), "t.yaml"));
+        Assert.Contains("data.test.ways", e.Message);
+    }
 }

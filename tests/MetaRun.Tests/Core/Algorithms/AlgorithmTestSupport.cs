@@ -134,3 +134,35 @@ public sealed class BlobRun : IDisposable
 
     public void Dispose() => Learner.Dispose();
 }
+
+/// <summary>A model and a task small enough to check an update against a step computed by hand.</summary>
+internal static class HandChecks
+{
+    public static float[] Values(Tensor t) => t.Detach().Contiguous().ToArray<float>();
+
+    public static void Close(Tensor expected, Tensor? actual, double tol = 1e-5)
+    {
+        Assert.NotNull(actual);
+        Assert.Equal(expected.Shape, actual!.Shape);
+        var (e, a) = (Values(expected), Values(actual));
+        for (var i = 0; i < e.Length; i++) Assert.True(Math.Abs(e[i] - a[i]) <= tol * (1 + Math.Abs(e[i])), $"element {i}: expected {e[i]}, got {a[i]}");
+    }
+
+    /// <summary>A 3-input linear classifier (an MLP with no hidden layer: all head) or with one hidden layer.</summary>
+    public static Mlp Tiny(int[] hidden, int outputs = 2, ulong seed = 3)
+    {
+        using var g = new Generator(seed);
+        return new Mlp(3, hidden, outputs, g, Device.Cpu);
+    }
+
+    public static Episode TinyTask(long seed = 11)
+    {
+        using var g = new Generator((ulong)seed);
+        var sx = Torch.Randn([4, 3], generator: g);
+        var qx = Torch.Randn([6, 3], generator: g);
+        return new Episode(sx, Torch.From(new long[] { 0, 1, 0, 1 }, 4), qx, Torch.From(new long[] { 1, 0, 1, 0, 1, 0 }, 6));
+    }
+
+    public static Tensor[] Grad(Tensor loss, IReadOnlyList<Tensor> wrt, bool createGraph = false) =>
+        Torch.Grad([loss], wrt, createGraph: createGraph).Select(g => g!).ToArray();
+}

@@ -2,14 +2,13 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Models;
+using static MetaRun.Tests.Algorithms.HandChecks;
 
 namespace MetaRun.Tests.Algorithms;
 
-/// <summary>Matching Networks' full context embeddings (algorithm.fce) against the appendix's equations written out by hand.</summary>
+/// <summary>Matching Networks' cosine attention, and its full context embeddings (algorithm.fce) against the appendix's equations written out by hand.</summary>
 public class MatchingNetTests
 {
-    private static float[] Values(Tensor t) => t.Detach().Contiguous().ToArray<float>();
-
     /// <summary>A 3-input MLP with one hidden layer of 4: D = 4 embeddings (no batch norm, so support and query embed alike apart or together).</summary>
     private static Mlp Tiny(ulong seed = 3)
     {
@@ -135,5 +134,18 @@ public class MatchingNetTests
         Assert.Contains("'algorithm.fce' is not used by protonet", e.Message);
         e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("data: {dataset: omniglot}\nalgorithm: {name: matchingnet, fce: maybe}\n", "t.yaml"));
         Assert.Contains("fce", e.Message);
+    }
+
+    [Fact]
+    public void MatchingNetScoresQueriesByCosineAttentionOverTheSupportLabels()
+    {
+        using var scope = Torch.NewScope();
+        // Support: (1,0) class 0, (0,2) class 1, (3,0) class 0. Query (1,1): cosines 1/√2 to each direction.
+        var support = Torch.From(new float[] { 1, 0, 0, 2, 3, 0 }, 3, 2);
+        var query = Torch.From(new float[] { 1, 1, 0, 5 }, 2, 2);
+        var logP = MatchingNet.LogProbabilities(query, support, Torch.From(new long[] { 0, 1, 0 }, 3), ways: 2);
+        // Query 1: attention 1/3 each, so P(0) = 2/3, P(1) = 1/3. Query 2 (0,5): cosines 0, 1, 0 → e/(e + 2) to class 1.
+        var e = Math.E;
+        Close(Torch.From(new float[] { (float)Math.Log(2.0 / 3), (float)Math.Log(1.0 / 3), (float)Math.Log(2 / (e + 2)), (float)Math.Log(e / (e + 2)) }, 2, 2), logP);
     }
 }
