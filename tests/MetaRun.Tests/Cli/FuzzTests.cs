@@ -57,7 +57,7 @@ public class FuzzTests(ITestOutputHelper output)
     private sealed record Case(string Kind, string Description, string[] Args);
 
     [Fact]
-    public void FuzzConfigsSetStringsAndCheckpoints()
+    public void MutatedConfigsSetStringsAndCheckpointsEndInADocumentedExitCodeAndOneLine()
     {
         var seconds = int.TryParse(Environment.GetEnvironmentVariable("METARUN_FUZZ_SECONDS"), out var s) ? s : 45;
         var seed = int.TryParse(Environment.GetEnvironmentVariable("METARUN_FUZZ_SEED"), out var sd) ? sd : 16;

@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace MetaRun.Tests.Scripts;
 
 /// <summary>
-/// Issue 16, case 11: scripts/setup.sh on a machine missing packages. The real script runs with
+/// scripts/setup.sh on a machine missing packages. The real script runs with
 /// stand-ins for dpkg-query (reports every package missing), id (root), apt-get (700 lines of
 /// dpkg-like output, failing on request) and dotnet (a build that succeeds), so nothing is
 /// installed on the machine running the test.
@@ -43,7 +43,7 @@ public class SetupScriptTests
     }
 
     [Fact]
-    public void Case11PackageOutputGoesToALogAndEachStepIsOneLine()
+    public void PackageOutputGoesToALogAndEachStepIsOneLine()
     {
         var (code, err, log) = RunSetup(installFails: false);
         Assert.True(code == 0, err);
@@ -55,7 +55,7 @@ public class SetupScriptTests
     }
 
     [Fact]
-    public void Case11FailedInstallShowsTheLogsLastLinesAndExitsTen()
+    public void AFailedInstallShowsTheLogsLastLinesAndExitsTen()
     {
         var (code, err, _) = RunSetup(installFails: true);
         Assert.Equal(10, code);

@@ -66,7 +66,7 @@ public sealed class DataCommandTests : IDisposable
     public void Dispose() => dir.Dispose();
 
     [Fact]
-    public void VerifyListsMissingFilesAndExits3()
+    public void VerifyListsMissingFilesAndExitsThree()
     {
         var omniglot = dir.Sub("omniglot");
         Directory.CreateDirectory(Path.Combine(omniglot, "images_background", "Arcadian", "character01"));
@@ -114,7 +114,7 @@ public sealed class DataCommandTests : IDisposable
     }
 
     [Fact]
-    public void CliRunsDataCommandsWithExitCodes()
+    public void DataCommandsExitWithTheDocumentedCodes()
     {
         Assert.Equal(ExitCodes.DataProblem, MetaRun.Cli.MetaRunCli.Run(["data", "verify", "omniglot", "--data-root", dir.Sub("nothing")]));
         Assert.Equal(ExitCodes.DataProblem, MetaRun.Cli.MetaRunCli.Run(["--data-root", dir.Sub("nothing"), "data", "verify", "miniimagenet"]));

@@ -3,7 +3,7 @@ using MetaRun.Tests.Cli;
 
 namespace MetaRun.Tests.Config;
 
-/// <summary>Issue 16, cases 1, 8 and 9: configs that crashed, failed late or were silently accepted.</summary>
+/// <summary>Configs that once crashed, failed late or were silently accepted: each is refused up front, naming what is wrong.</summary>
 [Collection(ProcessWideCollection.Name)]
 public class ConfigLoaderTests
 {
@@ -37,7 +37,7 @@ public class ConfigLoaderTests
     // ---- case 1: deep nesting and size, in a child process (a stack overflow kills its process)
 
     [Fact]
-    public void Case1DeeplyNestedYamlExitsTwoNamingTheFile()
+    public void DeeplyNestedYamlExitsTwoNamingTheFile()
     {
         var (dir, path) = Write("name: t\nmodel: { hidden: " + new string('[', 60_000) + new string(']', 60_000) + " }\n");
         var (code, _, err) = ChildProcess.Run(["train", path, "--out", System.IO.Path.Combine(dir, "run")]);
@@ -49,7 +49,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void Case1DeeplyNestedSetValueExitsTwoNamingTheSet()
+    public void ADeeplyNestedSetValueExitsTwoNamingTheSet()
     {
         var (dir, path) = Write(Good);
         var (code, _, err) = CliRunner.Run("train", path, "--set", "model.hidden=" + new string('[', 40) + new string(']', 40), "--out", System.IO.Path.Combine(dir, "run"));
@@ -59,7 +59,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void Case1OversizedConfigExitsTwoWithoutReadingItWhole()
+    public void AnOversizedConfigExitsTwoWithoutReadingItWhole()
     {
         var (dir, path) = Write("name: t\n# " + new string('x', 2 << 20) + "\n");
         var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
@@ -70,7 +70,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void FuzzYamlThatBreaksTheParserExitsTwo()
+    public void YamlThatBreaksTheParserExitsTwo()
     {
         // Found by FuzzTests: YamlDotNet's scanner throws InvalidOperationException on this.
         var (dir, path) = Write("  train: {shots: 10, q|-x>x:[\tueries: 10}\n  interval: 500");
@@ -88,7 +88,7 @@ public class ConfigLoaderTests
     [InlineData("  train:\n    shots: 19\n    queries: 2\n", "data.train.queries", ":6:")]
     [InlineData("  split: lake\n  train:\n    ways: 800\nalgorithm:\n  name: protonet\n", "data.train.ways", ":6:")]
     [InlineData("  test:\n    ways: 500\nalgorithm:\n  name: protonet\n", "data.test.ways", ":5:")]
-    public void Case8ImpossibleOmniglotConfigExitsTwoBeforeReadingData(string tail, string key, string line)
+    public void AnImpossibleOmniglotConfigExitsTwoBeforeReadingData(string tail, string key, string line)
     {
         // A data root that does not exist: reaching the data would be exit 3, so exit 2 shows the
         // check ran first.
@@ -102,7 +102,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void Case8EvalWaysOverrideBeyondTheSplitIsNamed()
+    public void AnEvalWaysOverrideBeyondTheSplitIsNamed()
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("name: t\ndata:\n  dataset: omniglot\nalgorithm:\n  name: protonet\n", "x.yaml", ["data.test.ways=401"]));
         Assert.StartsWith("--set data.test.ways=401:", e.Message);
@@ -112,7 +112,7 @@ public class ConfigLoaderTests
     // ---- case 9: silently accepted
 
     [Fact]
-    public void Case9SecondYamlDocumentIsRefused()
+    public void ASecondYamlDocumentIsRefused()
     {
         var (dir, path) = Write("name: t\n---\nname: u\n");
         var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
@@ -127,7 +127,7 @@ public class ConfigLoaderTests
     [InlineData("name: \"a/b\"\n", "'name'")]
     [InlineData("name: t\noutput:\n  dir: \"\"\n", "'output.dir'")]
     [InlineData("name: t\nalgorithm:\n  outer_lr: 0\n", "'algorithm.outer_lr'")]
-    public void Case9BadNameOrZeroRateExitsTwoAndWritesNothing(string yaml, string key)
+    public void ABadNameOrZeroRateExitsTwoAndWritesNothing(string yaml, string key)
     {
         var (dir, path) = Write(yaml);
         var work = Directory.CreateDirectory(System.IO.Path.Combine(dir, "a", "b")).FullName;
@@ -150,7 +150,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void Case9SetOfASectionKeepsTheOtherKeys()
+    public void SettingASectionKeepsItsOtherKeys()
     {
         var c = ConfigLoader.Parse(Good, "x.yaml", ["algorithm={iterations: 3}"]);
         Assert.Equal(3, c.Algorithm.Iterations);
@@ -159,7 +159,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void Case9SetErrorsNameTheSetNotTheFile()
+    public void SetErrorsNameTheSetNotTheFile()
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Good, "x.yaml", ["algorithm={inner_lr: fast}"]));
         Assert.StartsWith("--set algorithm={inner_lr: fast}:", e.Message);
@@ -169,7 +169,7 @@ public class ConfigLoaderTests
     }
 
     [Fact]
-    public void Case9FolderGivenAsConfigIsNamedAsAFolder()
+    public void AFolderGivenAsConfigIsNamedAsAFolder()
     {
         var dir = TestPaths.NewTempDir("hostile");
         var (code, _, err) = CliRunner.Run("train", dir);

@@ -10,7 +10,7 @@ namespace MetaRun.Tests.Data;
 public sealed class DataRootTests
 {
     [Fact]
-    public void ResolutionOrder()
+    public void TheDataRootComesFromTheFlagThenTheConfigThenTheEnvironmentThenTheDefault()
     {
         var previous = Environment.GetEnvironmentVariable(DataRoot.EnvironmentVariable);
         try
@@ -32,7 +32,7 @@ public sealed class DataRootTests
     }
 
     [Fact]
-    public void CacheDirResolutionOrder()
+    public void TheCacheFolderComesFromItsOptionThenTheEnvironmentThenTheDefault()
     {
         var previous = Environment.GetEnvironmentVariable(ImageCache.EnvironmentVariable);
         try

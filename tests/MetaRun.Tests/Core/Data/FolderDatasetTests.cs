@@ -105,7 +105,7 @@ public sealed class FolderDatasetTests : IDisposable
     }
 
     [Fact]
-    public void TrainEvaluateAndAdaptOnADrawnFolder()
+    public void ADrawnFolderTrainsEvaluatesAndAdapts()
     {
         var (code, _, err) = Train(Config("protonet", 3), "proto");
         Assert.True(code == 0, err);

@@ -7,7 +7,7 @@ namespace MetaRun.Tests.Data;
 public class ImageStoreTests
 {
     [Fact]
-    public void Case10CacheRebuildIsReportedDuringTrain()
+    public void ADamagedCacheIsReportedAndRebuiltDuringTrain()
     {
         using var dir = new TempDir("cache-report");
         var config = dir.Sub("c.yaml");

@@ -27,7 +27,7 @@ public sealed class MiniImageNetTests : IDisposable
     private string Mini => Path.Combine(root, "miniimagenet");
 
     [Fact]
-    public void LoadsTheRealLayout()
+    public void TheRealLayoutLoadsWithItsSplitsClassesAndImages()
     {
         using var f = Open();
         Assert.Equal("miniimagenet", f.Name);
@@ -269,7 +269,7 @@ public sealed class MiniImageNetTests : IDisposable
     [Theory]
     [InlineData("  train: {ways: 4}\n", "data.train.ways", ":6:", "3 classes")]
     [InlineData("  train: {ways: 2, queries: 2}\n  test: {ways: 2, shots: 3, queries: 4}\n", "data.test.queries", ":7:", "has 6 images")]
-    public void Case8MiniImageNetEpisodesBeyondTheCsvSplitsExitTwoNamingTheKey(string tail, string key, string line, string says)
+    public void EpisodesBeyondTheCsvSplitsExitTwoNamingTheKey(string tail, string key, string line, string says)
     {
         using var dir = new TempDir("mini-shape");
         var root = MiniImageNetBuilder.Build(dir.Sub("data"));

@@ -103,7 +103,7 @@ public sealed class OmniglotInputTests : IDisposable
     }
 
     [Fact]
-    public void Case9DamagedDeflateStreamIsCalledDamaged()
+    public void ADamagedDeflateStreamIsCalledDamaged()
     {
         using var dir = new TempDir("deflate");
         var omniglot = Directory.CreateDirectory(dir.Sub("omniglot")).FullName;

@@ -34,7 +34,7 @@ public sealed class OmniglotTests(OmniglotFixture fx)
     }
 
     [Fact]
-    public void VinyalsSplitCounts()
+    public void TheVinyalsSplitHasItsDocumentedClassAndCharacterCounts()
     {
         var f = fx.Vinyals;
         Assert.Equal(4400, f.ClassCount(Split.Train));
@@ -46,7 +46,7 @@ public sealed class OmniglotTests(OmniglotFixture fx)
     }
 
     [Fact]
-    public void LakeSplitCounts()
+    public void TheLakeSplitHasItsDocumentedAlphabetsAndCountsAndNoRotations()
     {
         var f = fx.Lake;
         // Split seed 0 holds out these five background alphabets for validation (docs/data.md).

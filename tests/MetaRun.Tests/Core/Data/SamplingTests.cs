@@ -15,7 +15,7 @@ public sealed class SamplingTests
         Assert.Equal(expected, XxHash64.Hash(System.Text.Encoding.ASCII.GetBytes(text), seed));
 
     [Fact]
-    public void XxHash64LongInput()
+    public void XxHash64MatchesTheReferenceOnAnInputOfSeveralStripes()
     {
         var data = Enumerable.Range(0, 3).SelectMany(_ => Enumerable.Range(0, 256).Select(i => (byte)i)).Concat("xyz"u8.ToArray()).ToArray();
         Assert.Equal(0xE921A1B45BD779F8UL, XxHash64.Hash(data));

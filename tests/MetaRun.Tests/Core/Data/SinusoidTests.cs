@@ -8,7 +8,7 @@ public sealed class SinusoidTests
     private static readonly EpisodeShape Shape = new(1, 10, 7);
 
     [Fact]
-    public void ShapesAndTypes()
+    public void BatchesAreOneDimensionalFloatRegressionTasks()
     {
         using var f = TaskFamilies.Open(new MetaRun.Config.DataConfig { Dataset = "sinusoid" }, null, 3);
         Assert.True(f.IsRegression);
@@ -54,7 +54,7 @@ public sealed class SinusoidTests
     }
 
     [Fact]
-    public void Deterministic()
+    public void TasksDependOnlyOnSeedSplitAndIndex()
     {
         var a = new SinusoidTaskFamily(5);
         var b = new SinusoidTaskFamily(5);

@@ -50,7 +50,7 @@ public sealed class WithinAlphabetTests(OmniglotFixture fx)
 
     /// <summary>The counts docs/own-data.md and docs/data.md quote (split seed 0).</summary>
     [Fact]
-    public void AlphabetCountsPerSplit()
+    public void EachSplitHasItsDocumentedAlphabetCounts()
     {
         using var lake = Open("lake");
         Assert.Equal(20, lake.EligibleGroups(Split.Test, 1).Length);

@@ -51,7 +51,7 @@ public sealed class LaunchTests
     [InlineData("n[09,11-12],m1", "n09")]
     [InlineData("a,b[1-2]", "a")]
     [InlineData("rack[1-2]-node[01-04]", "rack1-node01")]
-    public void TheFirstHostOfASlurmHostlist(string list, string first) => Assert.Equal(first, Launch.FirstHost(list));
+    public void TheFirstHostOfASlurmHostlistIsFound(string list, string first) => Assert.Equal(first, Launch.FirstHost(list));
 
     [Fact]
     public void InconsistentVariablesAreConfigErrorsNamingTheVariable()

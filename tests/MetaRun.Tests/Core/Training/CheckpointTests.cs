@@ -5,7 +5,7 @@ using MetaRun.Tests.Cli;
 
 namespace MetaRun.Tests.Training;
 
-/// <summary>Issue 16, cases 4 and 5: checkpoint metadata and tensors are validated, never trusted.</summary>
+/// <summary>Checkpoint metadata and tensors are validated, never trusted; non-finite results are reported, not saved.</summary>
 [Collection(ProcessWideCollection.Name)]
 public class CheckpointTests
 {
@@ -80,7 +80,7 @@ public class CheckpointTests
     [InlineData("val_accuracy", "1.5")]
     [InlineData("val_accuracy", "x")]
     [InlineData("config_hash", "not-a-hash")]
-    public void Case4BadMetadataFieldExitsFourNamingPathAndField(string field, string value)
+    public void ABadMetadataFieldExitsFourNamingPathAndField(string field, string value)
     {
         var (run, _) = TrainedRun();
         var best = Path.Combine(run, "checkpoints", "best.safetensors");
@@ -90,7 +90,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Case4NegativeIterationRefusedOnResumeBeforeTouchingTheRun()
+    public void ANegativeIterationIsRefusedOnResumeBeforeTouchingTheRun()
     {
         var (run, config) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -110,7 +110,7 @@ public class CheckpointTests
     [InlineData("param.", "I32")]
     [InlineData("optim.exp_avg.", "I32")]
     [InlineData("param.", "F64")]
-    public void Case4RelabelledDtypeExitsFour(string prefix, string dtype)
+    public void ARelabelledDtypeExitsFour(string prefix, string dtype)
     {
         var (run, config) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -132,7 +132,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Case4LinkToDevZeroIsRefusedWithoutAllocating()
+    public void ALinkToDevZeroIsRefusedWithoutAllocating()
     {
         var (run, _) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -146,7 +146,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Case4HeaderPromisingMoreThanTheFileIsRefusedBeforeReadingData()
+    public void AHeaderPromisingMoreThanTheFileIsRefusedBeforeReadingData()
     {
         var (run, _) = TrainedRun();
         var last = Path.Combine(run, "checkpoints", "last.safetensors");
@@ -165,7 +165,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Case5NaNValidationLossIsDivergenceAndNotSavedAsBest()
+    public void ANaNValidationLossIsDivergenceAndNotSavedAsBest()
     {
         var dir = TestPaths.NewTempDir("nan");
         var config = Path.Combine(dir, "c.yaml");
@@ -180,7 +180,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Case5NaNEvalResultIsPrintedAndWrittenAsNullWithAReason()
+    public void ANaNEvalResultIsPrintedAndWrittenAsNullWithAReason()
     {
         var (run, _) = TrainedRun();
         var result = Path.Combine(run, "nan-eval.json");
@@ -197,7 +197,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Case9SinusoidLogsNoAccuracy()
+    public void ARegressionRunLogsItsMseAndNoAccuracy()
     {
         var (run, _) = TrainedRun();
         var log = File.ReadAllText(Path.Combine(run, "train.log"));

@@ -6,7 +6,7 @@ using MetaRun.Training;
 namespace MetaRun.Tests.Training;
 
 /// <summary>
-/// Issue 16, cases 2, 3, 6 and 7: one owner per run folder (a real second process, killed with
+/// One owner per run folder (a real second process, killed with
 /// kill -9), nothing written before every check, I/O failures named, graceful stop on real
 /// SIGINT and SIGTERM sent to a real child process.
 /// </summary>
@@ -84,7 +84,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Case2SecondOwnerIsRefusedNamingFolderAndPidAndKill9ReleasesTheFolder()
+    public void ASecondOwnerIsRefusedNamingFolderAndPidAndKill9ReleasesTheFolder()
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
@@ -104,7 +104,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Case2OwnerInThisProcessBlocksASecondOwnerUntilReleased()
+    public void AnOwnerInThisProcessBlocksASecondOwnerUntilReleased()
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
@@ -121,7 +121,7 @@ public class RunDirectoryTests : IDisposable
     [Theory]
     [InlineData("TERM", 143)]
     [InlineData("INT", 130)]
-    public void Case7FirstSignalFinishesTheStepSavesLastAndPrintsTheResumeCommand(string signal, int expected)
+    public void TheFirstSignalFinishesTheStepSavesLastAndPrintsTheResumeCommand(string signal, int expected)
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
@@ -145,7 +145,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public async Task Case7SecondSignalExitsAtOnce()
+    public async Task ASecondSignalExitsAtOnce()
     {
         var (dir, config) = Setup();
         var run = Path.Combine(dir, "run");
@@ -162,7 +162,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Case3RefusedResumeWritesNothing()
+    public void ARefusedResumeWritesNothing()
     {
         var (run, config) = CheckpointTests.TrainedRun();
         var before = Directory.GetFiles(run, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
@@ -177,7 +177,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Case3NewRunRefusedByTheDataCheckLeavesNoFolder()
+    public void ANewRunRefusedByTheDataCheckLeavesNoFolder()
     {
         var (dir, _) = Setup();
         var config = Path.Combine(dir, "o.yaml");
@@ -189,7 +189,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Case6OutNamingAFileExitsTwo()
+    public void OutNamingAFileExitsTwo()
     {
         var (dir, config) = Setup();
         var file = Path.Combine(dir, "a-file");
@@ -203,7 +203,7 @@ public class RunDirectoryTests : IDisposable
     [Theory]
     [InlineData("/dev/full", "No space left on device")]
     [InlineData("/nonexistent-folder/eval.json", "/nonexistent-folder/eval.json")]
-    public void Case6EvalPrintsTheResultThenNamesWhereItCouldNotWrite(string dest, string says)
+    public void EvalPrintsTheResultThenNamesWhereItCouldNotWrite(string dest, string says)
     {
         var (run, _) = CheckpointTests.TrainedRun();
         var (code, stdout, err) = CliRunner.Run("eval", "--checkpoint", run, "--episodes", "4", "--out", dest);
@@ -216,7 +216,7 @@ public class RunDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Case6CheckpointWriteFailureExitsFiveAndLeavesNoPartialFile()
+    public void ACheckpointWriteFailureExitsFiveAndLeavesNoPartialFile()
     {
         var (run, _) = CheckpointTests.TrainedRun();
         using var last = Checkpoint.Load(Path.Combine(run, "checkpoints", "last.safetensors"));
