@@ -1,7 +1,6 @@
 using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
-using MetaRun.Models;
 
 namespace MetaRun.Tests.Algorithms;
 

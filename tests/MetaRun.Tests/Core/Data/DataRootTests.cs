@@ -1,11 +1,8 @@
-using System.Net;
-using System.Text.Json;
-using LibTorch;
-using MetaRun.Cli.Commands;
 using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
+/// <summary>Where the data sets and the decoded-image cache are looked for, in order.</summary>
 [Collection(DataSerialCollection.Name)]
 public sealed class DataRootTests
 {
@@ -49,48 +46,4 @@ public sealed class DataRootTests
         }
     }
 
-    [Fact]
-    public void TorchThreadsAlsoSizesOpenBlasWhereLibTorchUsesIt()
-    {
-        var threads = Torch.Threads;
-        var usesOpenBlas = File.ReadAllText("/proc/self/maps").Contains("libopenblas");
-        try
-        {
-            foreach (var n in new[] { 1, 2 })
-            {
-                Torch.Threads = n;
-                Assert.Equal(n, Torch.Threads);
-                // Left at the machine's core count, OpenBLAS's own pool oversubscribes task-parallel workers.
-                Assert.Equal(usesOpenBlas ? n : null, Torch.BlasThreads);
-            }
-        }
-        finally
-        {
-            Torch.Threads = threads;
-        }
-    }
-
-    [Fact]
-    public void SamplingDoesNotDependOnTorchThreads()
-    {
-        using var dir = new TempDir("threads");
-        var root = MiniImageNetBuilder.Build(dir.Sub("root"));
-        var threads = Torch.Threads;
-        try
-        {
-            var batches = new List<byte[]>();
-            foreach (var n in new[] { 1, 2 })
-            {
-                Torch.Threads = n;
-                using var f = TaskFamilies.Open(MiniImageNetBuilder.Config(root), null, 4, new DataOptions { UseCache = false });
-                using var b = f.Sample(Split.Train, 0, 6, new EpisodeShape(3, 2, 2));
-                batches.Add([.. b.SupportX.ToBytes(), .. b.QueryX.ToBytes(), .. b.SupportY.ToBytes()]);
-            }
-            Assert.Equal(batches[0], batches[1]);
-        }
-        finally
-        {
-            Torch.Threads = threads;
-        }
-    }
 }

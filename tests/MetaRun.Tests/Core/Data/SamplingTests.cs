@@ -3,6 +3,8 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
+/// <summary>Hashing and sampling that episodes are drawn with: reference values, and independence from libtorch's thread count.</summary>
+[Collection(DataSerialCollection.Name)]
 public sealed class SamplingTests
 {
     [Theory]
@@ -91,6 +93,30 @@ public sealed class SamplingTests
         var dst = new float[src.Length];
         ImageTaskFamily.ToFloat(src, dst, 1 / (255f * 0.27f), -0.47f / 0.27f);
         for (var i = 0; i < src.Length; i++) Assert.Equal(src[i] * (1 / (255f * 0.27f)) + -0.47f / 0.27f, dst[i]);
+    }
+
+    [Fact]
+    public void SamplingDoesNotDependOnTorchThreads()
+    {
+        using var dir = new TempDir("threads");
+        var root = MiniImageNetBuilder.Build(dir.Sub("root"));
+        var threads = Torch.Threads;
+        try
+        {
+            var batches = new List<byte[]>();
+            foreach (var n in new[] { 1, 2 })
+            {
+                Torch.Threads = n;
+                using var f = TaskFamilies.Open(MiniImageNetBuilder.Config(root), null, 4, new DataOptions { UseCache = false });
+                using var b = f.Sample(Split.Train, 0, 6, new EpisodeShape(3, 2, 2));
+                batches.Add([.. b.SupportX.ToBytes(), .. b.QueryX.ToBytes(), .. b.SupportY.ToBytes()]);
+            }
+            Assert.Equal(batches[0], batches[1]);
+        }
+        finally
+        {
+            Torch.Threads = threads;
+        }
     }
 }
 
