@@ -4,13 +4,14 @@ using LibTorch;
 namespace MetaRun.Tests.LibTorch;
 
 /// <summary>
-/// Tests that read process-wide counters (Torch.LiveTensors, RSS) run in this collection: xunit
-/// runs it on its own, after every parallel collection, so no other test allocates meanwhile.
+/// Tests that read process-wide counters (Torch.LiveTensors, RSS) or change libtorch's process-wide
+/// settings (Torch.Threads) run in this collection: xunit runs it on its own, after every parallel
+/// collection, so no other test allocates or computes meanwhile.
 /// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class TorchSerialCollection
 {
-    public const string Name = "Torch (serial: live-tensor and memory counters)";
+    public const string Name = "Torch (serial: live-tensor and memory counters, threads)";
 }
 
 internal static class TestSupport

@@ -5,6 +5,7 @@ using MetaRun.Tests.Data;
 
 namespace MetaRun.Tests.Cli.Commands;
 
+/// <summary>`metarun data verify`, `fetch --from` and `show` on the shared real Omniglot.</summary>
 [Collection(OmniglotCollection.Name)]
 public sealed class DataCommandOnOmniglotTests(OmniglotFixture fx)
 {
@@ -59,6 +60,7 @@ public sealed class DataCommandOnOmniglotTests(OmniglotFixture fx)
     }
 }
 
+/// <summary>`metarun data` on missing and broken copies, and its exit codes.</summary>
 public sealed class DataCommandTests : IDisposable
 {
     private readonly TempDir dir = new("cli");

@@ -3,6 +3,7 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
+/// <summary>The prefetcher: order, work ahead, errors, and tensors handed across threads.</summary>
 public sealed class PrefetcherTests
 {
     private static MetaBatch Batch(long i)

@@ -3,6 +3,7 @@ using MetaRun.Data;
 
 namespace MetaRun.Tests.Data;
 
+/// <summary>The sinusoid task family: shapes, values, and tasks as a function of seed, split and index.</summary>
 public sealed class SinusoidTests
 {
     private static readonly EpisodeShape Shape = new(1, 10, 7);
