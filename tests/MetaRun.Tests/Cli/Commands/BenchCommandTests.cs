@@ -1,0 +1,78 @@
+using System.Text.Json;
+using MetaRun.Cli.Commands;
+using MetaRun.Tests.Data;
+
+namespace MetaRun.Tests.Cli.Commands;
+
+/// <summary>`metarun bench` times what `train` runs, for episode learners and the baseline alike.</summary>
+[Collection(ProcessWideCollection.Name)]
+public class BenchCommandTests
+{
+    private static JsonElement Bench(string name, params string[] extra) => Bench(name, out _, extra);
+
+    private static JsonElement Bench(string name, out string output, params string[] extra)
+    {
+        var json = Path.Combine(TestPaths.NewTempDir("bench-" + name), "bench.json");
+        string[] args = ["bench", Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), "--data-root", TestPaths.SharedDatasets,
+            "--iterations", "2", "--warmup", "1", "--out", json, "--set", $"algorithm.name={name}", "--set", "model.filters=8", "--set", "algorithm.meta_batch_size=4"];
+        foreach (var s in extra) args = [.. args, "--set", s];
+        (var code, output, var err) = CliRunner.Run(args);
+        Assert.True(code == 0, err);
+        Assert.Contains("seconds per meta-iteration", output);
+        return JsonDocument.Parse(File.ReadAllText(json)).RootElement;
+    }
+
+    [Fact]
+    public void AMetricLearnerIsNotDescribedWithInnerSteps()
+    {
+        Bench("protonet", out var output);
+        Assert.DoesNotContain("inner step", output);
+        Bench("fomaml", out output);
+        Assert.Contains("1 inner step(s)", output);
+    }
+
+    [Fact]
+    public void BaselineIsTimedOnItsOwnBatchesWithOneWorkerOnAllCores()
+    {
+        var r = Bench("baseline", "algorithm.batch_size=6");
+        // One ordinary batch per step: nothing to spread over workers (it used to time episodes instead).
+        Assert.Equal(1, r.GetProperty("workers").GetInt32());
+        Assert.Equal(Environment.ProcessorCount, r.GetProperty("torch_threads").GetInt32());
+        Assert.Equal(1, r.GetProperty("tasks_per_iteration").GetInt32());
+    }
+
+    [Fact]
+    public void EpisodeLearnersSpreadTheMetaBatchOverTheCores()
+    {
+        var r = Bench("maml");
+        Assert.Equal(Environment.ProcessorCount, r.GetProperty("workers").GetInt32());
+        Assert.Equal(1, r.GetProperty("torch_threads").GetInt32());
+        Assert.Equal(4, r.GetProperty("tasks_per_iteration").GetInt32());
+        // The batched mode is timed beside it: one computation on all the cores.
+        Assert.Equal("per_task", r.GetProperty("execution").GetString());
+        var batched = r.GetProperty("modes").GetProperty("batched");
+        Assert.True(batched.GetProperty("median_seconds").GetDouble() > 0);
+        Assert.Equal(1, batched.GetProperty("workers").GetInt32());
+        Assert.Equal(Environment.ProcessorCount, batched.GetProperty("torch_threads").GetInt32());
+    }
+
+    [Fact]
+    public void DataBenchWritesItsFigures()
+    {
+        using var dir = new TempDir("bench-data");
+        var root = MiniImageNetBuilder.Build(dir.Sub("root"));
+        var config = dir.Sub("mini.yaml");
+        File.WriteAllText(config, $"data:\n  dataset: miniimagenet\n  root: {root}\n  image_size: 16\n  train: {{ways: 2, shots: 1, queries: 2}}\n  test: {{ways: 2}}\nalgorithm:\n  meta_batch_size: 4\n");
+        var json = dir.Sub("bench-data.json");
+        var output = new StringWriter();
+        Assert.Equal(ExitCodes.Success, BenchCommand.RunData(config, [], null, 200, output, json));
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var r = doc.RootElement;
+        Assert.Equal("miniimagenet", r.GetProperty("dataset").GetString());
+        Assert.Equal(42, r.GetProperty("images").GetInt32());
+        Assert.Equal(200, r.GetProperty("episodes").GetInt32());
+        Assert.True(r.GetProperty("episodes_per_second").GetDouble() > 0);
+        Assert.True(r.GetProperty("prepare_seconds").GetDouble() > 0);
+        Assert.Contains("episodes/s", output.ToString());
+    }
+}

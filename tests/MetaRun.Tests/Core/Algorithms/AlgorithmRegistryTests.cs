@@ -1,0 +1,92 @@
+using LibTorch;
+using MetaRun.Algorithms;
+using MetaRun.Config;
+using MetaRun.Models;
+
+namespace MetaRun.Tests.Algorithms;
+
+/// <summary>The algorithm registry is what the config checks, the model's head and the trainer read.</summary>
+public class AlgorithmRegistryTests
+{
+    private static RunConfig Parse(string algorithm) => ConfigLoader.Parse($"data:\n  dataset: omniglot\nalgorithm:\n{algorithm}", "t.yaml");
+
+    [Fact]
+    public void AKeyTheAlgorithmIgnoresIsAConfigErrorNamingKeyAndLine()
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse("  name: anil\n  lslr: true\n"));
+        Assert.Contains("t.yaml:5", e.Message);
+        Assert.Contains("'algorithm.lslr' is not used by anil", e.Message);
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("algorithm: {name: protonet}\ndata: {dataset: omniglot}\n", "t.yaml", ["algorithm.test_inner_steps=3"]));
+        Assert.Contains("--set algorithm.test_inner_steps=3", e.Message);
+    }
+
+    [Fact]
+    public void AlfaRefusesToTestWithMoreStepsThanItLearnedRatesFor()
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse("  name: alfa\n  inner_steps: 2\n  test_inner_steps: 3\n"));
+        Assert.Contains("t.yaml:6", e.Message);
+        Assert.Contains("'algorithm.test_inner_steps' is 3, but alfa", e.Message);
+        Assert.Equal(2, Parse("  name: alfa\n  inner_steps: 2\n").Algorithm.EffectiveTestInnerSteps);
+    }
+
+    [Fact]
+    public void AnIgnoredKeyLeftAtItsDefaultIsAccepted()
+    {
+        // A run's own config.yaml lists every key with its value; feeding it back must work.
+        Assert.Equal("protonet", Parse("  name: protonet\n  inner_lr: 0.4\n  lslr: false\n").Algorithm.Name);
+    }
+
+    [Fact]
+    public void ACheckpointsEmbeddedConfigMayHoldKeysItsAlgorithmIgnores()
+    {
+        var config = ConfigLoader.ParseResolved("data: {dataset: omniglot}\nalgorithm: {name: protonet, test_inner_steps: 3}\n", "ckpt");
+        Assert.Equal(3, config.Algorithm.TestInnerSteps);
+    }
+
+    [Fact]
+    public void UnknownAlgorithmListsTheRegisteredOnes()
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse("  name: mamla\n"));
+        Assert.Contains("t.yaml:4", e.Message);
+        foreach (var name in AlgorithmRegistry.Names) Assert.Contains(name, e.Message);
+    }
+
+    [Theory]
+    [InlineData("maml", false, typeof(Maml))]
+    [InlineData("maml", true, typeof(MamlPlusPlus))]
+    [InlineData("fomaml", true, typeof(MamlPlusPlus))]
+    [InlineData("maml++", false, typeof(MamlPlusPlus))]
+    [InlineData("anil", false, typeof(Anil))]
+    [InlineData("metasgd", false, typeof(MetaSgd))]
+    [InlineData("reptile", false, typeof(Reptile))]
+    [InlineData("protonet", false, typeof(ProtoNet))]
+    public void EachEntryBuildsItsLearner(string name, bool lslr, Type expected)
+    {
+        using var scope = Torch.NewScope();
+        using var g = new Generator(1);
+        using var learner = AlgorithmRegistry.Create(new AlgorithmConfig { Name = name, Lslr = lslr }, new Mlp(3, [4], 2, g, Device.Cpu), new Objective(false));
+        Assert.IsType(expected, learner);
+    }
+
+    [Fact]
+    public void EveryEntryNamesItsPaperAndOnlyKnownKeys()
+    {
+        var keys = typeof(AlgorithmConfig).GetProperties().Where(p => p.CanWrite)
+            .Select(p => string.Concat(p.Name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()))).ToHashSet();
+        Assert.Equal(AlgorithmRegistry.All.Count, AlgorithmRegistry.Names.Distinct().Count());
+        foreach (var a in AlgorithmRegistry.All)
+        {
+            Assert.Matches(@"\d{4}", a.Paper);
+            Assert.All(a.Keys.Concat(AlgorithmRegistry.OuterKeys), k => Assert.Contains(k, keys));
+        }
+    }
+
+    [Fact]
+    public void ConfigAllowsMoreTrainingWaysThanTestWaysOnlyWithoutAHead()
+    {
+        const string yaml = "data:\n  dataset: omniglot\n  train: {ways: 20}\n  test: {ways: 5}\nalgorithm:\n  name: {0}\n";
+        Assert.Equal(20, ConfigLoader.Parse(yaml.Replace("{0}", "protonet"), "t.yaml").Data.Train.Ways);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml.Replace("{0}", "anil"), "t.yaml"));
+        Assert.Contains("data.test.ways", e.Message);
+    }
+}

@@ -1,0 +1,179 @@
+using MetaRun.Config;
+using MetaRun.Tests.Cli;
+
+namespace MetaRun.Tests.Config;
+
+/// <summary>Configs that once crashed, failed late or were silently accepted: each is refused up front, naming what is wrong.</summary>
+[Collection(ProcessWideCollection.Name)]
+public class ConfigLoaderTests
+{
+    private const string Good = """
+        name: t
+        data:
+          dataset: sinusoid
+          train: {shots: 5, queries: 5}
+        algorithm:
+          name: maml
+          meta_batch_size: 2
+          iterations: 2
+        eval:
+          interval: 0
+        """;
+
+    private static (string Dir, string Path) Write(string yaml, string file = "c.yaml")
+    {
+        var dir = TestPaths.NewTempDir("hostile");
+        var path = System.IO.Path.Combine(dir, file);
+        File.WriteAllText(path, yaml);
+        return (dir, path);
+    }
+
+    private static void AssertOneLine(string err)
+    {
+        Assert.DoesNotContain("   at ", err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
+
+    // ---- case 1: deep nesting and size, in a child process (a stack overflow kills its process)
+
+    [Fact]
+    public void DeeplyNestedYamlExitsTwoNamingTheFile()
+    {
+        var (dir, path) = Write("name: t\nmodel: { hidden: " + new string('[', 60_000) + new string(']', 60_000) + " }\n");
+        var (code, _, err) = ChildProcess.Run(["train", path, "--out", System.IO.Path.Combine(dir, "run")]);
+        Assert.True(code == 2, $"exit {code}: {err[..Math.Min(err.Length, 500)]}");
+        Assert.Contains(path + ":2:", err);
+        Assert.Contains("nested more than", err);
+        AssertOneLine(err);
+        Assert.False(Directory.Exists(System.IO.Path.Combine(dir, "run")));
+    }
+
+    [Fact]
+    public void ADeeplyNestedSetValueExitsTwoNamingTheSet()
+    {
+        var (dir, path) = Write(Good);
+        var (code, _, err) = CliRunner.Run("train", path, "--set", "model.hidden=" + new string('[', 40) + new string(']', 40), "--out", System.IO.Path.Combine(dir, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains("--set model.hidden=", err);
+        AssertOneLine(err);
+    }
+
+    [Fact]
+    public void AnOversizedConfigExitsTwoWithoutReadingItWhole()
+    {
+        var (dir, path) = Write("name: t\n# " + new string('x', 2 << 20) + "\n");
+        var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains(path, err);
+        Assert.Contains("larger than", err);
+        AssertOneLine(err);
+    }
+
+    [Fact]
+    public void YamlThatBreaksTheParserExitsTwo()
+    {
+        // Found by FuzzTests: YamlDotNet's scanner throws InvalidOperationException on this.
+        var (dir, path) = Write("  train: {shots: 10, q|-x>x:[\tueries: 10}\n  interval: 500");
+        var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
+        Assert.True(code == 2, err);
+        Assert.Contains(path + ": invalid YAML", err);
+        AssertOneLine(err);
+    }
+
+    // ---- case 8: config errors found before any data is read
+
+    [Theory]
+    [InlineData("model:\n  name: mlp\n", "model.name", ":5:")]
+    [InlineData("  test:\n    shots: 5\n    queries: 16\n", "data.test.queries", ":6:")]
+    [InlineData("  train:\n    shots: 19\n    queries: 2\n", "data.train.queries", ":6:")]
+    [InlineData("  split: lake\n  train:\n    ways: 800\nalgorithm:\n  name: protonet\n", "data.train.ways", ":6:")]
+    [InlineData("  test:\n    ways: 500\nalgorithm:\n  name: protonet\n", "data.test.ways", ":5:")]
+    public void AnImpossibleOmniglotConfigExitsTwoBeforeReadingData(string tail, string key, string line)
+    {
+        // A data root that does not exist: reaching the data would be exit 3, so exit 2 shows the
+        // check ran first.
+        var (dir, path) = Write("name: t\ndata:\n  dataset: omniglot\n" + tail);
+        var (code, _, err) = CliRunner.Run("train", path, "--data-root", "/nonexistent/data", "--out", System.IO.Path.Combine(dir, "run"));
+        Assert.True(code == 2, err);
+        Assert.Contains($"'{key}'", err);
+        Assert.Contains(path + line, err);
+        AssertOneLine(err);
+        Assert.False(Directory.Exists(System.IO.Path.Combine(dir, "run")));
+    }
+
+    [Fact]
+    public void AnEvalWaysOverrideBeyondTheSplitIsNamed()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("name: t\ndata:\n  dataset: omniglot\nalgorithm:\n  name: protonet\n", "x.yaml", ["data.test.ways=401"]));
+        Assert.StartsWith("--set data.test.ways=401:", e.Message);
+        Assert.Contains("400 classes", e.Message);
+    }
+
+    // ---- case 9: silently accepted
+
+    [Fact]
+    public void ASecondYamlDocumentIsRefused()
+    {
+        var (dir, path) = Write("name: t\n---\nname: u\n");
+        var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
+        Assert.Equal(2, code);
+        Assert.Contains(path + ":2:", err);
+        Assert.Contains("second YAML document", err);
+    }
+
+    [Theory]
+    [InlineData("name: \"../../escape\"\n", "'name'")]
+    [InlineData("name: \"\"\n", "'name'")]
+    [InlineData("name: \"a/b\"\n", "'name'")]
+    [InlineData("name: t\noutput:\n  dir: \"\"\n", "'output.dir'")]
+    [InlineData("name: t\nalgorithm:\n  outer_lr: 0\n", "'algorithm.outer_lr'")]
+    public void ABadNameOrZeroRateExitsTwoAndWritesNothing(string yaml, string key)
+    {
+        var (dir, path) = Write(yaml);
+        var work = Directory.CreateDirectory(System.IO.Path.Combine(dir, "a", "b")).FullName;
+        var before = Directory.GetFileSystemEntries(dir, "*", SearchOption.AllDirectories);
+        var old = Environment.CurrentDirectory;
+        Environment.CurrentDirectory = work;
+        try
+        {
+            var (code, _, err) = CliRunner.Run("train", path);
+            Assert.True(code == 2, err);
+            Assert.Contains(key, err);
+            Assert.Contains(path + ":", err);
+            AssertOneLine(err);
+        }
+        finally
+        {
+            Environment.CurrentDirectory = old;
+        }
+        Assert.Equal(before, Directory.GetFileSystemEntries(dir, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void SettingASectionKeepsItsOtherKeys()
+    {
+        var c = ConfigLoader.Parse(Good, "x.yaml", ["algorithm={iterations: 3}"]);
+        Assert.Equal(3, c.Algorithm.Iterations);
+        Assert.Equal(2, c.Algorithm.MetaBatchSize);
+        Assert.Equal("maml", c.Algorithm.Name);
+    }
+
+    [Fact]
+    public void SetErrorsNameTheSetNotTheFile()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Good, "x.yaml", ["algorithm={inner_lr: fast}"]));
+        Assert.StartsWith("--set algorithm={inner_lr: fast}:", e.Message);
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Good, "x.yaml", ["algorithm={nope: 1}"]));
+        Assert.StartsWith("--set algorithm={nope: 1}:", e.Message);
+        Assert.DoesNotContain("x.yaml", e.Message);
+    }
+
+    [Fact]
+    public void AFolderGivenAsConfigIsNamedAsAFolder()
+    {
+        var dir = TestPaths.NewTempDir("hostile");
+        var (code, _, err) = CliRunner.Run("train", dir);
+        Assert.Equal(2, code);
+        Assert.Contains($"{dir}: is a folder", err);
+    }
+}

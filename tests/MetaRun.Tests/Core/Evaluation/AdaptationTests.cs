@@ -1,0 +1,95 @@
+using System.IO.Compression;
+using System.Text.Json;
+using LibTorch;
+using MetaRun.Algorithms;
+using MetaRun.Config;
+using MetaRun.Data;
+using MetaRun.Tests.Cli;
+using MetaRun.Training;
+
+namespace MetaRun.Tests.Evaluation;
+
+/// <summary>
+/// `metarun adapt` on real Omniglot test characters, written out as PNG folders from the
+/// release's zip, gives the accuracy `metarun eval` gives on the same episode, and the same
+/// prediction for every query image as the evaluation path (sample, adapt, score).
+/// </summary>
+[Collection(ProcessWideCollection.Name)]
+public class AdaptationTests
+{
+    [Theory]
+    [InlineData("protonet")]
+    [InlineData("maml")]
+    [InlineData("alfa")]
+    [InlineData("matchingnet")]
+    // The support LSTM reads the support set in order: adapt must present it as the sampler does.
+    [InlineData("matchingnet", "algorithm.fce=true")]
+    [InlineData("relationnet")]
+    [InlineData("mldg")]
+    public void AdaptAgreesWithEvalImageForImage(string algorithm, params string[] extra)
+    {
+        var dir = TestPaths.NewTempDir("adapt-" + algorithm);
+        var run = Path.Combine(dir, "run");
+        var args = new List<string> { "train", Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), "--out", run, "--data-root", TestPaths.SharedDatasets };
+        string[] sets = [$"algorithm.name={algorithm}", "data.split=lake", "algorithm.iterations=3", "algorithm.meta_batch_size=2", "model.filters=8",
+                     "eval.interval=0", "data.train.queries=2", "data.test.queries=3", "threads=1", "workers=1", algorithm switch
+                     {
+                         "protonet" or "matchingnet" or "relationnet" => "algorithm.test_inner_steps=0",
+                         "alfa" => "algorithm.test_inner_steps=1",   // its per-step rates exist for trained steps only
+                         _ => "algorithm.test_inner_steps=2",
+                     }, .. extra];
+        foreach (var s in sets) args.AddRange(["--set", s]);
+        var (code, _, err) = CliRunner.Run([.. args]);
+        Assert.True(code == 0, err);
+
+        var evalJson = Path.Combine(dir, "eval.json");
+        (code, _, err) = CliRunner.Run("eval", "--checkpoint", run, "--episodes", "1", "--out", evalJson, "--data-root", TestPaths.SharedDatasets);
+        Assert.True(code == 0, err);
+        var evalAccuracy = JsonDocument.Parse(File.ReadAllText(evalJson)).RootElement.GetProperty("mean").GetDouble();
+
+        // Test episode 0 as the evaluation path sees it: its plan, and the learner's predictions.
+        var checkpointFile = RunDirectory.ResolveCheckpoint(run);
+        using var checkpoint = Checkpoint.Load(checkpointFile);
+        var config = checkpoint.Config;
+        config.Data.Root = TestPaths.SharedDatasets;
+        Experiment.ApplyProcessSettings(config);
+        using var experiment = Experiment.Create(config, null);
+        checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, checkpointFile);
+        var family = (ImageTaskFamily)experiment.Family;
+        var shape = experiment.TestShape;
+        var plan = family.Plan(Split.Test, 0, shape);
+        long[] expected;
+        using (var scope = Torch.NewScope())
+        using (var batch = family.Sample(Split.Test, 0, 1, shape))
+        {
+            var adapted = experiment.Learner.AdaptTo(new Episode(batch.SupportX[0], batch.SupportY[0], batch.QueryX[0], batch.QueryY[0]));
+            expected = adapted.Logits.ArgMax(1).ToArray<long>();
+        }
+
+        // The same images as files: support/cJ/sK.png and query/cJ/qI.png, class J = episode label J.
+        var support = Path.Combine(dir, "support");
+        var query = Path.Combine(dir, "query");
+        using (var zip = ZipFile.OpenRead(Path.Combine(TestPaths.SharedDatasets, "omniglot", "images_evaluation.zip")))
+        {
+            for (var j = 0; j < shape.Ways; j++)
+            {
+                var character = Omniglot.Characters[family.Classes(Split.Test)[plan.Classes[j]].Source];
+                for (var s = 0; s < shape.Shots + shape.Queries; s++)
+                {
+                    var entry = zip.GetEntry(character.ImagePath(plan.Images[j][s] + 1))!;
+                    var target = s < shape.Shots ? Path.Combine(support, $"c{j}", $"s{s}.png") : Path.Combine(query, $"c{j}", $"q{s - shape.Shots:00}.png");
+                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                    entry.ExtractToFile(target);
+                }
+            }
+        }
+        var csv = Path.Combine(dir, "predictions.csv");
+        (code, _, err) = CliRunner.Run("adapt", "--checkpoint", run, "--support", support, "--query", query, "--out", csv);
+        Assert.True(code == 0, err);
+        var summary = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(csv, ".json"))).RootElement;
+        Assert.Equal(evalAccuracy, summary.GetProperty("accuracy").GetDouble(), 6);
+        var predicted = File.ReadAllLines(csv).Skip(1).Select(l => l.Split(',')[1]).ToArray();
+        Assert.Equal(expected.Select(e => $"c{e}"), predicted);
+        Directory.Delete(dir, recursive: true);
+    }
+}
