@@ -12,8 +12,9 @@ public class BenchCommandTests
 
     private static JsonElement Bench(string name, out string output, params string[] extra)
     {
+        var config = name == "protonet" ? "protonet-5w1s-cpu.yaml" : "maml-5w1s.yaml";
         var json = Path.Combine(TestPaths.NewTempDir("bench-" + name), "bench.json");
-        string[] args = ["bench", Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), "--data-root", TestPaths.SharedDatasets,
+        string[] args = ["bench", Path.Combine(TestPaths.Configs, "omniglot", config), "--data-root", TestPaths.SharedDatasets,
             "--iterations", "2", "--warmup", "1", "--out", json, "--set", $"algorithm.name={name}", "--set", "model.filters=8", "--set", "algorithm.meta_batch_size=4"];
         foreach (var s in extra) args = [.. args, "--set", s];
         (var code, output, var err) = CliRunner.Run(args);
