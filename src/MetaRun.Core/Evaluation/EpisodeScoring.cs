@@ -13,15 +13,16 @@ namespace MetaRun.Evaluation;
 public static class EpisodeScoring
 {
     /// <summary>The query loss and accuracy of each episode after the learner adapted to its support set.</summary>
-    public static List<TaskScore> Scores(Experiment e, Split split, int count) =>
-        [.. ScoreEpisodes(e, split, count, 1, (task, _) => [e.Learner.Evaluate(task)]).Select(s => s[0])];
+    /// <param name="progress">Told (this rank's episodes scored, this rank's share) after each batch of episodes.</param>
+    public static List<TaskScore> Scores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null) =>
+        [.. ScoreEpisodes(e, split, count, 1, (task, _) => [e.Learner.Evaluate(task)], progress).Select(s => s[0])];
 
     /// <summary>
     /// Each episode scored twice by the same adapted model: on its clean query set, and on the
     /// query set perturbed by <paramref name="attack"/> against that model. PGD's random start
     /// is seeded by the episode's index, so the figures repeat at any worker or rank count.
     /// </summary>
-    public static List<(TaskScore Clean, TaskScore Attacked)> ScoresUnderAttack(Experiment e, Split split, int count, Attack attack)
+    public static List<(TaskScore Clean, TaskScore Attacked)> ScoresUnderAttack(Experiment e, Split split, int count, Attack attack, IProgress<(int Done, int Total)>? progress = null)
     {
         var pixels = PixelSpace.Of(e.Family, "--attack");
         TaskScore[] Score(Episode task, long index)
@@ -32,11 +33,12 @@ public static class EpisodeScoring
             using var noGrad = Torch.NoGrad();
             return [e.Objective.Score(predict(task.QueryX), task.QueryY), e.Objective.Score(predict(attacked), task.QueryY)];
         }
-        return [.. ScoreEpisodes(e, split, count, 2, Score).Select(s => (s[0], s[1]))];
+        return [.. ScoreEpisodes(e, split, count, 2, Score, progress).Select(s => (s[0], s[1]))];
     }
 
     /// <summary>score(episode, its index in the split) for episodes start..start+count−1, in order, on up to <paramref name="workers"/> threads.</summary>
-    public static List<T> ForEachEpisode<T>(ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers, Func<Episode, long, T> score)
+    public static List<T> ForEachEpisode<T>(ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers, Func<Episode, long, T> score,
+        IProgress<(int Done, int Total)>? progress = null)
     {
         var scores = new List<T>(count);
         for (long first = 0; first < count; first += batchSize)
@@ -47,6 +49,7 @@ public static class EpisodeScoring
             var results = new T[tasks.Length];
             TaskWorkers.ForEach(tasks.Length, workers, i => results[i] = score(tasks[i], start + first + i));
             scores.AddRange(results);
+            progress?.Report((scores.Count, count));
         }
         return scores;
     }
@@ -55,11 +58,11 @@ public static class EpisodeScoring
     /// <paramref name="width"/> scores per episode for episodes 0..count−1: this rank's share on
     /// the workers, then gathered so that every rank holds all of them, in episode order.
     /// </summary>
-    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<Episode, long, TaskScore[]> score)
+    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<Episode, long, TaskScore[]> score, IProgress<(int Done, int Total)>? progress)
     {
         var parallel = e.Parallel;
         var (first, mine) = parallel?.Share(0, count) ?? (0L, count);
-        var scores = ForEachEpisode(e.Family, split, first, mine, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score);
+        var scores = ForEachEpisode(e.Family, split, first, mine, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress);
         if (parallel == null) return scores;
         var all = parallel.Gather(scores.SelectMany(s => s.SelectMany(t => new[] { t.Loss, t.Accuracy })).ToArray(), $"gathering the {split} scores");
         var per = 2 * width;

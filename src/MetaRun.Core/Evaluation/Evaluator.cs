@@ -31,7 +31,9 @@ public static class Evaluator
     /// episodes and every rank returns the same result from all of them.
     /// </summary>
     /// <param name="attack">Also score every episode's query set perturbed by this attack against the adapted model.</param>
-    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null, Attack? attack = null)
+    /// <param name="progress">Told (episodes scored, of how many) as scoring goes, on rank 0 only.</param>
+    public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null, Attack? attack = null,
+        IProgress<(int Done, int Total)>? progress = null)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
         foreach (var s in sets)
@@ -49,17 +51,18 @@ public static class Evaluator
         using var experiment = Experiment.Launch(config, dataRoot, $"eval {Path.GetFullPath(file)} {split} {episodes}", new DataOptions { Log = log });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
+        if (experiment.Parallel is { Rank: > 0 }) progress = null;
         List<TaskScore> scores;
         Summary? attacked = null;
         try
         {
             if (attack == null)
             {
-                scores = EpisodeScoring.Scores(experiment, split, episodes);
+                scores = EpisodeScoring.Scores(experiment, split, episodes, progress);
             }
             else
             {
-                var pairs = EpisodeScoring.ScoresUnderAttack(experiment, split, episodes, attack);
+                var pairs = EpisodeScoring.ScoresUnderAttack(experiment, split, episodes, attack, progress);
                 scores = [.. pairs.Select(p => p.Clean)];
                 attacked = Summary.Of(pairs.Select(p => metric.Of(p.Attacked)).ToArray());
             }
