@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CsvHelper;
+using MetaRun.Algorithms;
 
 namespace MetaRun.Reports;
 
@@ -34,6 +35,7 @@ public sealed class Comparison
     public required IReadOnlyList<ComparisonRow> Rows { get; init; }
     /// <summary>"accuracy" or "mse": what the validation and test columns measure.</summary>
     public required string Metric { get; init; }
+    public required HeadlineMetric Headline { get; init; }
 
     public static Comparison Of(IReadOnlyList<RunFolder> runs)
     {
@@ -56,8 +58,8 @@ public sealed class Comparison
                     tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null);
             })
             .ToList();
-        var metric = runs.Select(r => r.Eval?.Metric).FirstOrDefault(m => m != null) ?? (runs[0].IsRegression ? "mse" : "accuracy");
-        return new Comparison { Keys = keys, Rows = rows, Metric = metric };
+        var metric = runs.Select(r => r.Eval?.Metric).FirstOrDefault(m => m != null) ?? runs[0].Headline.Name;
+        return new Comparison { Keys = keys, Rows = rows, Metric = metric, Headline = runs[0].Headline };
     }
 
     private static double StdDev(IReadOnlyList<double> xs)
@@ -67,7 +69,7 @@ public sealed class Comparison
     }
 
     public IReadOnlyList<string> Headers =>
-        [.. Keys, $"best val {(Metric == "mse" ? "loss" : "accuracy")}", $"test {Metric}", "±95% CI", "seed sd", "seeds"];
+        [.. Keys, $"best val {(Headline.HigherIsBetter ? "accuracy" : "loss")}", $"test {Metric}", "±95% CI", "seed sd", "seeds"];
 
     /// <summary>The table as text cells (numbers to 4 decimals; empty where not measured).</summary>
     public IReadOnlyList<IReadOnlyList<string>> Cells() =>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using CsvHelper;
+using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Training;
 using YamlDotNet.RepresentationModel;
@@ -22,7 +23,10 @@ public sealed class RunFolder
     public required IReadOnlyList<MetricsRow> Metrics { get; init; }
     public EvalResult? Eval { get; init; }
 
-    public bool IsRegression => Config.Data.Dataset == "sinusoid";
+    public bool IsRegression => Config.Data.IsRegression;
+
+    /// <summary>What its validation and test columns measure.</summary>
+    public HeadlineMetric Headline => HeadlineMetric.For(IsRegression);
 
     /// <summary>The best validation score: highest accuracy, or lowest loss for regression.</summary>
     public double? BestValidation => IsRegression

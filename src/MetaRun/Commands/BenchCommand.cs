@@ -67,7 +67,7 @@ public static class BenchCommand
             ? $"batches of {a.BatchSize}"
             : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}, {a.InnerSteps} inner step(s)";
         var mode = experiment.Plan.Batched ? "batched" : "per_task";
-        Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
+        Console.WriteLine($"bench: {a.Name} on {config.Data.Dataset.Yaml()} {work}; " +
                           $"{experiment.Device}, execution {mode}, {processes}{experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         Console.WriteLine($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", inv)} (p10 {r.P10Seconds.ToString("0.000", inv)}, p90 {r.P90Seconds.ToString("0.000", inv)}) over {iterations} after {warmup} warm-up");
         Console.WriteLine($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", inv)}");
@@ -93,7 +93,7 @@ public static class BenchCommand
         {
             ["config"] = Path.GetFullPath(configPath),
             ["algorithm"] = a.Name,
-            ["dataset"] = config.Data.Dataset,
+            ["dataset"] = config.Data.Dataset.Yaml(),
             ["ways"] = shape.Ways,
             ["shots"] = shape.Shots,
             ["queries"] = shape.Queries,
