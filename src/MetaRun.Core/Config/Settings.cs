@@ -64,8 +64,8 @@ internal sealed class SettingConverter : IYamlTypeConverter
 {
     public bool Accepts(Type type) => type.IsEnum && type.Namespace == typeof(Dataset).Namespace;
 
-    public object? ReadYaml(IParser parser, Type type, ObjectDeserializer rootDeserializer) =>
-        Settings.TryParse(type, parser.Consume<Scalar>().Value, out var v) ? v : throw new YamlException($"not a {type.Name}");
+    // Configs are read by ConfigLoader's own binding, which names file, key and line.
+    public object? ReadYaml(IParser parser, Type type, ObjectDeserializer rootDeserializer) => throw new NotSupportedException();
 
     public void WriteYaml(IEmitter emitter, object? value, Type type, ObjectSerializer serializer) =>
         emitter.Emit(new Scalar(((Enum)value!).Yaml()));
