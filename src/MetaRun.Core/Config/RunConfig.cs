@@ -9,13 +9,13 @@ public sealed class RunConfig
 {
     public string Name { get; set; } = "run";
     public long Seed { get; set; } = 1;
-    public DeviceKind Device { get; set; }
+    public DeviceKind Device { get; set; } = DeviceKind.Auto;
     /// <summary>Worker threads that run a meta-batch's tasks side by side; 0 picks from the cores (all of them on CPU, 1 on CUDA).</summary>
     [Range(0, 1024)] public int Workers { get; set; }
     /// <summary>libtorch intra-op threads; 0 picks from the cores (cores ÷ workers).</summary>
     [Range(0, 1024)] public int Threads { get; set; }
     /// <summary>A meta-batch's tasks one after another on the workers (per_task) or all at once as one batched computation (batched); auto picks per device.</summary>
-    public Execution Execution { get; set; }
+    public Execution Execution { get; set; } = Execution.Auto;
     public DataConfig Data { get; set; } = new();
     public ModelConfig Model { get; set; } = new();
     public AlgorithmConfig Algorithm { get; set; } = new();
@@ -39,7 +39,7 @@ public sealed class RunConfig
 
 public sealed class DataConfig
 {
-    public Dataset Dataset { get; set; }
+    public Dataset Dataset { get; set; } = Dataset.Sinusoid;
 
     /// <summary>The regression task families (no classes: one "way" of K points, MSE).</summary>
     [YamlDotNet.Serialization.YamlIgnore] public bool IsRegression => Dataset.IsRegression();
@@ -52,7 +52,7 @@ public sealed class DataConfig
     /// <summary>Folder data set: leave out (with a warning naming them) classes with fewer images than an episode takes, instead of stopping.</summary>
     public bool SkipSmallClasses { get; set; }
     /// <summary>Omniglot class split: vinyals (1200 train characters, rotations as classes) or lake (background/evaluation alphabets).</summary>
-    public OmniglotSplit Split { get; set; }
+    public OmniglotSplit Split { get; set; } = OmniglotSplit.Vinyals;
     /// <summary>Seed of the class split (independent of the run seed, so runs share a split).</summary>
     public long SplitSeed { get; set; } = 0;
     /// <summary>Side of the square images fed to the model; 0 uses the data set's usual size (Omniglot 28, miniImageNet 84).</summary>
@@ -73,11 +73,11 @@ public sealed class EpisodeConfig
 public sealed class ModelConfig
 {
     /// <summary>auto picks conv4 for image data and mlp for regression.</summary>
-    public ModelName Name { get; set; }
+    public ModelName Name { get; set; } = ModelName.Auto;
     /// <summary>conv4 filters per layer (0: 64 Omniglot, 32 miniImageNet); resnet12's first block width w, the others 2.5w, 5w, 10w (0: 64).</summary>
     [Range(0, 4096)] public int Filters { get; set; }
     /// <summary>conv4 downsampling: stride-2 convolutions (Omniglot in Finn et al.) or 2×2 max-pooling (miniImageNet); auto follows the data set.</summary>
-    public Downsample Downsample { get; set; }
+    public Downsample Downsample { get; set; } = Downsample.Auto;
     /// <summary>Hidden layer widths of the MLP.</summary>
     public List<int> Hidden { get; set; } = [40, 40];
 }
@@ -92,13 +92,13 @@ public sealed class AlgorithmConfig
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
     [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
-    [ReadBy(typeof(Reptile), typeof(Baseline))] public OptimizerKind InnerOptimizer { get; set; }
+    [ReadBy(typeof(Reptile), typeof(Baseline))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
     [ReadBy(typeof(Reptile)), Range(0, 100000)] public int InnerBatchSize { get; set; }
     [ReadBy(typeof(IMetaLearner))] public OptimizerKind OuterOptimizer { get; set; } = OptimizerKind.Adam;
     [ReadBy(typeof(IMetaLearner)), Range(0.0, 1e6)] public double OuterLr { get; set; } = 0.001;
     /// <summary>Outer learning rate over the iterations: constant, linear to 0 (Reptile) or cosine to 0 (MAML++).</summary>
-    [ReadBy(typeof(IMetaLearner))] public LrSchedule OuterLrSchedule { get; set; }
+    [ReadBy(typeof(IMetaLearner))] public LrSchedule OuterLrSchedule { get; set; } = LrSchedule.Constant;
     [ReadBy(typeof(IMetaLearner)), Range(1, 100000)] public int MetaBatchSize { get; set; } = 32;
     [ReadBy(typeof(IMetaLearner)), Range(1, 100000000)] public int Iterations { get; set; } = 1000;
     /// <summary>MAML++: query loss after every inner step, weights annealed toward the last step.</summary>

@@ -33,9 +33,10 @@ public sealed class Comparison
 
     public required IReadOnlyList<string> Keys { get; init; }
     public required IReadOnlyList<ComparisonRow> Rows { get; init; }
-    /// <summary>"accuracy" or "mse": what the validation and test columns measure.</summary>
-    public required string Metric { get; init; }
+    /// <summary>What the validation and test columns measure (accuracy, or MSE for regression).</summary>
     public required HeadlineMetric Headline { get; init; }
+    /// <summary>"accuracy" or "mse", as in eval.json.</summary>
+    public string Metric => Headline.Name;
 
     public static Comparison Of(IReadOnlyList<RunFolder> runs)
     {
@@ -58,8 +59,7 @@ public sealed class Comparison
                     tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null);
             })
             .ToList();
-        var metric = runs.Select(r => r.Eval?.Metric).FirstOrDefault(m => m != null) ?? runs[0].Headline.Name;
-        return new Comparison { Keys = keys, Rows = rows, Metric = metric, Headline = runs[0].Headline };
+        return new Comparison { Keys = keys, Rows = rows, Headline = runs[0].Headline };
     }
 
     private static double StdDev(IReadOnlyList<double> xs)
