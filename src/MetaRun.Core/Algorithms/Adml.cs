@@ -22,6 +22,10 @@ namespace MetaRun.Algorithms;
 public sealed class Adml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, double epsilon, PixelSpace pixels)
     : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static Adml From(AlgorithmContext c) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.Epsilon, PixelSpace.Of(c.Family, "algorithm.name: adml"));
+
     private readonly Attack fgsm = new(AttackKind.Fgsm, epsilon);
 
     public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>

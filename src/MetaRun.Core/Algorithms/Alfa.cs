@@ -20,6 +20,10 @@ public sealed class Alfa : FastWeightLearner
     private readonly Tensor[] generator;   // W1, b1, W2, b2
     private readonly Tensor alpha0, beta0;  // [steps, L]
 
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static Alfa From(AlgorithmContext c) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed);
+
     public Alfa(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, ulong seed)
         : base(model, objective, innerSteps, testInnerSteps)
     {

@@ -24,6 +24,10 @@ public sealed class AlphaMaml : FastWeightLearner, IOuterStepAware, ITracesHyper
     private readonly int alphaIndex, modelCount;
     private readonly double innerHyperLr, outerHyperLr;
 
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static AlphaMaml From(AlgorithmContext c) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.OuterLr, c.Config.InnerHyperLr, c.Config.OuterHyperLr);
+
     public AlphaMaml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, double outerLr, double innerHyperLr, double outerHyperLr)
         : base(model, objective, innerSteps, testInnerSteps)
     {

@@ -14,6 +14,10 @@ namespace MetaRun.Algorithms;
 public sealed class Anil(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder)
     : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static Anil From(AlgorithmContext c) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false);
+
     private readonly int[] headIndex = model.IndicesOf(ParameterRole.HeadWeight, ParameterRole.HeadBias);
 
     protected override bool SecondOrder => !firstOrder;

@@ -25,7 +25,7 @@ public sealed class Baseline(IModel model, Objective objective, IClassBatchSourc
         // Without a family (`adapt` on new images) nothing is trained, so no batches are needed.
         var source = c.Family == null ? null : c.Family as IClassBatchSource ?? throw new ConfigException(
             $"algorithm.name: {a.Name} pretrains on batches over all training classes, which the {c.Family.Name} task family cannot give; use an image data set (omniglot, miniimagenet, folder)");
-        return new Baseline(c.Model, c.Objective, source, a.BatchSize, a.InnerLr, a.EffectiveTestInnerSteps, adam: a.InnerOptimizer == "adam", cosine);
+        return new Baseline(c.Model, c.Objective, source, a.BatchSize, a.InnerLr, a.EffectiveTestInnerSteps, adam: a.InnerOptimizer == OptimizerKind.Adam, cosine);
     }
 
     /// <summary>The paper code's cosine scale: 2 for up to 200 classes, 10 above.</summary>

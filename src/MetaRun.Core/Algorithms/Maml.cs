@@ -13,6 +13,10 @@ namespace MetaRun.Algorithms;
 public sealed class Maml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder)
     : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static Maml From(AlgorithmContext c, bool firstOrder) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder);
+
     protected override bool SecondOrder => !firstOrder;
 
     public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>

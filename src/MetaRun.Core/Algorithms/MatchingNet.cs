@@ -32,6 +32,9 @@ public sealed class MatchingNet : EmbeddingLearner
 {
     private readonly Tensor[] fce;   // g forward, g backward, f: (w_ih, w_hh, b_ih, b_hh) each
 
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static MatchingNet From(AlgorithmContext c) => new(c.Model, c.Objective, c.Config.Fce, c.Seed);
+
     public MatchingNet(IModel model, Objective objective, bool fullContext = false, ulong seed = 0) : base(model, objective)
     {
         if (!fullContext)

@@ -15,6 +15,10 @@ public sealed class MetaSgd : FastWeightLearner
 {
     private readonly Tensor[] alpha;
 
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static MetaSgd From(AlgorithmContext c) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps);
+
     public MetaSgd(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps)
         : base(model, objective, innerSteps, testInnerSteps)
     {

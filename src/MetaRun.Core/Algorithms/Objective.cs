@@ -1,12 +1,19 @@
 using LibTorch;
+using MetaRun.Config;
 
 namespace MetaRun.Algorithms;
 
 /// <summary>The number a run is judged by: its name in metrics and eval.json, and which way is better.</summary>
 public sealed record HeadlineMetric(string Name, bool HigherIsBetter)
 {
-    /// <summary>The metric of one scored task.</summary>
-    public double Of(TaskScore score) => Name == "mse" ? score.Loss : score.Accuracy;
+    public static readonly HeadlineMetric Accuracy = new("accuracy", HigherIsBetter: true);
+    public static readonly HeadlineMetric Mse = new("mse", HigherIsBetter: false);
+
+    /// <summary>Accuracy for classification; for regression the query MSE (the loss itself).</summary>
+    public static HeadlineMetric For(bool regression) => regression ? Mse : Accuracy;
+
+    /// <summary>The metric of one scored task: accuracy is the one higher-is-better headline, the loss the lower-is-better one.</summary>
+    public double Of(TaskScore score) => HigherIsBetter ? score.Accuracy : score.Loss;
 
     /// <summary>A value where larger is always better, to pick the best checkpoint with.</summary>
     public double Goodness(double value) => HigherIsBetter ? value : -value;
@@ -17,8 +24,10 @@ public sealed class Objective(bool regression)
 {
     public bool IsRegression { get; } = regression;
 
-    /// <summary>Accuracy for classification; for regression the query MSE (the loss itself).</summary>
-    public HeadlineMetric Headline { get; } = regression ? new HeadlineMetric("mse", HigherIsBetter: false) : new HeadlineMetric("accuracy", HigherIsBetter: true);
+    /// <summary>The objective of a data set (<see cref="Settings.IsRegression"/> decides which).</summary>
+    public static Objective For(Dataset dataset) => new(dataset.IsRegression());
+
+    public HeadlineMetric Headline { get; } = HeadlineMetric.For(regression);
 
     /// <summary>
     /// The task's loss; for a meta-batch (outputs [T, N, ...]) the sum over tasks of each task's

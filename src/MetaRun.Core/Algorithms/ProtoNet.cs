@@ -13,6 +13,9 @@ namespace MetaRun.Algorithms;
 /// </summary>
 public sealed class ProtoNet(IModel model, Objective objective) : EmbeddingLearner(model, objective)
 {
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static ProtoNet From(AlgorithmContext c) => new(c.Model, c.Objective);
+
     /// <summary>Per-class means of the support embeddings, [ways, features]; labels are 0..ways−1.</summary>
     public static Tensor Prototypes(Tensor supportEmbeddings, Tensor supportY, int ways)
     {

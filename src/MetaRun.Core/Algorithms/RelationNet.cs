@@ -20,6 +20,9 @@ public sealed class RelationNet : EmbeddingLearner
     private static readonly int[] Widths = [64, 8, 1];
     private readonly Tensor[] relation;
 
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static RelationNet From(AlgorithmContext c) => new(c.Model, c.Objective, c.Seed);
+
     public RelationNet(IModel model, Objective objective, ulong seed) : base(model, objective)
     {
         // PyTorch's default linear initialization, U(±1/√fan_in), from the run's seed.

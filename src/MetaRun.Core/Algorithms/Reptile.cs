@@ -1,4 +1,5 @@
 using LibTorch;
+using MetaRun.Config;
 using MetaRun.Models;
 using MetaRun.Training;
 
@@ -16,6 +17,10 @@ namespace MetaRun.Algorithms;
 public sealed class Reptile(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool adam, int innerBatch)
     : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
 {
+    /// <summary>The registry's constructor: its settings from the config.</summary>
+    public static Reptile From(AlgorithmContext c) =>
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, adam: c.Config.InnerOptimizer == OptimizerKind.Adam, c.Config.InnerBatchSize);
+
     /// <summary>
     /// φ after <paramref name="steps"/> optimizer steps on (x, y), in mini-batches of innerBatch
     /// (0: all). Plain training: Reptile never differentiates through it, so there is no graph to keep.

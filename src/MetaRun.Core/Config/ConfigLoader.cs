@@ -82,7 +82,7 @@ public static class ConfigLoader
 
     /// <summary>The fully resolved config as YAML, as written to a run's config.yaml.</summary>
     public static string ToYaml(RunConfig config) =>
-        new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build().Serialize(config);
+        new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).WithTypeConverter(new SettingConverter()).Build().Serialize(config);
 
     /// <summary>
     /// A hash of everything that shapes the trained weights. The name, output folder, iteration
@@ -98,7 +98,7 @@ public static class ConfigLoader
         copy.Eval = new EvalConfig();
         copy.Checkpoint = new CheckpointConfig();
         // How the tasks are scheduled changes only the summation order, not what is trained.
-        copy.Execution = "auto";
+        copy.Execution = Execution.Auto;
         // Tasks are summed in task order whatever the worker count, so the layout on the machine may change too.
         copy.Workers = 0;
         copy.Threads = 0;
@@ -220,7 +220,8 @@ public static class ConfigLoader
     private static string Where(YamlNode node, string source, Dictionary<YamlNode, string> overridden) =>
         overridden.TryGetValue(node, out var o) ? o : $"{source}:{node.Start.Line}";
 
-    private static string Snake(string name) =>
+    /// <summary>A property's key: InnerLr ↔ inner_lr.</summary>
+    internal static string KeyOf(string name) =>
         string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
     /// <summary>Rules that involve several keys; the error points at the key that breaks them.</summary>
@@ -230,28 +231,28 @@ public static class ConfigLoader
                     ?? throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' is '{c.Algorithm.Name}'; expected one of: {string.Join(", ", AlgorithmRegistry.Names)}");
         if (!c.Data.IsRegression && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
             throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))} may differ)");
-        if (c.Data.Dataset != "folder")
+        if (c.Data.Dataset != Dataset.Folder)
         {
-            if (c.Data.Channels != 0) throw new ConfigException($"{where("data.channels")}: 'data.channels' is only for data.dataset folder ({c.Data.Dataset} has fixed channels)");
+            if (c.Data.Channels != 0) throw new ConfigException($"{where("data.channels")}: 'data.channels' is only for data.dataset folder ({c.Data.Dataset.Yaml()} has fixed channels)");
             if (c.Data.SplitRatio.Count > 0) throw new ConfigException($"{where("data.split_ratio")}: 'data.split_ratio' is only for data.dataset folder");
             if (c.Data.SkipSmallClasses) throw new ConfigException($"{where("data.skip_small_classes")}: 'data.skip_small_classes' is only for data.dataset folder");
         }
         else if (c.Data.Channels == 2)
             throw new ConfigException($"{where("data.channels")}: 'data.channels' is 2; expected 1 (gray) or 3 (RGB)");
-        if (c.Data.Dataset != "omniglot")
+        if (c.Data.Dataset != Dataset.Omniglot)
             foreach (var (name, e) in new[] { ("train", c.Data.Train), ("test", c.Data.Test) })
                 if (e.WithinAlphabet) throw new ConfigException($"{where($"data.{name}.within_alphabet")}: 'data.{name}.within_alphabet' needs data.dataset omniglot (only Omniglot has alphabets)");
-        if (c.Execution == "batched" && !known.Batched)
+        if (c.Execution == Execution.Batched && !known.Batched)
             throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
         if (c.Data.IsRegression && !known.SupportsRegression)
-            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset {c.Data.Dataset} is regression");
+            throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset {c.Data.Dataset.Yaml()} is regression");
         if (known.Check?.Invoke(c.Algorithm) is { } wrong)
             throw new ConfigException($"{where(wrong.Key)}: {wrong.Problem}");
         // A key the algorithm never reads would be silently ignored: refuse it unless it is left at its default.
         var defaults = new AlgorithmConfig();
         foreach (var prop in typeof(AlgorithmConfig).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
         {
-            var key = Snake(prop.Name);
+            var key = KeyOf(prop.Name);
             if (AlgorithmRegistry.OuterKeys.Contains(key) || known.Keys.Contains(key) || !given.Contains("algorithm." + key)) continue;
             if (Equals(prop.GetValue(c.Algorithm), prop.GetValue(defaults))) continue;
             var readers = AlgorithmRegistry.All.Where(a => a.Keys.Contains(key)).Select(a => a.Name);
@@ -277,10 +278,10 @@ public static class ConfigLoader
         if (c.Algorithm.OuterLr <= 0)
             throw new ConfigException($"{where("algorithm.outer_lr")}: 'algorithm.outer_lr' is {c.Algorithm.OuterLr.ToString(CultureInfo.InvariantCulture)}; it must be greater than 0 (0 never changes the model)");
         var image = !c.Data.IsRegression;
-        if (c.Model.Name == "mlp" && image)
-            throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset} is images; use conv4 or resnet12 (or auto)");
-        if (c.Model.Name is "conv4" or "resnet12" && !image)
-            throw new ConfigException($"{where("model.name")}: 'model.name' is {c.Model.Name}, but data.dataset {c.Data.Dataset} is not images; use mlp (or auto)");
+        if (c.Model.Name == ModelName.Mlp && image)
+            throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset.Yaml()} is images; use conv4 or resnet12 (or auto)");
+        if (c.Model.Name is ModelName.Conv4 or ModelName.ResNet12 && !image)
+            throw new ConfigException($"{where("model.name")}: 'model.name' is {c.Model.Name.Yaml()}, but data.dataset {c.Data.Dataset.Yaml()} is not images; use mlp (or auto)");
         Data.TaskFamilies.CheckEpisodes(c, located, source);
     }
 
@@ -288,7 +289,7 @@ public static class ConfigLoader
     {
         var props = target.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(p => p.CanWrite && p.GetCustomAttribute<YamlIgnoreAttribute>() == null)
-            .ToDictionary(p => Snake(p.Name));
+            .ToDictionary(p => KeyOf(p.Name));
         foreach (var (k, v) in node.Children)
         {
             var key = (k as YamlScalarNode)?.Value ?? throw new ConfigException($"{source}:{k.Start.Line}: keys must be plain names");
@@ -307,7 +308,7 @@ public static class ConfigLoader
                 Bind(prop.GetValue(target)!, section, path + ".", source, overridden, locations);
                 continue;
             }
-            var value = Convert(v, prop.PropertyType, path, where);
+            var value = Convert(v, prop.PropertyType, path, where, MayBeEmpty(prop));
             Validate(prop, value, path, where);
             prop.SetValue(target, value);
         }
@@ -315,7 +316,7 @@ public static class ConfigLoader
 
     private static bool IsSection(Type t) => t.IsClass && t != typeof(string) && !t.IsGenericType;
 
-    private static object? Convert(YamlNode node, Type type, string path, string where)
+    private static object? Convert(YamlNode node, Type type, string path, string where, bool mayBeEmpty = false)
     {
         if (type == typeof(List<int>))
         {
@@ -330,7 +331,13 @@ public static class ConfigLoader
         var scalar = node as YamlScalarNode ?? throw new ConfigException($"{where}: '{path}' must be a single value, not a {(node is YamlSequenceNode ? "list" : "section")}");
         var s = scalar.Value ?? "";
         var isNull = scalar.Style == ScalarStyle.Plain && s is "" or "~" or "null";
-        if (type == typeof(string)) return isNull ? (Nullable(type, path) ? null : throw new ConfigException($"{where}: '{path}' needs a value")) : s;
+        if (type == typeof(string)) return isNull ? (mayBeEmpty ? null : throw new ConfigException($"{where}: '{path}' needs a value")) : s;
+        if (type.IsEnum)
+        {
+            if (isNull) throw new ConfigException($"{where}: '{path}' needs a value");
+            return Settings.TryParse(type, s, out var setting) ? setting
+                : throw new ConfigException($"{where}: '{path}' is '{s}'; expected one of: {string.Join(", ", Settings.Spelled(type))}");
+        }
         var inv = CultureInfo.InvariantCulture;
         if (type == typeof(int) && int.TryParse(s, NumberStyles.Integer, inv, out var i)) return i;
         if (type == typeof(long) && long.TryParse(s, NumberStyles.Integer, inv, out var l)) return l;
@@ -340,13 +347,11 @@ public static class ConfigLoader
         throw new ConfigException($"{where}: '{path}' must be {kind}, not '{s}'");
     }
 
-    // Only the data root may be left empty; every other string key needs a value.
-    private static bool Nullable(Type type, string path) => path == "data.root";
+    // Only a key declared nullable (data.root) may be left empty; every other string key needs a value.
+    private static bool MayBeEmpty(PropertyInfo prop) => new NullabilityInfoContext().Create(prop).WriteState == NullabilityState.Nullable;
 
     private static void Validate(PropertyInfo prop, object? value, string path, string where)
     {
-        if (prop.GetCustomAttribute<OneOfAttribute>() is { } oneOf && value is string s && !oneOf.Values.Contains(s))
-            throw new ConfigException($"{where}: '{path}' is '{s}'; expected one of: {string.Join(", ", oneOf.Values)}");
         if (prop.GetCustomAttribute<RangeAttribute>() is { } range && value != null)
         {
             var x = System.Convert.ToDouble(value, CultureInfo.InvariantCulture);

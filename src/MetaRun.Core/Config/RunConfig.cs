@@ -1,3 +1,5 @@
+using MetaRun.Algorithms;
+
 namespace MetaRun.Config;
 
 // The typed schema of a run's YAML file. Property names map to snake_case keys
@@ -7,13 +9,13 @@ public sealed class RunConfig
 {
     public string Name { get; set; } = "run";
     public long Seed { get; set; } = 1;
-    [OneOf("auto", "cpu", "cuda")] public string Device { get; set; } = "auto";
+    public DeviceKind Device { get; set; } = DeviceKind.Auto;
     /// <summary>Worker threads that run a meta-batch's tasks side by side; 0 picks from the cores (all of them on CPU, 1 on CUDA).</summary>
     [Range(0, 1024)] public int Workers { get; set; }
     /// <summary>libtorch intra-op threads; 0 picks from the cores (cores ÷ workers).</summary>
     [Range(0, 1024)] public int Threads { get; set; }
     /// <summary>A meta-batch's tasks one after another on the workers (per_task) or all at once as one batched computation (batched); auto picks per device.</summary>
-    [OneOf("auto", "per_task", "batched")] public string Execution { get; set; } = "auto";
+    public Execution Execution { get; set; } = Execution.Auto;
     public DataConfig Data { get; set; } = new();
     public ModelConfig Model { get; set; } = new();
     public AlgorithmConfig Algorithm { get; set; } = new();
@@ -37,10 +39,10 @@ public sealed class RunConfig
 
 public sealed class DataConfig
 {
-    [OneOf("sinusoid", "linear", "omniglot", "miniimagenet", "folder")] public string Dataset { get; set; } = "sinusoid";
+    public Dataset Dataset { get; set; } = Dataset.Sinusoid;
 
     /// <summary>The regression task families (no classes: one "way" of K points, MSE).</summary>
-    [YamlDotNet.Serialization.YamlIgnore] public bool IsRegression => Dataset is "sinusoid" or "linear";
+    [YamlDotNet.Serialization.YamlIgnore] public bool IsRegression => Dataset.IsRegression();
     /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default. For the folder data set: the folder of class subfolders itself (required).</summary>
     public string? Root { get; set; }
     /// <summary>Folder data set: image channels fed to the model, 1 (gray) or 3 (RGB); 0 is 3. Omniglot is always 1 and miniImageNet 3.</summary>
@@ -50,7 +52,7 @@ public sealed class DataConfig
     /// <summary>Folder data set: leave out (with a warning naming them) classes with fewer images than an episode takes, instead of stopping.</summary>
     public bool SkipSmallClasses { get; set; }
     /// <summary>Omniglot class split: vinyals (1200 train characters, rotations as classes) or lake (background/evaluation alphabets).</summary>
-    [OneOf("vinyals", "lake")] public string Split { get; set; } = "vinyals";
+    public OmniglotSplit Split { get; set; } = OmniglotSplit.Vinyals;
     /// <summary>Seed of the class split (independent of the run seed, so runs share a split).</summary>
     public long SplitSeed { get; set; } = 0;
     /// <summary>Side of the square images fed to the model; 0 uses the data set's usual size (Omniglot 28, miniImageNet 84).</summary>
@@ -71,11 +73,11 @@ public sealed class EpisodeConfig
 public sealed class ModelConfig
 {
     /// <summary>auto picks conv4 for image data and mlp for regression.</summary>
-    [OneOf("auto", "conv4", "mlp", "resnet12")] public string Name { get; set; } = "auto";
+    public ModelName Name { get; set; } = ModelName.Auto;
     /// <summary>conv4 filters per layer (0: 64 Omniglot, 32 miniImageNet); resnet12's first block width w, the others 2.5w, 5w, 10w (0: 64).</summary>
     [Range(0, 4096)] public int Filters { get; set; }
     /// <summary>conv4 downsampling: stride-2 convolutions (Omniglot in Finn et al.) or 2×2 max-pooling (miniImageNet); auto follows the data set.</summary>
-    [OneOf("auto", "stride", "maxpool")] public string Downsample { get; set; } = "auto";
+    public Downsample Downsample { get; set; } = Downsample.Auto;
     /// <summary>Hidden layer widths of the MLP.</summary>
     public List<int> Hidden { get; set; } = [40, 40];
 }
@@ -83,46 +85,46 @@ public sealed class ModelConfig
 public sealed class AlgorithmConfig
 {
     /// <summary>The meta-learner: a name in <see cref="MetaRun.Algorithms.AlgorithmRegistry"/> (checked there); see the README's Algorithms section.</summary>
-    public string Name { get; set; } = "maml";
+    [ReadBy(typeof(IMetaLearner))] public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
-    [Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
-    [Range(0, 1000)] public int InnerSteps { get; set; } = 1;
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
+    [ReadBy(typeof(FastWeightLearner), typeof(Mldg)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
-    [Range(0, 100000)] public int TestInnerSteps { get; set; }
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
-    [OneOf("sgd", "adam")] public string InnerOptimizer { get; set; } = "sgd";
+    [ReadBy(typeof(Reptile), typeof(Baseline))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
-    [Range(0, 100000)] public int InnerBatchSize { get; set; }
-    [OneOf("adam", "sgd")] public string OuterOptimizer { get; set; } = "adam";
-    [Range(0.0, 1e6)] public double OuterLr { get; set; } = 0.001;
+    [ReadBy(typeof(Reptile)), Range(0, 100000)] public int InnerBatchSize { get; set; }
+    [ReadBy(typeof(IMetaLearner))] public OptimizerKind OuterOptimizer { get; set; } = OptimizerKind.Adam;
+    [ReadBy(typeof(IMetaLearner)), Range(0.0, 1e6)] public double OuterLr { get; set; } = 0.001;
     /// <summary>Outer learning rate over the iterations: constant, linear to 0 (Reptile) or cosine to 0 (MAML++).</summary>
-    [OneOf("constant", "linear", "cosine")] public string OuterLrSchedule { get; set; } = "constant";
-    [Range(1, 100000)] public int MetaBatchSize { get; set; } = 32;
-    [Range(1, 100000000)] public int Iterations { get; set; } = 1000;
+    [ReadBy(typeof(IMetaLearner))] public LrSchedule OuterLrSchedule { get; set; } = LrSchedule.Constant;
+    [ReadBy(typeof(IMetaLearner)), Range(1, 100000)] public int MetaBatchSize { get; set; } = 32;
+    [ReadBy(typeof(IMetaLearner)), Range(1, 100000000)] public int Iterations { get; set; } = 1000;
     /// <summary>MAML++: query loss after every inner step, weights annealed toward the last step.</summary>
-    public bool MultiStepLoss { get; set; }
+    [ReadBy(typeof(MamlPlusPlus))] public bool MultiStepLoss { get; set; }
     /// <summary>MAML++: iterations over which the multi-step loss weights anneal to the last step; afterwards only the last step counts.</summary>
-    [Range(1, 100000000)] public int MultiStepLossIterations { get; set; } = 5000;
+    [ReadBy(typeof(MamlPlusPlus)), Range(1, 100000000)] public int MultiStepLossIterations { get; set; } = 5000;
     /// <summary>MAML++: learned inner learning rate per layer and per step.</summary>
-    public bool Lslr { get; set; }
+    [ReadBy(typeof(MamlPlusPlus))] public bool Lslr { get; set; }
     /// <summary>MAML++: separate batch-norm weights and biases for every inner step.</summary>
-    public bool PerStepBn { get; set; }
+    [ReadBy(typeof(MamlPlusPlus))] public bool PerStepBn { get; set; }
     /// <summary>MAML++ derivative-order annealing: first order for the first N iterations, second order after.</summary>
-    [Range(0, 100000000)] public int FirstOrderIterations { get; set; }
+    [ReadBy(typeof(MamlPlusPlus)), Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
-    [Range(1, 100000)] public int BatchSize { get; set; } = 16;
+    [ReadBy(typeof(Baseline)), Range(1, 100000)] public int BatchSize { get; set; } = 16;
     /// <summary>ADML: the L∞ size of its FGSM examples in pixel units (a fraction of the 0–255 range).</summary>
-    [Range(0.0, 1.0)] public double Epsilon { get; set; } = 0.1;
+    [ReadBy(typeof(Adml)), Range(0.0, 1.0)] public double Epsilon { get; set; } = 0.1;
     /// <summary>Alpha MAML: the hypergradient step μ_α of the inner rate.</summary>
-    [Range(0.0, 1e6)] public double InnerHyperLr { get; set; } = 1e-4;
+    [ReadBy(typeof(AlphaMaml)), Range(0.0, 1e6)] public double InnerHyperLr { get; set; } = 1e-4;
     /// <summary>Alpha MAML: the hypergradient step μ_β of the outer rate.</summary>
-    [Range(0.0, 1e6)] public double OuterHyperLr { get; set; } = 1e-4;
+    [ReadBy(typeof(AlphaMaml)), Range(0.0, 1e6)] public double OuterHyperLr { get; set; } = 1e-4;
     /// <summary>Matching Networks: full context embeddings (the paper's bidirectional support LSTM and attention LSTM for queries).</summary>
-    public bool Fce { get; set; }
+    [ReadBy(typeof(MatchingNet))] public bool Fce { get; set; }
     /// <summary>MLDG: training domains per task, the last held out as meta-test and the others meta-train.</summary>
-    [Range(2, 10000)] public int Domains { get; set; } = 4;
+    [ReadBy(typeof(Mldg)), Range(2, 10000)] public int Domains { get; set; } = 4;
     /// <summary>MLDG's β: weight of the held-out domain's loss after the meta-train step.</summary>
-    [Range(0.0, 1e6)] public double MetaTestWeight { get; set; } = 1;
+    [ReadBy(typeof(Mldg)), Range(0.0, 1e6)] public double MetaTestWeight { get; set; } = 1;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }
@@ -156,14 +158,22 @@ public sealed class DistributedConfig
 }
 
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class OneOfAttribute(params string[] values) : Attribute
-{
-    public string[] Values { get; } = values;
-}
-
-[AttributeUsage(AttributeTargets.Property)]
 public sealed class RangeAttribute(double min, double max) : Attribute
 {
     public double Min { get; } = min;
     public double Max { get; } = max;
+}
+
+/// <summary>
+/// The learners that read an algorithm.* key: a learner reads it when it is (or derives from) one
+/// of these types, so IMetaLearner marks the outer loop's keys, which every learner has. The
+/// registry derives each algorithm's keys from this; a key set away from its default for an
+/// algorithm that does not read it is a config error.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class ReadByAttribute(params Type[] learners) : Attribute
+{
+    public IReadOnlyList<Type> Learners { get; } = learners;
+
+    public bool IsReadBy(Type learner) => Learners.Any(t => t.IsAssignableFrom(learner));
 }

@@ -36,7 +36,7 @@ public static class DataRoot
             throw new DataException($"data root {root} (from {source}) does not exist; pass --data-root, set data.root or ${EnvironmentVariable}, or run 'metarun data fetch {dataset}'");
         var dir = Path.Combine(root, dataset);
         if (!Directory.Exists(dir))
-            throw new DataException($"{dir}: {dataset} data set not found under the data root {root} (from {source}); see docs/data.md for the expected layout{(dataset == "omniglot" ? " or run 'metarun data fetch omniglot'" : "")}");
+            throw new DataException($"{dir}: {dataset} data set not found under the data root {root} (from {source}); see docs/data.md for the expected layout{(dataset == Omniglot.Dataset ? " or run 'metarun data fetch omniglot'" : "")}");
         return dir;
     }
 

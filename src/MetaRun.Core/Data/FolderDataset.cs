@@ -44,7 +44,7 @@ public static class FolderDataset
         var domains = train.Count > 0 && train.All(c => c.Domain != null)
             ? train.Select((c, i) => (c.Domain!, i)).GroupBy(x => x.Item1, StringComparer.Ordinal).Select(g => (g.Key, g.Select(x => x.i).ToArray())).ToList()
             : null;
-        return new ImageTaskFamily(Dataset, store, splits, [.. classes.Select(c => c.Name)], format.Scale, format.Offset, seed, options, trainDomains: domains);
+        return new ImageTaskFamily(MetaRun.Config.Dataset.Folder, store, splits, [.. classes.Select(c => c.Name)], format.Scale, format.Offset, seed, options, trainDomains: domains);
     }
 
     /// <summary>The classes of each split, in store order (train, val, test; ordinal names within a split).</summary>

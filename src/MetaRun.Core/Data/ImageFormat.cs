@@ -16,10 +16,10 @@ public sealed record ImageFormat(int Channels, int Size, bool Invert, float[] Sc
     /// <summary>The format of an image data set's config; a ConfigException for sinusoid.</summary>
     public static ImageFormat For(DataConfig data) => data.Dataset switch
     {
-        Data.Omniglot.Dataset => Omniglot(data.ImageSize),
-        Data.MiniImageNet.Dataset => MiniImageNet(data.ImageSize),
-        FolderDataset.Dataset => Folder(data.Channels, data.ImageSize),
-        _ => throw new ConfigException($"data.dataset: {data.Dataset} has no images"),
+        Dataset.Omniglot => Omniglot(data.ImageSize),
+        Dataset.MiniImageNet => MiniImageNet(data.ImageSize),
+        Dataset.Folder => Folder(data.Channels, data.ImageSize),
+        _ => throw new ConfigException($"data.dataset: {data.Dataset.Yaml()} has no images"),
     };
 
     /// <summary>Gray, inverted so strokes are 1 and background 0 (the byte is the value × 255).</summary>

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Numerics;
 using LibTorch;
+using MetaRun.Config;
 
 namespace MetaRun.Data;
 
@@ -42,14 +43,15 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
     private readonly string[] domainNames;
     private readonly int[][] domains;
 
-    internal ImageTaskFamily(string name, ImageStore store, Dictionary<Split, SplitClass[]> splits, string[] sourceNames,
+    internal ImageTaskFamily(Dataset dataset, ImageStore store, Dictionary<Split, SplitClass[]> splits, string[] sourceNames,
         float[] scale, float[] offset, long seed, DataOptions options, Dictionary<Split, int[][]>? groups = null,
         IReadOnlyList<(string Name, int[] Classes)>? trainDomains = null)
     {
         this.groups = groups ?? [];
         domainNames = trainDomains?.Select(d => d.Name).ToArray() ?? [];
         domains = trainDomains?.Select(d => d.Classes).ToArray() ?? [];
-        Name = name;
+        Name = dataset.Yaml();
+        IsRegression = dataset.IsRegression();
         Store = store;
         this.splits = splits;
         this.sourceNames = sourceNames;
@@ -70,7 +72,7 @@ public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
     }
 
     public string Name { get; }
-    public bool IsRegression => false;
+    public bool IsRegression { get; }
     public long[] InputShape => [Store.Channels, Store.Height, Store.Width];
     public ImageStore Store { get; }
     public long Seed => seed;

@@ -1,4 +1,5 @@
 using LibTorch;
+using MetaRun.Config;
 
 namespace MetaRun.Data;
 
@@ -16,7 +17,7 @@ public sealed class LinearTaskFamily(long seed) : ITaskFamily
     public const double SlopeMin = 0.5, SlopeMax = 2.5, Noise = 0.1;
 
     public string Name => "linear";
-    public bool IsRegression => true;
+    public bool IsRegression => Dataset.Linear.IsRegression();
     public long[] InputShape => [1];
     public int ClassCount(Split split) => 0;
 

@@ -82,7 +82,7 @@ public static class MiniImageNet
             splits[split] = [.. classes.Select((c, i) => (c, i)).Where(x => x.c.Split == split).Select(x => new SplitClass(x.i, 0))];
         var names = classes.Select(c => $"{ImageTaskFamily.Lower(c.Split)}/{c.Label}").ToArray();
         var format = ImageFormat.MiniImageNet(size);
-        return new ImageTaskFamily(Dataset, store, splits, names, format.Scale, format.Offset, seed, options);
+        return new ImageTaskFamily(MetaRun.Config.Dataset.MiniImageNet, store, splits, names, format.Scale, format.Offset, seed, options);
     }
 
     public static ImageStore LoadStore(string datasetDir, List<ClassList> classes, int size, DataOptions options)

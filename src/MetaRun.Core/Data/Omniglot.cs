@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Text;
+using MetaRun.Config;
 
 namespace MetaRun.Data;
 
@@ -124,11 +125,11 @@ public static class Omniglot
     /// split seed, the first 5 validation and the other 25 meta-train, the 20 evaluation
     /// alphabets meta-test; no rotations (as in Lake et al.).
     /// </summary>
-    public static Dictionary<Split, SplitClass[]> Splits(string split, long splitSeed)
+    public static Dictionary<Split, SplitClass[]> Splits(OmniglotSplit split, long splitSeed)
     {
         switch (split)
         {
-            case "vinyals":
+            case OmniglotSplit.Vinyals:
             {
                 var order = Enumerable.Range(0, CharacterCount).ToArray();
                 new SplitMix64(SplitMix64.Mix((ulong)splitSeed ^ 0x76696E79616C73UL)).Shuffle<int>(order);
@@ -140,7 +141,7 @@ public static class Omniglot
                     [Split.Test] = Rotated(order.Skip(VinyalsTrainCharacters + VinyalsValCharacters)),
                 };
             }
-            case "lake":
+            case OmniglotSplit.Lake:
             {
                 var background = Manifest.Where(a => a.Part == Parts[0]).ToArray();
                 new SplitMix64(SplitMix64.Mix((ulong)splitSeed ^ 0x6C616B65UL)).Shuffle<Alphabet>(background);
@@ -154,7 +155,7 @@ public static class Omniglot
                 };
             }
             default:
-                throw new ConfigException($"data.split: unknown Omniglot split '{split}' (expected vinyals or lake)");
+                throw new ArgumentOutOfRangeException(nameof(split), split, null);
         }
     }
 
@@ -166,7 +167,7 @@ public static class Omniglot
     /// </summary>
     /// <param name="trainWithinAlphabet">Training episodes draw all their classes from one alphabet.</param>
     /// <param name="testWithinAlphabet">Validation and test episodes do (Lake et al.'s within-alphabet protocol).</param>
-    public static ImageTaskFamily Open(string datasetDir, string split, long splitSeed, int imageSize, long seed, DataOptions options,
+    public static ImageTaskFamily Open(string datasetDir, OmniglotSplit split, long splitSeed, int imageSize, long seed, DataOptions options,
         bool trainWithinAlphabet = false, bool testWithinAlphabet = false)
     {
         var format = ImageFormat.Omniglot(imageSize);
@@ -180,7 +181,7 @@ public static class Omniglot
         // The training alphabets are its domains (MLDG), whether or not episodes keep within one.
         var train = splits[Split.Train];
         var domains = AlphabetGroups(train).Select(g => (Characters[train[g[0]].Source].Alphabet.Name, g)).ToList();
-        return new ImageTaskFamily(Dataset, store, splits, names, format.Scale, format.Offset, seed, options, groups, domains);
+        return new ImageTaskFamily(MetaRun.Config.Dataset.Omniglot, store, splits, names, format.Scale, format.Offset, seed, options, groups, domains);
     }
 
     /// <summary>The split's classes (indices into it) grouped by the alphabet of their character, alphabets in manifest order.</summary>

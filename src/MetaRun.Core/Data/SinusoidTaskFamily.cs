@@ -1,4 +1,5 @@
 using LibTorch;
+using MetaRun.Config;
 
 namespace MetaRun.Data;
 
@@ -16,7 +17,7 @@ public sealed class SinusoidTaskFamily(long seed) : ITaskFamily
     public const double InputMin = -5.0, InputMax = 5.0;
 
     public string Name => "sinusoid";
-    public bool IsRegression => true;
+    public bool IsRegression => Dataset.Sinusoid.IsRegression();
     public long[] InputShape => [1];
     public int ClassCount(Split split) => 0;
 

@@ -17,27 +17,27 @@ public static class TaskFamilies
     {
         switch (data.Dataset)
         {
-            case "sinusoid":
+            case Dataset.Sinusoid:
                 return new SinusoidTaskFamily(seed);
-            case "linear":
+            case Dataset.Linear:
                 return new LinearTaskFamily(seed);
-            case Omniglot.Dataset:
+            case Dataset.Omniglot:
             {
                 var (root, source) = DataRoot.ResolveWithSource(dataRootOverride, data.Root);
                 var dir = DataRoot.DatasetDir(root, source, Omniglot.Dataset);
                 return Omniglot.Open(dir, data.Split, data.SplitSeed, data.ImageSize, seed, options, data.Train.WithinAlphabet, data.Test.WithinAlphabet);
             }
-            case MiniImageNet.Dataset:
+            case Dataset.MiniImageNet:
             {
                 var (root, source) = DataRoot.ResolveWithSource(dataRootOverride, data.Root);
                 var dir = DataRoot.DatasetDir(root, source, MiniImageNet.Dataset);
                 return MiniImageNet.Open(dir, data.ImageSize, seed, options);
             }
-            case FolderDataset.Dataset:
+            case Dataset.Folder:
                 // data.root is the image folder itself; --data-root names where the benchmarks live, not this.
                 return FolderDataset.Open(data, seed, options);
             default:
-                throw new ConfigException($"data.dataset: unknown data set '{data.Dataset}' (expected sinusoid, linear, omniglot, miniimagenet or folder)");
+                throw new ArgumentOutOfRangeException(nameof(data), data.Dataset, null);
         }
     }
 
@@ -51,7 +51,7 @@ public static class TaskFamilies
     public static void CheckEpisodes(RunConfig config, Func<string, string?> located, string source)
     {
         var data = config.Data;
-        if (data.Dataset != Omniglot.Dataset) return;
+        if (data.Dataset != Dataset.Omniglot) return;
         var splits = Omniglot.Splits(data.Split, data.SplitSeed);
         void Check(string section, EpisodeConfig e, params Split[] used)
         {
@@ -60,7 +60,7 @@ public static class TaskFamilies
             {
                 var classes = splits[split].Length;
                 if (e.Ways > classes)
-                    throw new ConfigException($"{located(prefix + "ways") ?? source}: '{prefix}ways' is {e.Ways}, but the omniglot {data.Split} {ImageTaskFamily.Lower(split)} split has {classes} classes");
+                    throw new ConfigException($"{located(prefix + "ways") ?? source}: '{prefix}ways' is {e.Ways}, but the omniglot {data.Split.Yaml()} {ImageTaskFamily.Lower(split)} split has {classes} classes");
             }
             if (e.Shots + e.Queries > Omniglot.Drawers)
             {

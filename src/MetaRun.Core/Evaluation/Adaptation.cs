@@ -68,10 +68,10 @@ public static class Adaptation
         var config = checkpoint.Config;
         var info = AlgorithmRegistry.Get(config.Algorithm.Name);
         if (config.Data.IsRegression)
-            throw new ConfigException($"{file}: the checkpoint was trained on {config.Data.Dataset} regression; adapt classifies images");
+            throw new ConfigException($"{file}: the checkpoint was trained on {config.Data.Dataset.Yaml()} regression; adapt classifies images");
         if (steps is { } n)
         {
-            if (!info.Keys.Contains("test_inner_steps"))
+            if (!info.TakesTestSteps)
                 throw new ConfigException($"--steps: {info.Name} adapts without steps (it has no test_inner_steps); leave --steps out");
             if (n < 1) throw new ConfigException("--steps must be at least 1");
             config.Algorithm.TestInnerSteps = n;
@@ -92,7 +92,7 @@ public static class Adaptation
 
         Experiment.ApplyProcessSettings(config);
         var plan = Experiment.PlanFor(config);
-        var objective = new Objective(regression: false);
+        var objective = Objective.For(config.Data.Dataset);
         using var scope = Torch.NewScope();
         using var learner = info.Create(new AlgorithmContext(config.Algorithm, BuildModel(config, info, format, checkpoint, plan.Device), objective, null, (ulong)config.Seed));
         checkpoint.LoadInto(learner.OuterParameterNames, learner.OuterParameters, file);
@@ -129,7 +129,7 @@ public static class Adaptation
             }
         }
         var result = new AdaptationResult(info.Name, Path.GetFullPath(file), classes, [.. support.Select(c => c.Files.Length)],
-            info.Keys.Contains("test_inner_steps") ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds);
+            info.TakesTestSteps ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds);
         if (saveAdapted != null) SaveAdapted(result, adapted.State, saveAdapted);
         return result;
     }

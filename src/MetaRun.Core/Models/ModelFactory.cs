@@ -9,22 +9,22 @@ public static class ModelFactory
     public static IModel Create(RunConfig config, long[] inputShape, int outputs, Device device, ulong seed)
     {
         using var g = new Generator(seed);
-        var name = config.Model.Name == "auto" ? (config.Data.IsRegression ? "mlp" : "conv4") : config.Model.Name;
+        var name = config.Model.Name == ModelName.Auto ? (config.Data.IsRegression ? ModelName.Mlp : ModelName.Conv4) : config.Model.Name;
         switch (name)
         {
-            case "mlp":
+            case ModelName.Mlp:
                 return new Mlp(inputShape.Aggregate(1L, (a, b) => a * b), config.Model.Hidden, outputs, g, device);
-            case "conv4":
-                if (inputShape.Length != 3) throw new ConfigException($"model.name: conv4 needs image data, but {config.Data.Dataset} gives inputs of shape [{string.Join(", ", inputShape)}]");
-                var mini = config.Data.Dataset == "miniimagenet";
+            case ModelName.Conv4:
+                if (inputShape.Length != 3) throw new ConfigException($"model.name: conv4 needs image data, but {config.Data.Dataset.Yaml()} gives inputs of shape [{string.Join(", ", inputShape)}]");
+                var mini = config.Data.Dataset == Dataset.MiniImageNet;
                 var filters = config.Model.Filters > 0 ? config.Model.Filters : mini ? 32 : 64;
-                var maxPool = config.Model.Downsample == "auto" ? mini : config.Model.Downsample == "maxpool";
+                var maxPool = config.Model.Downsample == Downsample.Auto ? mini : config.Model.Downsample == Downsample.MaxPool;
                 return new Conv4(inputShape, filters, outputs, maxPool, g, device);
-            case "resnet12":
-                if (inputShape.Length != 3) throw new ConfigException($"model.name: resnet12 needs image data, but {config.Data.Dataset} gives inputs of shape [{string.Join(", ", inputShape)}]");
+            case ModelName.ResNet12:
+                if (inputShape.Length != 3) throw new ConfigException($"model.name: resnet12 needs image data, but {config.Data.Dataset.Yaml()} gives inputs of shape [{string.Join(", ", inputShape)}]");
                 return new ResNet12(inputShape, config.Model.Filters > 0 ? config.Model.Filters : 64, outputs, g, device);
             default:
-                throw new ConfigException($"model.name: unknown model '{name}'");
+                throw new ArgumentOutOfRangeException(nameof(config), name, null);
         }
     }
 }

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CsvHelper;
+using MetaRun.Algorithms;
 
 namespace MetaRun.Reports;
 
@@ -33,8 +34,10 @@ public sealed class Comparison
 
     public required IReadOnlyList<string> Keys { get; init; }
     public required IReadOnlyList<ComparisonRow> Rows { get; init; }
-    /// <summary>"accuracy" or "mse": what the validation and test columns measure.</summary>
-    public required string Metric { get; init; }
+    /// <summary>What the validation and test columns measure (accuracy, or MSE for regression).</summary>
+    public required HeadlineMetric Headline { get; init; }
+    /// <summary>"accuracy" or "mse", as in eval.json.</summary>
+    public string Metric => Headline.Name;
     /// <summary>The runs' other evaluations, a column each (labels as <see cref="RunFolder.Variants"/>): validation, attacks, other shots.</summary>
     public IReadOnlyList<string> Variants { get; init; } = [];
 
@@ -73,8 +76,7 @@ public sealed class Comparison
                     variants.Select(v => group.Select(r => r.Variants.GetValueOrDefault(v)?.Value).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } xs ? xs.Average() : (double?)null).ToList());
             })
             .ToList();
-        var metric = runs[0].IsRegression ? "mse" : "accuracy";
-        return new Comparison { Keys = keys, Rows = rows, Metric = metric, Variants = variants };
+        return new Comparison { Keys = keys, Rows = rows, Headline = runs[0].Metric, Variants = variants };
     }
 
     private static double StdDev(IReadOnlyList<double> xs)
@@ -84,7 +86,7 @@ public sealed class Comparison
     }
 
     public IReadOnlyList<string> Headers =>
-        [.. Keys, $"best val {(Metric == "mse" ? "loss" : "accuracy")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})")];
+        [.. Keys, $"best val {(Headline.HigherIsBetter ? "accuracy" : "loss")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})")];
 
     /// <summary>Which evaluation the test column holds, for a footnote.</summary>
     public string TestColumnNote =>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using CsvHelper;
+using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Evaluation;
 using MetaRun.Training;
@@ -35,7 +36,10 @@ public sealed class RunFolder
     /// <summary>The other evaluations by label ("val", "fgsm ε=0.1", "5w5s", "10 steps", …): the newest of each.</summary>
     public IReadOnlyDictionary<string, StoredEvaluation> Variants { get; init; } = new Dictionary<string, StoredEvaluation>();
 
-    public bool IsRegression => Config.Data.Dataset == "sinusoid";
+    public bool IsRegression => Config.Data.IsRegression;
+
+    /// <summary>What its validation and test columns measure.</summary>
+    public HeadlineMetric Metric => HeadlineMetric.For(IsRegression);
 
     /// <summary>The best validation score: highest accuracy, or lowest loss for regression.</summary>
     public double? BestValidation => IsRegression

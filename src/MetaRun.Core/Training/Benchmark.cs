@@ -43,11 +43,11 @@ public static class Benchmark
     {
         if (!e.Algorithm.Batched) return null;
         var config = ConfigLoader.ParseResolved(ConfigLoader.ToYaml(e.Config), "(bench)");
-        config.Execution = e.Plan.Batched ? "per_task" : "batched";
+        config.Execution = e.Plan.Batched ? Execution.PerTask : Execution.Batched;
         // Workers and threads follow the mode unless the config pins them.
         Experiment.ApplyProcessSettings(config);
         using var other = Experiment.Create(config, dataRoot);
-        return new ModeTiming(config.Execution, other.Plan, Run(other, iterations, warmup));
+        return new ModeTiming(config.Execution.Yaml(), other.Plan, Run(other, iterations, warmup));
     }
 
     public static BenchmarkResult Run(Experiment e, int iterations, int warmup)

@@ -50,7 +50,7 @@ public sealed record BenchmarkReport(IReadOnlyList<string> Lines, Dictionary<str
             : $"{shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query, meta-batch {a.MetaBatchSize}" +
               (experiment.Algorithm.Keys.Contains("inner_steps") ? $", {a.InnerSteps} inner step(s)" : "");
         var mode = experiment.Plan.Batched ? "batched" : "per_task";
-        lines.Add($"bench: {a.Name} on {config.Data.Dataset} {work}; " +
+        lines.Add($"bench: {a.Name} on {config.Data.Dataset.Yaml()} {work}; " +
                   $"{experiment.Device}, execution {mode}, {processes}{experiment.Workers} workers × {Torch.Threads} threads, {Environment.ProcessorCount} cores");
         lines.Add($"  seconds per meta-iteration: median {r.MedianSeconds.ToString("0.000", Inv)} (p10 {r.P10Seconds.ToString("0.000", Inv)}, p90 {r.P90Seconds.ToString("0.000", Inv)}) over {iterations} after {warmup} warm-up");
         lines.Add($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", Inv)}");
@@ -77,7 +77,7 @@ public sealed record BenchmarkReport(IReadOnlyList<string> Lines, Dictionary<str
         {
             ["config"] = Path.GetFullPath(configPath),
             ["algorithm"] = a.Name,
-            ["dataset"] = config.Data.Dataset,
+            ["dataset"] = config.Data.Dataset.Yaml(),
             ["ways"] = shape.Ways,
             ["shots"] = shape.Shots,
             ["queries"] = shape.Queries,

@@ -134,8 +134,8 @@ public sealed class Experiment : IDisposable
         var algorithm = AlgorithmRegistry.Get(config.Algorithm.Name);
         var batched = config.Execution switch
         {
-            "batched" => true,
-            "per_task" => false,
+            Execution.Batched => true,
+            Execution.PerTask => false,
             _ => algorithm.Batched && device.Type != DeviceType.Cpu,
         };
         var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches || batched;
@@ -155,10 +155,10 @@ public sealed class Experiment : IDisposable
         Torch.Threads = PlanFor(config, launch).Threads;
     }
 
-    public static Device ResolveDevice(string name) => name switch
+    public static Device ResolveDevice(DeviceKind kind) => kind switch
     {
-        "cpu" => Device.Cpu,
-        "cuda" => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException($"device: cuda was requested but {Torch.CudaUnavailableReason}"),
+        DeviceKind.Cpu => Device.Cpu,
+        DeviceKind.Cuda => Torch.CudaAvailable ? Device.Cuda() : throw new ConfigException($"device: cuda was requested but {Torch.CudaUnavailableReason}"),
         _ => Torch.CudaAvailable ? Device.Cuda() : Device.Cpu,
     };
 

@@ -20,7 +20,7 @@ public static class MetaIteration
 {
     public static Optimizer CreateOptimizer(AlgorithmConfig a, IReadOnlyList<Tensor> parameters) => a.OuterOptimizer switch
     {
-        "sgd" => new Sgd(parameters, a.OuterLr),
+        OptimizerKind.Sgd => new Sgd(parameters, a.OuterLr),
         _ => new Adam(parameters, a.OuterLr),
     };
 
@@ -34,8 +34,8 @@ public static class MetaIteration
         var progress = (double)(iteration - 1) / a.Iterations;
         return a.OuterLrSchedule switch
         {
-            "linear" => a.OuterLr * (1 - progress),
-            "cosine" => a.OuterLr * 0.5 * (1 + Math.Cos(Math.PI * progress)),
+            LrSchedule.Linear => a.OuterLr * (1 - progress),
+            LrSchedule.Cosine => a.OuterLr * 0.5 * (1 + Math.Cos(Math.PI * progress)),
             _ => a.OuterLr,
         };
     }

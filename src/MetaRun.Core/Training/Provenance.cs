@@ -78,17 +78,17 @@ public static class Provenance
     /// </summary>
     public static JsonObject DataIdentity(DataConfig data, string? dataRoot)
     {
-        var identity = new JsonObject { ["dataset"] = data.Dataset };
+        var identity = new JsonObject { ["dataset"] = data.Dataset.Yaml() };
         if (data.IsRegression) return identity;
         string dir;
-        if (data.Dataset == "folder")
+        if (data.Dataset == Dataset.Folder)
         {
             if (data.Root == null) return identity;
             dir = Path.GetFullPath(DataRoot.Resolve(null, data.Root));
         }
         else
         {
-            dir = Path.Combine(DataRoot.Resolve(dataRoot, data.Root), data.Dataset);
+            dir = Path.Combine(DataRoot.Resolve(dataRoot, data.Root), data.Dataset.Yaml());
         }
         identity["path"] = dir;
         if (!Directory.Exists(dir)) return identity;

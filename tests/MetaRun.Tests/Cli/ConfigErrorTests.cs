@@ -1,3 +1,5 @@
+using MetaRun.Config;
+
 namespace MetaRun.Tests.Cli;
 
 [Collection(ProcessWideCollection.Name)]
@@ -43,6 +45,18 @@ public class ConfigErrorTests
         Assert.Contains(path + line, err.Replace("\\", "/"));
         Assert.DoesNotContain("   at ", err);
         Assert.Single(err.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("execution: fast\n", "t.yaml:1: 'execution' is 'fast'; expected one of: auto, per_task, batched")]
+    [InlineData("data: {dataset: MiniImageNet}\n", "t.yaml:1: 'data.dataset' is 'MiniImageNet'; expected one of: sinusoid, linear, omniglot, miniimagenet, folder")]
+    [InlineData("device: 1\n", "t.yaml:1: 'device' is '1'; expected one of: auto, cpu, cuda")]
+    [InlineData("model:\n  downsample:\n", "t.yaml:2: 'model.downsample' needs a value")]
+    public void ASettingOutsideItsValuesNamesFileLineKeyAndTheAllowedValues(string yaml, string expected)
+    {
+        Assert.Equal(expected, Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "t.yaml")).Message);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("", "t.yaml", ["algorithm.outer_lr_schedule=cosin"]));
+        Assert.Equal("--set algorithm.outer_lr_schedule=cosin: 'algorithm.outer_lr_schedule' is 'cosin'; expected one of: constant, linear, cosine", e.Message);
     }
 
     [Theory]

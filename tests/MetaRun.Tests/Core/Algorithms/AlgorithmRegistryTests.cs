@@ -89,4 +89,39 @@ public class AlgorithmRegistryTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml.Replace("{0}", "anil"), "t.yaml"));
         Assert.Contains("data.test.ways", e.Message);
     }
+
+    [Fact]
+    public void EachAlgorithmReadsTheKeysItsLearnersDeclare()
+    {
+        // The lists the registry held as strings before the keys named their readers.
+        string[] inner = ["inner_lr", "inner_steps", "test_inner_steps"], mamlPlusPlus = ["multi_step_loss", "multi_step_loss_iterations", "lslr", "per_step_bn", "first_order_iterations"];
+        var expected = new Dictionary<string, string[]>
+        {
+            ["maml"] = [.. inner, .. mamlPlusPlus], ["fomaml"] = [.. inner, .. mamlPlusPlus], ["maml++"] = [.. inner, .. mamlPlusPlus],
+            ["reptile"] = [.. inner, "inner_optimizer", "inner_batch_size"], ["metasgd"] = inner, ["anil"] = inner, ["alfa"] = inner,
+            ["adml"] = [.. inner, "epsilon"], ["alpha-maml"] = [.. inner, "inner_hyper_lr", "outer_hyper_lr"],
+            ["protonet"] = [], ["matchingnet"] = ["fce"], ["relationnet"] = [],
+            ["baseline"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"], ["baseline++"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
+            ["mldg"] = [.. inner, "domains", "meta_test_weight"],
+        };
+        Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
+        foreach (var a in AlgorithmRegistry.All)
+        {
+            Assert.Equal(expected[a.Name].Order(), a.Keys.Order());
+            Assert.Equal(expected[a.Name].Contains("test_inner_steps"), a.TakesTestSteps);
+        }
+        Assert.Equal(new[] { "name", "outer_optimizer", "outer_lr", "outer_lr_schedule", "meta_batch_size", "iterations" }, AlgorithmRegistry.OuterKeys);
+    }
+
+    [Fact]
+    public void EveryAlgorithmKeyNamesTheLearnersThatReadIt()
+    {
+        foreach (var p in typeof(AlgorithmConfig).GetProperties().Where(p => p.CanWrite))
+        {
+            var readBy = p.GetCustomAttributes(typeof(ReadByAttribute), false).Cast<ReadByAttribute>().SingleOrDefault();
+            Assert.True(readBy is { Learners.Count: > 0 }, $"AlgorithmConfig.{p.Name} has no [ReadBy]");
+            Assert.All(readBy!.Learners, t => Assert.True(typeof(IMetaLearner).IsAssignableFrom(t), $"{p.Name}: {t.Name} is not a learner"));
+        }
+        Assert.All(AlgorithmRegistry.All, a => Assert.All(a.Learners, t => Assert.True(typeof(IMetaLearner).IsAssignableFrom(t))));
+    }
 }

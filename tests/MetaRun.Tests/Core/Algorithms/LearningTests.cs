@@ -16,8 +16,8 @@ public class LearningTests(ITestOutputHelper output)
     {
         "reptile" => new AlgorithmConfig
         {
-            Name = "reptile", InnerOptimizer = "adam", InnerLr = 0.01, InnerSteps = 5, InnerBatchSize = 10, TestInnerSteps = 30,
-            OuterOptimizer = "sgd", OuterLr = 1.0, OuterLrSchedule = "linear", MetaBatchSize = 5,
+            Name = "reptile", InnerOptimizer = OptimizerKind.Adam, InnerLr = 0.01, InnerSteps = 5, InnerBatchSize = 10, TestInnerSteps = 30,
+            OuterOptimizer = OptimizerKind.Sgd, OuterLr = 1.0, OuterLrSchedule = LrSchedule.Linear, MetaBatchSize = 5,
         },
         "metasgd" => new AlgorithmConfig { Name = "metasgd", InnerLr = 0.3, InnerSteps = 1, OuterLr = 0.01, MetaBatchSize = 8 },
         "anil" => new AlgorithmConfig { Name = "anil", InnerLr = 0.5, InnerSteps = 3, OuterLr = 0.003, MetaBatchSize = 8 },
@@ -25,12 +25,12 @@ public class LearningTests(ITestOutputHelper output)
         "protonet" or "matchingnet" or "relationnet" => new AlgorithmConfig { Name = name, OuterLr = 0.003, MetaBatchSize = 8 },
         "maml++" => new AlgorithmConfig
         {
-            Name = "maml++", InnerLr = 0.3, InnerSteps = 3, OuterLr = 0.003, OuterLrSchedule = "cosine", MetaBatchSize = 8,
+            Name = "maml++", InnerLr = 0.3, InnerSteps = 3, OuterLr = 0.003, OuterLrSchedule = LrSchedule.Cosine, MetaBatchSize = 8,
             MultiStepLoss = true, MultiStepLossIterations = 100, Lslr = true, FirstOrderIterations = 50,
         },
         "baseline" or "baseline++" => new AlgorithmConfig
         {
-            Name = name, BatchSize = 32, OuterLr = 0.003, InnerOptimizer = "sgd", InnerLr = 0.05, TestInnerSteps = 100, MetaBatchSize = 8,
+            Name = name, BatchSize = 32, OuterLr = 0.003, InnerOptimizer = OptimizerKind.Sgd, InnerLr = 0.05, TestInnerSteps = 100, MetaBatchSize = 8,
         },
         _ => throw new ArgumentException(name),
     };

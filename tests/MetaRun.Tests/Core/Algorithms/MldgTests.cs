@@ -150,7 +150,7 @@ public class MldgTests
     {
         var path = Path.Combine(TestPaths.Configs, "omniglot", "mldg-5w1s-cpu.yaml");
         var config = ConfigLoader.Load(path, []);
-        Assert.Equal((3, 1.0, "lake"), (config.Algorithm.Domains, config.Algorithm.MetaTestWeight, config.Data.Split));
+        Assert.Equal((3, 1.0, OmniglotSplit.Lake), (config.Algorithm.Domains, config.Algorithm.MetaTestWeight, config.Data.Split));
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(path, ["algorithm.domains=1"]));
         Assert.Contains("algorithm.domains", e.Message);
         e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), ["algorithm.meta_test_weight=2"]));

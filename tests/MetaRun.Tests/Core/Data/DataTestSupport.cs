@@ -16,9 +16,9 @@ internal static class DataTestSupport
 {
     public static DataConfig OmniglotConfig(string split = "vinyals", long splitSeed = 0, int imageSize = 0) => new()
     {
-        Dataset = "omniglot",
+        Dataset = Dataset.Omniglot,
         Root = TestPaths.SharedDatasets,
-        Split = split,
+        Split = Settings.Parse<OmniglotSplit>(split),
         SplitSeed = splitSeed,
         ImageSize = imageSize,
     };
@@ -112,7 +112,7 @@ internal static class MiniImageNetBuilder
 
     public static DataConfig Config(string root, int imageSize = 16, int ways = 2, int shots = 1, int queries = 2) => new()
     {
-        Dataset = "miniimagenet",
+        Dataset = Dataset.MiniImageNet,
         Root = root,
         ImageSize = imageSize,
         Train = new EpisodeConfig { Ways = ways, Shots = shots, Queries = queries },

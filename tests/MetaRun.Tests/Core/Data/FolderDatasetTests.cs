@@ -226,14 +226,14 @@ public sealed class FolderDatasetTests : IDisposable
     {
         var flat = Path.Combine(dir, "flat");
         for (var c = 0; c < 10; c++) WriteClass(Path.Combine(flat, $"k{c}"), c, 3);
-        var data = new MetaRun.Config.DataConfig { Dataset = "folder", Root = flat, SplitRatio = [0.6, 0.2, 0.2], SplitSeed = 5 };
+        var data = new MetaRun.Config.DataConfig { Dataset = MetaRun.Config.Dataset.Folder, Root = flat, SplitRatio = [0.6, 0.2, 0.2], SplitSeed = 5 };
         var layout = MetaRun.Data.FolderDataset.ReadLayout(flat, data);
         Assert.Equal([6, 2, 2], new[] { MetaRun.Data.Split.Train, MetaRun.Data.Split.Val, MetaRun.Data.Split.Test }.Select(s => layout.Count(c => c.Split == s)));
         Assert.Equal(layout.Select(c => (c.Split, c.Name)), MetaRun.Data.FolderDataset.ReadLayout(flat, data).Select(c => (c.Split, c.Name)));
         data.SplitSeed = 6;
         Assert.NotEqual(layout.Select(c => (c.Split, c.Name)), MetaRun.Data.FolderDataset.ReadLayout(flat, data).Select(c => (c.Split, c.Name)));
 
-        var noRatio = new MetaRun.Config.DataConfig { Dataset = "folder", Root = flat };
+        var noRatio = new MetaRun.Config.DataConfig { Dataset = MetaRun.Config.Dataset.Folder, Root = flat };
         Assert.Contains("data.split_ratio", Assert.Throws<ConfigException>(() => MetaRun.Data.FolderDataset.ReadLayout(flat, noRatio)).Message);
         File.WriteAllLines(Path.Combine(flat, "train.txt"), ["k0", "k1", "# a comment", "k2"]);
         File.WriteAllLines(Path.Combine(flat, "test.txt"), ["k3", "k9"]);

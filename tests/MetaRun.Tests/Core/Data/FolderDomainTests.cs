@@ -52,7 +52,7 @@ public sealed class FolderDomainTests : IDisposable
 
     private DataConfig Data(string? root = null) => new()
     {
-        Dataset = "folder", Root = root ?? Root, ImageSize = 16,
+        Dataset = Dataset.Folder, Root = root ?? Root, ImageSize = 16,
         Train = new EpisodeConfig { Ways = 2, Shots = 1, Queries = 2 }, Test = new EpisodeConfig { Ways = 2, Shots = 1, Queries = 2 },
     };
 

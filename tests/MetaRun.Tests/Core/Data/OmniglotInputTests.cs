@@ -16,7 +16,7 @@ public sealed class OmniglotInputTests : IDisposable
     }
 
     private DataException OpenFails(string root) =>
-        Assert.Throws<DataException>(() => TaskFamilies.Open(new MetaRun.Config.DataConfig { Dataset = "omniglot", Root = root }, null, 1,
+        Assert.Throws<DataException>(() => TaskFamilies.Open(new MetaRun.Config.DataConfig { Dataset = MetaRun.Config.Dataset.Omniglot, Root = root }, null, 1,
             new DataOptions { CacheDir = cache.Path }));
 
     [Fact]

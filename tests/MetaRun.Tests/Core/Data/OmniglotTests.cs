@@ -85,9 +85,9 @@ public sealed class OmniglotTests(OmniglotFixture fx)
     [Fact]
     public void SplitDependsOnlyOnTheSplitSeed()
     {
-        var a = Omniglot.Splits("vinyals", 0);
-        var b = Omniglot.Splits("vinyals", 0);
-        var c = Omniglot.Splits("vinyals", 1);
+        var a = Omniglot.Splits(MetaRun.Config.OmniglotSplit.Vinyals, 0);
+        var b = Omniglot.Splits(MetaRun.Config.OmniglotSplit.Vinyals, 0);
+        var c = Omniglot.Splits(MetaRun.Config.OmniglotSplit.Vinyals, 1);
         Assert.Equal(a[Split.Test], b[Split.Test]);
         Assert.NotEqual(a[Split.Test].Select(x => x.Source).Order(), c[Split.Test].Select(x => x.Source).Order());
         Assert.Equal(fx.Vinyals.Classes(Split.Train), a[Split.Train]);

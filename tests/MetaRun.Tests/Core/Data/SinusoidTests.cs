@@ -11,7 +11,7 @@ public sealed class SinusoidTests
     [Fact]
     public void BatchesAreOneDimensionalFloatRegressionTasks()
     {
-        using var f = TaskFamilies.Open(new MetaRun.Config.DataConfig { Dataset = "sinusoid" }, null, 3);
+        using var f = TaskFamilies.Open(new MetaRun.Config.DataConfig { Dataset = MetaRun.Config.Dataset.Sinusoid }, null, 3);
         Assert.True(f.IsRegression);
         Assert.Equal([1L], f.InputShape);
         Assert.Equal(0, f.ClassCount(Split.Train));

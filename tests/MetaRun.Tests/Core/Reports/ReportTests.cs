@@ -190,3 +190,22 @@ public sealed class ReportTests(OmniglotSweepFixture sweep) : IClassFixture<Omni
         return (stdout.Result, stderr.Result);
     }
 }
+
+/// <summary>compare and report on run folders written by hand: no training, so no fixture.</summary>
+public sealed class RegressionReportTests
+{
+    [Fact]
+    public void ALinearRegressionRunShowsItsBestValidationLossAndDrawsItsValidationCurve()
+    {
+        var dir = TestPaths.NewTempDir("linear-run");
+        File.WriteAllText(Path.Combine(dir, "config.yaml"), "name: linear\ndata: {dataset: linear}\n");
+        File.WriteAllText(Path.Combine(dir, "metrics.csv"),
+            "iteration,train_loss,train_accuracy,val_loss,val_accuracy,val_ci95,seconds\n1,2.0,,1.5,,0.2,0.1\n2,1.0,,0.5,,0.1,0.1\n");
+        var run = RunFolder.Read(dir);
+        Assert.Equal(0.5, run.BestValidation);
+        var comparison = Comparison.Of([run]);
+        Assert.Contains("best val loss", comparison.Headers);
+        Assert.Equal("0.5000", comparison.Cells()[0][comparison.Keys.Count]);
+        Assert.Contains(Plots.Curves([run]), p => p.Id == "validation");
+    }
+}

@@ -65,5 +65,40 @@ public class ResumeTests
         Assert.Contains("different config", e.Message);
     }
 
+    // Written before the enumerated settings became enums: a checkpoint's resume check compares
+    // this hash, so the same config must keep writing the same text and the same hash.
+    private const string Pinned = """
+        name: pinned
+        seed: 7
+        device: cpu
+        execution: per_task
+        data:
+          dataset: miniimagenet
+          split: lake
+          train: {ways: 5, shots: 1, queries: 5}
+        model:
+          name: resnet12
+          downsample: maxpool
+        algorithm:
+          name: reptile
+          inner_optimizer: adam
+          outer_optimizer: sgd
+          outer_lr_schedule: cosine
+        """;
+
+    [Fact]
+    public void AConfigWritesTheSameYamlAndHashAsBeforeItsSettingsWereTyped()
+    {
+        var config = ConfigLoader.Parse(Pinned, "pinned.yaml");
+        var yaml = ConfigLoader.ToYaml(config);
+        foreach (var line in new[] { "\ndevice: cpu\n", "\nexecution: per_task\n", "\n  dataset: miniimagenet\n  root: \n", "\n  split: lake\n",
+                     "\n  name: resnet12\n", "\n  downsample: maxpool\n", "\n  inner_optimizer: adam\n", "\n  outer_optimizer: sgd\n", "\n  outer_lr_schedule: cosine\n" })
+            Assert.Contains(line, yaml);
+        Assert.Equal("a8408fc8331709d1", ConfigLoader.Hash(config));
+        Assert.Equal("a8408fc8331709d1", ConfigLoader.Hash(ConfigLoader.ParseResolved(yaml, "config.yaml")));
+        Assert.Equal("e839724b21b021b9", ConfigLoader.Hash(ConfigLoader.Parse(Pinned.Replace("miniimagenet", "sinusoid").Replace("resnet12", "mlp"), "pinned.yaml")));
+        Assert.Equal("4f71a37ef3f2d684", ConfigLoader.Hash(new RunConfig()));
+    }
+
     private static string StripSeconds(string csvLine) => csvLine[..csvLine.LastIndexOf(',')];
 }

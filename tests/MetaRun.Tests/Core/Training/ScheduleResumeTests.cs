@@ -27,7 +27,7 @@ public class ScheduleResumeTests
         Assert.Equal(1.0, MetaIteration.ScheduledLr(a, 1));
         Assert.Equal(0.5, MetaIteration.ScheduledLr(a, 16), 12);
         Assert.Equal(1.0 / 30, MetaIteration.ScheduledLr(a, 30), 12);
-        a.OuterLrSchedule = "cosine";
+        a.OuterLrSchedule = LrSchedule.Cosine;
         Assert.Equal(0.5, MetaIteration.ScheduledLr(a, 16), 12);
 
         var straight = TestPaths.NewTempDir("sched-straight");

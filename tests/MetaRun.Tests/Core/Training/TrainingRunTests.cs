@@ -105,7 +105,7 @@ public class TrainingRunTests
     public void ADataSetsFingerprintChangesWithItsFiles()
     {
         var dir = TestPaths.NewTempDir("fingerprint");
-        var data = new DataConfig { Dataset = "omniglot" };
+        var data = new DataConfig { Dataset = Dataset.Omniglot };
         Directory.CreateDirectory(Path.Combine(dir, "omniglot"));
         File.WriteAllText(Path.Combine(dir, "omniglot", "images_background.zip"), "one");
         var a = Provenance.DataIdentity(data, dir)["fingerprint"]!.ToString();

@@ -1,0 +1,72 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Runtime.Serialization;
+using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
+using YamlDotNet.Serialization;
+
+namespace MetaRun.Config;
+
+// The enumerated settings of a run. A member's YAML spelling is its name in lower case unless
+// [EnumMember] gives another; those spellings are the file format (config.yaml, checkpoints'
+// embedded configs, sweep files, --set) and feed the config hash, so they never change.
+
+public enum DeviceKind { Auto, Cpu, Cuda }
+
+public enum Execution { Auto, [EnumMember(Value = "per_task")] PerTask, Batched }
+
+public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder }
+
+public enum ModelName { Auto, Conv4, Mlp, ResNet12 }
+
+public enum Downsample { Auto, Stride, MaxPool }
+
+public enum OmniglotSplit { Vinyals, Lake }
+
+public enum OptimizerKind { Sgd, Adam }
+
+public enum LrSchedule { Constant, Linear, Cosine }
+
+public static class Settings
+{
+    private static readonly ConcurrentDictionary<Type, (Enum Value, string Yaml)[]> Spellings = new();
+
+    private static (Enum Value, string Yaml)[] Of(Type type) => Spellings.GetOrAdd(type, t =>
+        [.. t.GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Select(f => ((Enum)f.GetValue(null)!, f.GetCustomAttribute<EnumMemberAttribute>()?.Value ?? f.Name.ToLowerInvariant()))]);
+
+    /// <summary>The value as a config file spells it ("per_task", "miniimagenet").</summary>
+    public static string Yaml(this Enum value) => Of(value.GetType()).First(s => s.Value.Equals(value)).Yaml;
+
+    /// <summary>Every spelling of <paramref name="type"/>'s values, in declaration order (for "expected one of").</summary>
+    public static IEnumerable<string> Spelled(Type type) => Of(type).Select(s => s.Yaml);
+
+    /// <summary>The value spelled exactly <paramref name="yaml"/>; numbers and other casings are not values.</summary>
+    public static bool TryParse(Type type, string yaml, out Enum? value)
+    {
+        value = Of(type).FirstOrDefault(s => s.Yaml == yaml).Value;
+        return value != null;
+    }
+
+    public static T Parse<T>(string yaml) where T : struct, Enum =>
+        TryParse(typeof(T), yaml, out var v) ? (T)v! : throw new ArgumentException($"'{yaml}' is not one of: {string.Join(", ", Spelled(typeof(T)))}");
+
+    /// <summary>
+    /// The one place that decides whether a data set is regression (one "way" of K points, scored by
+    /// MSE) or classification (N-way episodes, scored by accuracy): the config checks, the task
+    /// families, the objective and its headline metric, and the reports all ask here.
+    /// </summary>
+    public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear;
+}
+
+/// <summary>Writes the enumerated settings with their YAML spelling, plain, as the strings they were before.</summary>
+internal sealed class SettingConverter : IYamlTypeConverter
+{
+    public bool Accepts(Type type) => type.IsEnum && type.Namespace == typeof(Dataset).Namespace;
+
+    // Configs are read by ConfigLoader's own binding, which names file, key and line.
+    public object? ReadYaml(IParser parser, Type type, ObjectDeserializer rootDeserializer) => throw new NotSupportedException();
+
+    public void WriteYaml(IEmitter emitter, object? value, Type type, ObjectSerializer serializer) =>
+        emitter.Emit(new Scalar(((Enum)value!).Yaml()));
+}
