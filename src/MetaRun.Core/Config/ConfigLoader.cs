@@ -168,8 +168,11 @@ public static class ConfigLoader
         {
             if (!node.Children.TryGetValue(new YamlScalarNode(keys[i]), out var child))
             {
+                // Keys the override brings are its own: an error about them names the --set, not the file.
+                var key = new YamlScalarNode(keys[i]);
                 child = new YamlMappingNode();
-                node.Children[new YamlScalarNode(keys[i])] = child;
+                overridden[key] = overridden[child] = $"--set {text}";
+                node.Children[key] = child;
             }
             node = child as YamlMappingNode ?? throw new ConfigException($"--set {text}: '{string.Join('.', keys[..(i + 1)])}' is not a section");
         }
@@ -212,9 +215,38 @@ public static class ConfigLoader
             return;
         }
         into.Children.Remove(key);
+        overridden[key] = origin;
         into.Children[key] = value;
         overridden[key] = origin;
         foreach (var n in value.AllNodes) overridden[n] = origin;
+    }
+
+    /// <summary>
+    /// The known key a typo most likely meant: the nearest by edit distance (case ignored), if
+    /// within a third of its length; null when nothing is that close.
+    /// </summary>
+    internal static string? Closest(string typed, IEnumerable<string> known)
+    {
+        static int Distance(string a, string b)
+        {
+            var d = new int[b.Length + 1];
+            for (var j = 0; j <= b.Length; j++) d[j] = j;
+            for (var i = 1; i <= a.Length; i++)
+            {
+                var diagonal = d[0];
+                d[0] = i;
+                for (var j = 1; j <= b.Length; j++)
+                {
+                    var above = d[j];
+                    d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                    diagonal = above;
+                }
+            }
+            return d[b.Length];
+        }
+        var lower = typed.ToLowerInvariant();
+        var best = known.Select(k => (Key: k, Distance: Distance(lower, k))).OrderBy(c => c.Distance).ThenBy(c => c.Key, StringComparer.Ordinal).FirstOrDefault();
+        return best.Key != null && best.Distance <= Math.Max(1, best.Key.Length / 3) ? best.Key : null;
     }
 
     private static string Where(YamlNode node, string source, Dictionary<YamlNode, string> overridden) =>
@@ -297,7 +329,8 @@ public static class ConfigLoader
             if (!props.TryGetValue(key, out var prop))
             {
                 var known = string.Join(", ", props.Keys.Order());
-                throw new ConfigException($"{Where(k, source, overridden)}: unknown key '{path}' (known keys{(prefix.Length > 0 ? $" of '{prefix.TrimEnd('.')}'" : "")}: {known})");
+                var guess = Closest(key, props.Keys) is { } g ? $"did you mean '{prefix}{g}'? " : "";
+                throw new ConfigException($"{Where(k, source, overridden)}: unknown key '{path}' ({guess}known keys{(prefix.Length > 0 ? $" of '{prefix.TrimEnd('.')}'" : "")}: {known})");
             }
             var where = Where(v, source, overridden);
             locations[path] = where;

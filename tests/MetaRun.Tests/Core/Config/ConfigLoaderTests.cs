@@ -176,4 +176,23 @@ public class ConfigLoaderTests
         Assert.Equal(2, code);
         Assert.Contains($"{dir}: is a folder", err);
     }
+
+    [Theory]
+    [InlineData("algoritm.inner_lr=0.1", "--set algoritm.inner_lr=0.1: unknown key 'algoritm' (did you mean 'algorithm'?")]
+    [InlineData("ALGORITHM.ITERATIONS=2", "--set ALGORITHM.ITERATIONS=2: unknown key 'ALGORITHM' (did you mean 'algorithm'?")]
+    [InlineData("algorithm.inner_lrr=0.1", "--set algorithm.inner_lrr=0.1: unknown key 'algorithm.inner_lrr' (did you mean 'algorithm.inner_lr'?")]
+    public void AMistypedSetKeyIsBlamedOnTheSetAndGetsASuggestion(string set, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load(Path.Combine(TestPaths.Configs, "sinusoid", "maml.yaml"), [set]));
+        Assert.StartsWith(expected, e.Message);
+    }
+
+    [Fact]
+    public void AMistypedKeyInAFileGetsASuggestionAndNoneWhenNothingIsClose()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("algorithm:\n  name: maml\n  inner_stpes: 2\n", "t.yaml"));
+        Assert.StartsWith("t.yaml:3: unknown key 'algorithm.inner_stpes' (did you mean 'algorithm.inner_steps'?", e.Message);
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("zzzzzzzz: 1\n", "t.yaml"));
+        Assert.DoesNotContain("did you mean", e.Message);
+    }
 }
