@@ -5,23 +5,6 @@ namespace MetaRun.Tests.Cli;
 [Collection(ProcessWideCollection.Name)]
 public class ConfigErrorTests
 {
-    private static string Write(string yaml)
-    {
-        var path = Path.Combine(TestPaths.NewTempDir("cfg"), "bad.yaml");
-        File.WriteAllText(path, yaml);
-        return path;
-    }
-
-    private const string Good = """
-        name: t
-        data:
-          dataset: sinusoid
-          train: {shots: 5, queries: 5}
-        algorithm:
-          name: maml
-          iterations: 2
-        """;
-
     [Theory]
     [InlineData("name: t\ndata:\n  datset: omniglot\n", "data.datset", ":3:")]
     [InlineData("name: t\nalgorithm:\n  inner_lr: fast\n", "algorithm.inner_lr", ":3:")]
@@ -38,7 +21,7 @@ public class ConfigErrorTests
     [InlineData("name: t\ndata:\n  dataset: miniimagenet\n  test: {within_alphabet: true}\n", "data.test.within_alphabet", ":4:")]
     public void BadConfigExitsTwoNamingKeyAndLine(string yaml, string key, string line)
     {
-        var path = Write(yaml);
+        var path = TestConfigs.Write(yaml).Path;
         var (code, _, err) = CliRunner.Run("train", path, "--out", Path.Combine(Path.GetDirectoryName(path)!, "run"));
         Assert.Equal(2, code);
         Assert.Contains(key, err);
@@ -66,7 +49,7 @@ public class ConfigErrorTests
     [InlineData("no_equals_sign", "key.path=value")]
     public void BadSetOverrideExitsTwoNamingIt(string set, string expected)
     {
-        var path = Write(Good);
+        var path = TestConfigs.Write(TestConfigs.TinySinusoid).Path;
         var (code, _, err) = CliRunner.Run("train", path, "--set", set, "--out", Path.Combine(Path.GetDirectoryName(path)!, "run"));
         Assert.Equal(2, code);
         Assert.Contains(expected, err);
@@ -99,31 +82,4 @@ public class ConfigErrorTests
         Assert.Contains(path, err);
     }
 
-    [Fact]
-    public void TrainThenEvalOnSinusoidWritesTheRunFolderAndResult()
-    {
-        var dir = TestPaths.NewTempDir("cli");
-        var path = Path.Combine(dir, "ok.yaml");
-        File.WriteAllText(path, Good + "\neval:\n  interval: 1\n  episodes: 10\n");
-        var run = Path.Combine(dir, "run");
-        var (code, _, err) = CliRunner.Run("train", path, "--out", run);
-        Assert.True(code == 0, err);
-        foreach (var f in new[] { "config.yaml", "metrics.jsonl", "metrics.csv", "train.log", "checkpoints/last.safetensors", "checkpoints/best.safetensors" })
-            Assert.True(File.Exists(Path.Combine(run, f)), $"{f} missing");
-        var again = CliRunner.Run("train", path, "--out", run);
-        Assert.Equal(2, again.Code);
-        Assert.Contains("--resume", again.Err);
-
-        var result = Path.Combine(dir, "eval.json");
-        (code, _, err) = CliRunner.Run("eval", "--checkpoint", run, "--episodes", "20", "--out", result);
-        Assert.True(code == 0, err);
-        var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(result)).RootElement;
-        Assert.Equal("mse", json.GetProperty("metric").GetString());
-        Assert.Equal(20, json.GetProperty("episodes").GetInt32());
-        Assert.True(json.GetProperty("mean").GetDouble() > 0);
-
-        (code, _, err) = CliRunner.Run("eval", "--checkpoint", run, "--set", "algorithm.outer_lr=1");
-        Assert.Equal(2, code);
-        Assert.Contains("algorithm.outer_lr", err);
-    }
 }

@@ -7,27 +7,6 @@ namespace MetaRun.Tests.Config;
 [Collection(ProcessWideCollection.Name)]
 public class ConfigLoaderTests
 {
-    private const string Good = """
-        name: t
-        data:
-          dataset: sinusoid
-          train: {shots: 5, queries: 5}
-        algorithm:
-          name: maml
-          meta_batch_size: 2
-          iterations: 2
-        eval:
-          interval: 0
-        """;
-
-    private static (string Dir, string Path) Write(string yaml, string file = "c.yaml")
-    {
-        var dir = TestPaths.NewTempDir("hostile");
-        var path = System.IO.Path.Combine(dir, file);
-        File.WriteAllText(path, yaml);
-        return (dir, path);
-    }
-
     private static void AssertOneLine(string err)
     {
         Assert.DoesNotContain("   at ", err);
@@ -39,7 +18,7 @@ public class ConfigLoaderTests
     [Fact]
     public void DeeplyNestedYamlExitsTwoNamingTheFile()
     {
-        var (dir, path) = Write("name: t\nmodel: { hidden: " + new string('[', 60_000) + new string(']', 60_000) + " }\n");
+        var (dir, path) = TestConfigs.Write("name: t\nmodel: { hidden: " + new string('[', 60_000) + new string(']', 60_000) + " }\n");
         var (code, _, err) = ChildProcess.Run(["train", path, "--out", System.IO.Path.Combine(dir, "run")]);
         Assert.True(code == 2, $"exit {code}: {err[..Math.Min(err.Length, 500)]}");
         Assert.Contains(path + ":2:", err);
@@ -51,7 +30,7 @@ public class ConfigLoaderTests
     [Fact]
     public void ADeeplyNestedSetValueExitsTwoNamingTheSet()
     {
-        var (dir, path) = Write(Good);
+        var (dir, path) = TestConfigs.Write(TestConfigs.TinySinusoid);
         var (code, _, err) = CliRunner.Run("train", path, "--set", "model.hidden=" + new string('[', 40) + new string(']', 40), "--out", System.IO.Path.Combine(dir, "run"));
         Assert.Equal(2, code);
         Assert.Contains("--set model.hidden=", err);
@@ -61,7 +40,7 @@ public class ConfigLoaderTests
     [Fact]
     public void AnOversizedConfigExitsTwoWithoutReadingItWhole()
     {
-        var (dir, path) = Write("name: t\n# " + new string('x', 2 << 20) + "\n");
+        var (dir, path) = TestConfigs.Write("name: t\n# " + new string('x', 2 << 20) + "\n");
         var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
         Assert.Equal(2, code);
         Assert.Contains(path, err);
@@ -73,7 +52,7 @@ public class ConfigLoaderTests
     public void YamlThatBreaksTheParserExitsTwo()
     {
         // Found by FuzzTests: YamlDotNet's scanner throws InvalidOperationException on this.
-        var (dir, path) = Write("  train: {shots: 10, q|-x>x:[\tueries: 10}\n  interval: 500");
+        var (dir, path) = TestConfigs.Write("  train: {shots: 10, q|-x>x:[\tueries: 10}\n  interval: 500");
         var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
         Assert.True(code == 2, err);
         Assert.Contains(path + ": invalid YAML", err);
@@ -92,7 +71,7 @@ public class ConfigLoaderTests
     {
         // A data root that does not exist: reaching the data would be exit 3, so exit 2 shows the
         // check ran first.
-        var (dir, path) = Write("name: t\ndata:\n  dataset: omniglot\n" + tail);
+        var (dir, path) = TestConfigs.Write("name: t\ndata:\n  dataset: omniglot\n" + tail);
         var (code, _, err) = CliRunner.Run("train", path, "--data-root", "/nonexistent/data", "--out", System.IO.Path.Combine(dir, "run"));
         Assert.True(code == 2, err);
         Assert.Contains($"'{key}'", err);
@@ -114,7 +93,7 @@ public class ConfigLoaderTests
     [Fact]
     public void ASecondYamlDocumentIsRefused()
     {
-        var (dir, path) = Write("name: t\n---\nname: u\n");
+        var (dir, path) = TestConfigs.Write("name: t\n---\nname: u\n");
         var (code, _, err) = CliRunner.Run("train", path, "--out", System.IO.Path.Combine(dir, "run"));
         Assert.Equal(2, code);
         Assert.Contains(path + ":2:", err);
@@ -129,7 +108,7 @@ public class ConfigLoaderTests
     [InlineData("name: t\nalgorithm:\n  outer_lr: 0\n", "'algorithm.outer_lr'")]
     public void ABadNameOrZeroRateExitsTwoAndWritesNothing(string yaml, string key)
     {
-        var (dir, path) = Write(yaml);
+        var (dir, path) = TestConfigs.Write(yaml);
         var work = Directory.CreateDirectory(System.IO.Path.Combine(dir, "a", "b")).FullName;
         var before = Directory.GetFileSystemEntries(dir, "*", SearchOption.AllDirectories);
         var old = Environment.CurrentDirectory;
@@ -152,7 +131,7 @@ public class ConfigLoaderTests
     [Fact]
     public void SettingASectionKeepsItsOtherKeys()
     {
-        var c = ConfigLoader.Parse(Good, "x.yaml", ["algorithm={iterations: 3}"]);
+        var c = ConfigLoader.Parse(TestConfigs.TinySinusoid, "x.yaml", ["algorithm={iterations: 3}"]);
         Assert.Equal(3, c.Algorithm.Iterations);
         Assert.Equal(2, c.Algorithm.MetaBatchSize);
         Assert.Equal("maml", c.Algorithm.Name);
@@ -161,9 +140,9 @@ public class ConfigLoaderTests
     [Fact]
     public void SetErrorsNameTheSetNotTheFile()
     {
-        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Good, "x.yaml", ["algorithm={inner_lr: fast}"]));
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(TestConfigs.TinySinusoid, "x.yaml", ["algorithm={inner_lr: fast}"]));
         Assert.StartsWith("--set algorithm={inner_lr: fast}:", e.Message);
-        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Good, "x.yaml", ["algorithm={nope: 1}"]));
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(TestConfigs.TinySinusoid, "x.yaml", ["algorithm={nope: 1}"]));
         Assert.StartsWith("--set algorithm={nope: 1}:", e.Message);
         Assert.DoesNotContain("x.yaml", e.Message);
     }

@@ -9,26 +9,14 @@ namespace MetaRun.Tests.Training;
 [Collection(ProcessWideCollection.Name)]
 public class TrainingRunTests
 {
-    private const string Yaml = """
-        name: t
-        threads: 1
-        data:
-          dataset: sinusoid
-          train: {shots: 5, queries: 5}
-          test: {shots: 5, queries: 5}
-        algorithm:
-          name: maml
-          inner_lr: 0.01
-          meta_batch_size: 2
-          iterations: 8
-        eval: {interval: 4, episodes: 4}
-        checkpoint: {interval: 2}
-        """;
+    // A few validations and checkpoints, so a crash between them has something to resume from.
+    private static readonly string[] Settings =
+        ["algorithm.iterations=8", "algorithm.inner_lr=0.01", "eval.interval=4", "eval.episodes=4", "checkpoint.interval=2", "threads=1", "data.test.shots=5", "data.test.queries=5"];
 
     private static string Config(string dir)
     {
         var path = Path.Combine(dir, "c.yaml");
-        File.WriteAllText(path, Yaml);
+        File.WriteAllText(path, TestConfigs.TinySinusoid);
         return path;
     }
 
@@ -38,8 +26,9 @@ public class TrainingRunTests
         return c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes()).ToArray();
     }
 
+    // A new run takes the settings above; a resume gets only the sets it is given.
     private static TrainingRun Start(string? config, string? outDir, string? resumeDir, params string[] sets) =>
-        TrainingRun.Start(new TrainingRequest(config, sets, outDir, resumeDir, null, false), _ => { });
+        TrainingRun.Start(new TrainingRequest(config, config != null ? [.. Settings, .. sets] : sets, outDir, resumeDir, null, false), _ => { });
 
     [Fact]
     public void ResumingFromTheFolderAloneEndsBitIdenticalToAnUninterruptedRun()
