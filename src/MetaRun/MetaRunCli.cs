@@ -21,6 +21,7 @@ public static class MetaRunCli
         root.Subcommands.Add(SweepCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
+        root.Subcommands.Add(ListCommand.Create());
         return root;
     }
 
