@@ -1,26 +1,33 @@
+using System.Diagnostics;
+
 namespace MetaRun.Cli;
 
 /// <summary>
-/// How far an evaluation is (seconds for 600 MAML episodes, minutes under PGD): a line redrawn in
-/// place on a terminal, and a line at each quarter when stderr is a log.
+/// How far an evaluation is (seconds for 600 MAML episodes, minutes under PGD): on a terminal a
+/// line redrawn in place and erased at the end; in a log a line at each quarter, once the
+/// evaluation has taken longer than <paramref name="quietFor"/> (a short one adds nothing to
+/// its result or its one-line error).
 /// </summary>
-public sealed class EpisodeProgress : IProgress<(int Done, int Total)>
+public sealed class EpisodeProgress(TextWriter output, bool live, TimeSpan quietFor) : IProgress<(int Done, int Total)>
 {
-    private readonly bool live = !Console.IsErrorRedirected;
+    private readonly Stopwatch clock = Stopwatch.StartNew();
     private int quarter;
+
+    /// <summary>Progress on stderr, redrawn when it is a terminal.</summary>
+    public static EpisodeProgress OnStderr() => new(Console.Error, !Console.IsErrorRedirected, TimeSpan.FromSeconds(5));
 
     public void Report((int Done, int Total) value)
     {
         var (done, total) = value;
         if (live)
         {
-            Console.Error.Write($"\rmetarun: scored {done}/{total} episodes");
-            if (done >= total) Console.Error.WriteLine();
+            var text = $"\rmetarun: scored {done}/{total} episodes";
+            output.Write(done >= total ? "\r" + new string(' ', text.Length) + "\r" : text);
             return;
         }
         var reached = total == 0 ? 4 : 4 * done / total;
         if (reached <= quarter) return;
         quarter = reached;
-        Console.Error.WriteLine($"metarun: scored {done}/{total} episodes");
+        if (clock.Elapsed >= quietFor) output.WriteLine($"metarun: scored {done}/{total} episodes");
     }
 }

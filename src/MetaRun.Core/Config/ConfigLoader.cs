@@ -80,7 +80,39 @@ public static class ConfigLoader
         CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : "--set", locations.Keys);
     }
 
-    /// <summary>The fully resolved config as YAML, as written to a run's config.yaml.</summary>
+    /// <summary>
+    /// A run's config.yaml: the resolved config without the keys this run never reads (another
+    /// algorithm's algorithm.* keys, the MLP's widths for a convolutional network and the reverse,
+    /// the image settings of a regression task). Those are at their defaults (the loader refuses
+    /// them otherwise), so the file loads back to the same config.
+    /// </summary>
+    public static string ToRunYaml(RunConfig config)
+    {
+        var stream = new YamlStream();
+        stream.Load(new StringReader(ToYaml(config)));
+        var root = (YamlMappingNode)stream.Documents[0].RootNode;
+        YamlMappingNode Section(string name) => (YamlMappingNode)root.Children[new YamlScalarNode(name)];
+        void Drop(YamlMappingNode section, params string[] keys) { foreach (var k in keys) section.Children.Remove(new YamlScalarNode(k)); }
+
+        var algorithm = Algorithms.AlgorithmRegistry.Get(config.Algorithm.Name);
+        var algorithmSection = Section("algorithm");
+        foreach (var key in algorithmSection.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value!).ToList())
+            if (!Algorithms.AlgorithmRegistry.OuterKeys.Contains(key) && !algorithm.Keys.Contains(key)) Drop(algorithmSection, key);
+        var model = config.Model.Name == ModelName.Auto ? (config.Data.IsRegression ? ModelName.Mlp : ModelName.Conv4) : config.Model.Name;
+        if (model == ModelName.Mlp) Drop(Section("model"), "filters", "downsample");
+        else Drop(Section("model"), model == ModelName.Conv4 ? ["hidden"] : ["hidden", "downsample"]);
+        if (config.Data.IsRegression)
+        {
+            Drop(Section("data"), "root", "channels", "split_ratio", "skip_small_classes", "split", "split_seed", "image_size");
+            foreach (var episodes in new[] { "train", "test" }) Drop((YamlMappingNode)Section("data").Children[new YamlScalarNode(episodes)], "ways", "within_alphabet");
+        }
+        using var writer = new StringWriter();
+        stream.Save(writer, assignAnchors: false);
+        // YamlStream ends a document with "...": a run's file is one plain mapping.
+        return writer.ToString().Replace("\n...\n", "\n").TrimEnd() + "\n";
+    }
+
+    /// <summary>The fully resolved config as YAML, every key included.</summary>
     public static string ToYaml(RunConfig config) =>
         new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).WithTypeConverter(new SettingConverter()).Build().Serialize(config);
 

@@ -141,7 +141,7 @@ public sealed class RunDirectory : IDisposable
     public void WriteConfig(RunConfig config)
     {
         Directory.CreateDirectory(Path);
-        File.WriteAllText(ConfigPath, ConfigLoader.ToYaml(config));
+        File.WriteAllText(ConfigPath, ConfigLoader.ToRunYaml(config));
     }
 
     /// <summary>Where rank <paramref name="rank"/> of a data-parallel run logs (rank 0: the run's own log).</summary>

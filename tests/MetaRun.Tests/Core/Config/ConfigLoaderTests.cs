@@ -174,4 +174,22 @@ public class ConfigLoaderTests
         e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse("zzzzzzzz: 1\n", "t.yaml"));
         Assert.DoesNotContain("did you mean", e.Message);
     }
+
+    [Fact]
+    public void ARunsConfigHoldsOnlyTheKeysItReadsAndLoadsBackTheSame()
+    {
+        foreach (var file in Directory.EnumerateFiles(TestPaths.Configs, "*.yaml", SearchOption.AllDirectories).Where(f => !f.Contains("/sweeps/")))
+        {
+            var config = ConfigLoader.Load(file, []);
+            var yaml = ConfigLoader.ToRunYaml(config);
+            Assert.Empty(ConfigKeys.Differences(config, ConfigLoader.Parse(yaml, file)));
+            var keys = yaml.Split('\n').Select(l => l.Trim().Split(':')[0]).ToHashSet();
+            if (config.Algorithm.Name != "adml") Assert.DoesNotContain("epsilon", keys);
+            if (config.Algorithm.Name != "matchingnet") Assert.DoesNotContain("fce", keys);
+            if (!config.Data.IsRegression) Assert.DoesNotContain("hidden", keys);
+        }
+        var protonet = ConfigLoader.ToRunYaml(ConfigLoader.Load(Path.Combine(TestPaths.Configs, "omniglot", "protonet-5w1s.yaml"), []));
+        Assert.DoesNotContain("inner_lr", protonet);
+        Assert.Contains("outer_lr", protonet);
+    }
 }
