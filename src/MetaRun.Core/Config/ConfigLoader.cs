@@ -25,6 +25,12 @@ public static class ConfigLoader
     public static RunConfig Load(string path, IEnumerable<string>? overrides = null) => Parse(ReadText(path), path, overrides);
 
     /// <summary>
+    /// A config read only for its data (`data show`): the data checks apply, the algorithm's do
+    /// not, so a 3-way test episode of a 5-way MAML config can be drawn.
+    /// </summary>
+    public static RunConfig LoadData(string path, IEnumerable<string>? overrides = null) => Parse(ReadText(path), path, overrides, resolved: false, dataOnly: true);
+
+    /// <summary>
     /// The file's text, at most <see cref="MaxBytes"/> read: a device or a huge file given as
     /// config is refused without reading it whole.
     /// </summary>
@@ -48,7 +54,7 @@ public static class ConfigLoader
 
     /// <param name="resolved">A config MetaRun wrote itself (a checkpoint's, a hash's copy): keys an algorithm ignores are
     /// accepted there, so checkpoints written before that check existed still open.</param>
-    private static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides, bool resolved)
+    private static RunConfig Parse(string yaml, string source, IEnumerable<string>? overrides, bool resolved, bool dataOnly = false)
     {
         var root = ParseMapping(yaml, source);
         var overridden = new Dictionary<YamlNode, string>(ReferenceEqualityComparer.Instance);
@@ -56,7 +62,7 @@ public static class ConfigLoader
         var config = new RunConfig();
         var locations = new Dictionary<string, string>();
         Bind(config, root, "", source, overridden, locations);
-        CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source, resolved ? [] : locations.Keys);
+        CheckAcrossKeys(config, key => locations.TryGetValue(key, out var where) ? where : source, resolved ? [] : locations.Keys, dataOnly);
         CheckValuesAndData(config, key => locations.GetValueOrDefault(key), source);
         config.KeyLocations = locations;
         config.Source = source;
@@ -289,11 +295,11 @@ public static class ConfigLoader
         string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
     /// <summary>Rules that involve several keys; the error points at the key that breaks them.</summary>
-    private static void CheckAcrossKeys(RunConfig c, Func<string, string> where, IReadOnlyCollection<string> given)
+    private static void CheckAcrossKeys(RunConfig c, Func<string, string> where, IReadOnlyCollection<string> given, bool dataOnly = false)
     {
         var known = AlgorithmRegistry.All.FirstOrDefault(a => a.Name == c.Algorithm.Name)
                     ?? throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' is '{c.Algorithm.Name}'; expected one of: {string.Join(", ", AlgorithmRegistry.Names)}");
-        if (!c.Data.IsRegression && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
+        if (!dataOnly && !c.Data.IsRegression && !known.AnyTestWays && c.Data.Test.Ways != c.Data.Train.Ways)
             throw new ConfigException($"{where("data.test.ways")}: 'data.test.ways' is {c.Data.Test.Ways} but data.train.ways is {c.Data.Train.Ways}; the output layer has one unit per training way, so evaluation uses the same number of ways (only {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))} may differ)");
         if (c.Data.Dataset != Dataset.Folder)
         {

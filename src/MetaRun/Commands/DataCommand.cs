@@ -99,7 +99,7 @@ public static class DataCommand
     public static int Show(string configPath, IReadOnlyList<string> sets, string? dataRoot, string splitName, long episode, string outPath, TextWriter output,
         DataOptions? options = null)
     {
-        var config = ConfigLoader.Load(configPath, sets);
+        var config = ConfigLoader.LoadData(configPath, sets);
         var split = Enum.Parse<Split>(splitName, ignoreCase: true);
         var shape = TaskFamilies.ShapeOf(config.Data, split);
         using var family = TaskFamilies.Open(config.Data, dataRoot, config.Seed, options ?? new DataOptions { Log = Log });

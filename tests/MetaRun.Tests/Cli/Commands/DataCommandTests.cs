@@ -1,3 +1,4 @@
+using MetaRun.Config;
 using LibTorch;
 using MetaRun.Cli.Commands;
 using MetaRun.Data;
@@ -31,6 +32,19 @@ public sealed class DataCommandOnOmniglotTests(OmniglotFixture fx)
             Assert.Equal(File.ReadAllBytes(Path.Combine(fx.Root, "omniglot", zip)), File.ReadAllBytes(target.Sub("omniglot", zip)));
         Assert.Empty(Directory.GetFiles(target.Sub("omniglot"), "*.tmp"));
         Assert.Contains("omniglot is ready", output.ToString());
+    }
+
+    [Fact]
+    public void ShowDrawsTestEpisodesOfOtherWaysThanTheAlgorithmsHeadTakes()
+    {
+        using var dir = new TempDir("show");
+        var config = dir.Sub("omniglot.yaml");
+        // MAML's head has one output per training way: training would refuse 3-way tests, drawing them need not.
+        File.WriteAllText(config, $"seed: {OmniglotFixture.Seed}\ndata:\n  dataset: omniglot\n  root: {fx.Root}\n  train: {{ways: 5}}\n  test: {{ways: 5, shots: 2, queries: 4}}\nalgorithm: {{name: maml}}\n");
+        Assert.Throws<ConfigException>(() => ConfigLoader.Load(config, ["data.test.ways=3"]));
+        var output = new StringWriter();
+        Assert.Equal(ExitCodes.Success, DataCommand.Show(config, ["data.test.ways=3"], null, "test", 3, dir.Sub("episode.png"), output, new DataOptions { CacheDir = fx.Cache.Path }));
+        Assert.Contains("3-way 2-shot 4-query", output.ToString());
     }
 
     [Fact]
