@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MetaRun.Evaluation;
+using MetaRun.Training;
 
 namespace MetaRun.Cli.Commands;
 
@@ -27,6 +28,9 @@ public static class AdaptCommand
     {
         if (query == null && saveAdapted == null)
             throw new ConfigException("adapt: nothing to do; give --query (images to classify) and/or --save-adapted (where to write the adapted weights)");
+        OutputGuard.Check(
+            [.. query != null ? new[] { ("--out", csvPath), ("--out (its JSON)", Path.ChangeExtension(csvPath, ".json")) } : [], .. saveAdapted != null ? new[] { ("--save-adapted", saveAdapted) } : []],
+            [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpoint))], [("--support", support), .. query != null ? new[] { ("--query", query) } : []]);
         var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted);
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}");

@@ -5,6 +5,7 @@ using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Distributed;
 using MetaRun.Evaluation;
+using MetaRun.Training;
 
 namespace MetaRun.Cli.Commands;
 
@@ -23,7 +24,7 @@ public static class EvalCommand
         attack.AcceptOnlyFromAmong("fgsm", "pgd");
         var epsilon = new Option<double?>("--epsilon") { Description = "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)" };
         var steps = new Option<int?>("--steps") { Description = $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)" };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option };
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
             : Run(r.GetValue(checkpoint)!, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
@@ -37,6 +38,7 @@ public static class EvalCommand
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
     {
+        if (outPath != null) OutputGuard.Check([("--out", outPath)], [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpointPath))]);
         var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack);
         // Every rank holds the same result; rank 0 alone reports it.
         if (Launch.FromEnvironment() is { Rank: > 0 }) return ExitCodes.Success;
