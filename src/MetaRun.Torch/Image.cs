@@ -19,6 +19,9 @@ public static unsafe class Image
     /// <summary>An RGB image as an Adobe-style CMYK JPEG (inverted ink), as print workflows write them; Decode reads it back as RGB or gray.</summary>
     public static byte[] EncodeCmykJpeg(Tensor image, int quality = 95) => Encode(image, 2, quality);
 
+    /// <summary>A progressive JPEG (as browsers and photo sites often serve), which decodes in several passes.</summary>
+    public static byte[] EncodeProgressiveJpeg(Tensor image, int quality = 95) => Encode(image, 3, quality);
+
     private static byte[] Encode(Tensor image, int format, int quality)
     {
         var n = Check(mr_image_encode(image.Handle, format, quality, out var buffer));

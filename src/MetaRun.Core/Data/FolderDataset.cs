@@ -169,7 +169,7 @@ public static class FolderDataset
             var info = new FileInfo(p);
             sb.Append(Path.GetRelativePath(root, p)).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
         }
-        var key = $"{Dataset};{prep.Key};root={root};files={paths.Length}:{XxHash64.Hash(sb.ToString()):x16}";
+        var key = $"{Dataset};{prep.Key};{ImagePreparation.DecoderVersion};root={root};files={paths.Length}:{XxHash64.Hash(sb.ToString()):x16}";
         var classSizes = classes.Select(c => c.Files.Length).ToArray();
         string? cachePath = null;
         if (options.UseCache)

@@ -97,7 +97,7 @@ public static class MiniImageNet
             var info = new FileInfo(Path.Combine(images, f));
             sb.Append(f).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
         }
-        var key = $"{Dataset};{prep.Key};files={files.Length}:{XxHash64.Hash(sb.ToString()):x16}";
+        var key = $"{Dataset};{prep.Key};{ImagePreparation.DecoderVersion};files={files.Length}:{XxHash64.Hash(sb.ToString()):x16}";
         var classSizes = classes.Select(c => c.Images.Count).ToArray();
         string? cachePath = null;
         if (options.UseCache)
