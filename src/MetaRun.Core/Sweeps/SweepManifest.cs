@@ -36,6 +36,10 @@ public sealed class ManifestRun
     public DateTimeOffset? Started { get; set; }
     public DateTimeOffset? Finished { get; set; }
     public double? Seconds { get; set; }
+    /// <summary>Whether train finished (so a changed evaluation re-runs only eval).</summary>
+    public bool Trained { get; set; }
+    /// <summary>The final evaluation's settings its eval.json was made with (<see cref="SweepChanges.EvalKey"/>).</summary>
+    public string? Evaluated { get; set; }
 }
 
 /// <summary>

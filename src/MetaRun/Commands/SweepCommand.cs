@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using MetaRun.Sweeps;
 using Spectre.Console;
 
@@ -18,27 +17,27 @@ public static class SweepCommand
         var status = new Option<bool>("--status") { Description = "Show each run's state (manifest, run folders, squeue/sacct)" };
         // What one Slurm array task runs; not for people.
         var arrayTask = new Option<int?>("--array-task") { Hidden = true };
-        var command = new Command("sweep", "Run a grid of configs × seeds, locally or as a Slurm job array; re-running continues it") { file, launcher, parallel, dryRun, status, arrayTask };
-        command.SetAction(r => Run(r.GetValue(file)!, r.GetValue(launcher)!, r.GetValue(parallel), r.GetValue(dryRun), r.GetValue(status), r.GetValue(arrayTask), r.GetValue(GlobalOptions.DataRoot)));
+        var maxRuns = new Option<long>("--max-runs") { Description = $"Refuse a sweep that expands to more runs than this", DefaultValueFactory = _ => SweepSpec.DefaultMaxRuns };
+        var command = new Command("sweep", "Run a grid of configs × seeds, locally or as a Slurm job array; re-running continues it") { file, launcher, parallel, dryRun, status, arrayTask, maxRuns };
+        command.SetAction(r => Run(r.GetValue(file)!, r.GetValue(launcher)!, r.GetValue(parallel), r.GetValue(dryRun), r.GetValue(status), r.GetValue(arrayTask), r.GetValue(GlobalOptions.DataRoot), r.GetValue(maxRuns)));
         return command;
     }
 
-    private static int Run(string file, string launcher, int parallel, bool dryRun, bool status, int? arrayTask, string? dataRoot)
+    private static int Run(string file, string launcher, int parallel, bool dryRun, bool status, int? arrayTask, string? dataRoot, long maxRuns)
     {
         var spec = SweepSpec.Load(file);
+        spec.MaxRuns = maxRuns;
         var cli = CliInvocation.ForAssembly(typeof(MetaRunCli).Assembly.Location);
         if (status) return PrintStatus(spec);
 
-        using var cancel = new CancellationTokenSource();
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cancel.Cancel(); });
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cancel.Cancel(); });
+        using var stop = SweepStop.OnSignals(m => Console.Error.WriteLine($"metarun: {m}"));
 
         if (arrayTask is { } index)
-            return SlurmLauncher.RunArrayTask(spec, index, cli, dataRoot, cancel.Token) ? ExitCodes.Success : ExitCodes.Failure;
+            return SlurmLauncher.RunArrayTask(spec, index, cli, dataRoot, stop) ? ExitCodes.Success : ExitCodes.Failure;
 
         if (launcher == "slurm")
         {
-            var sub = SlurmLauncher.Submit(spec, cli, dataRoot, dryRun);
+            var sub = SlurmLauncher.Submit(spec, cli, dataRoot, dryRun, stop.Requested);
             if (dryRun) { Console.Write(sub.Script); return ExitCodes.Success; }
             if (sub.JobId == null) { Console.WriteLine($"sweep {spec.Name}: every run has finished or is queued; nothing to submit"); return ExitCodes.Success; }
             Console.WriteLine($"submitted job array {sub.JobId} ({sub.Indexes.Count} runs) from {sub.ScriptPath}");
@@ -47,7 +46,7 @@ public static class SweepCommand
         }
         if (dryRun) throw new ConfigException("--dry-run applies to --launcher slurm");
 
-        var outcome = SweepRunner.RunLocal(spec, parallel, cli, dataRoot, new Progress(), cancel.Token);
+        var outcome = SweepRunner.RunLocal(spec, parallel, cli, dataRoot, new Progress(), stop, Console.WriteLine);
         Console.WriteLine($"sweep {spec.Name} ({spec.Folder}): {outcome.Done}/{outcome.Total} done ({outcome.Skipped} already finished), {outcome.Failures.Count} failed{(outcome.Interrupted ? ", interrupted" : "")}");
         foreach (var f in outcome.Failures)
         {

@@ -20,7 +20,7 @@ public static class TrainCommand
         var config = new Argument<string>("config") { Description = "The run's YAML config file" };
         var outDir = new Option<string?>("--out") { Description = "Run folder to write (default: output.dir/NAME-TIMESTAMP)" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its last checkpoint" };
-        var command = new Command("train", "Meta-train a model from a YAML config") { config, set, outDir, resume, Nproc.Option };
+        var command = new Command("train", "Meta-train a model from a YAML config") { config, set, outDir, resume, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r =>
         {
             var sets = r.GetValue(set) ?? [];
@@ -124,6 +124,8 @@ public static class TrainCommand
         void OnSignal(PosixSignalContext context, int code)
         {
             context.Cancel = true;
+            // Supervised (a sweep): the supervisor got the same signal and asks through SupervisedStop.
+            if (SupervisedStop.Active) return;
             var name = context.Signal == PosixSignal.SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
             if (Interlocked.CompareExchange(ref signalled, code, 0) == 0)
             {
@@ -136,6 +138,8 @@ public static class TrainCommand
         }
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
+        if (SupervisedStop.Active)
+            SupervisedStop.Watch(() => { if (Interlocked.CompareExchange(ref signalled, 143, 0) == 0) stop.Cancel(); });
 
         if (rank != 0)
         {
