@@ -14,12 +14,18 @@ public static class Nproc
         DefaultValueFactory = _ => 1,
     };
 
+    public static readonly Option<bool> Oversubscribe = new("--oversubscribe")
+    {
+        Description = "Allow --nproc above this machine's core count",
+    };
+
     /// <summary>N when more than one process was asked for; refused inside a launch that already set ranks.</summary>
     public static int? Requested(ParseResult r)
     {
         var n = r.GetValue(Option);
         if (n < 1) throw new ConfigException("--nproc must be at least 1");
         if (n == 1) return null;
+        ProcessCap.Check(n, r.GetValue(Oversubscribe));
         if (MetaRun.Distributed.Launch.FromEnvironment() != null)
             throw new ConfigException("--nproc starts its own ranks, but this process was already given one (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_STEP_NUM_TASKS); drop one of the two");
         return n;
