@@ -13,7 +13,7 @@ public static class AdaptCommand
         var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its last checkpoint)", Required = true };
         var support = new Option<string>("--support") { Description = "Folder with one subfolder of labelled images per class (the folder name is the class name)", Required = true };
         var query = new Option<string?>("--query") { Description = "Images to classify: a flat folder, or one subfolder per class (then accuracy and a confusion table too)" };
-        var steps = new Option<int?>("--steps") { Description = "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)" };
+        var steps = NumberOptions.OptionalInt("--steps", "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)", 1, 100_000);
         var output = new Option<string>("--out") { Description = "Predictions CSV; the JSON summary goes beside it (same name, .json)", DefaultValueFactory = _ => "predictions.csv" };
         var save = new Option<string?>("--save-adapted") { Description = "Write the adapted weights (fast weights, prototypes or head) as safetensors, class names in its metadata" };
         var command = new Command("adapt", "Adapt a checkpoint to your own labelled images (few per class) and classify new ones (see docs/own-data.md)")
