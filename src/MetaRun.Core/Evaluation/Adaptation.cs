@@ -189,6 +189,20 @@ public static class Adaptation
         return result;
     }
 
+    /// <summary>The predictions CSV and the JSON summary; a file that cannot be written is exit 5 naming it.</summary>
+    public static void WriteResults(AdaptationResult result, string csvPath, string jsonPath)
+    {
+        foreach (var (path, write) in new (string, Action)[] { (csvPath, () => WriteCsv(result, csvPath)), (jsonPath, () => WriteJson(result, jsonPath)) })
+        {
+            try { write(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                var why = e is DirectoryNotFoundException ? "its folder does not exist" : e is UnauthorizedAccessException ? "permission denied" : e.Message;
+                throw new MetaRunException(ExitCodes.IoProblem, $"{path}: cannot write the predictions ({why}); the result is printed above; write it elsewhere with --out FILE");
+            }
+        }
+    }
+
     /// <summary>The predictions as CSV: image, predicted, probability, then one probability column per class (and truth when labelled).</summary>
     public static void WriteCsv(AdaptationResult result, string path)
     {

@@ -36,9 +36,7 @@ public static class AdaptCommand
         Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}");
         if (query != null)
         {
-            Adaptation.WriteCsv(r, csvPath);
             var jsonPath = Path.ChangeExtension(csvPath, ".json");
-            Adaptation.WriteJson(r, jsonPath);
             if (r.Accuracy is { } a)
             {
                 Console.WriteLine($"accuracy {a.ToString("0.0000", inv)} ({r.Predictions.Count(p => p.Truth == p.Predicted)} of {r.Predictions.Count} query images)");
@@ -51,6 +49,8 @@ public static class AdaptCommand
             {
                 Console.WriteLine($"{r.Predictions.Count} query images: {string.Join(", ", r.Classes.Select(c => $"{c} {r.Predictions.Count(p => p.Predicted == c)}"))}");
             }
+            // Printed first, as eval does: an unwritable --out loses no result.
+            Adaptation.WriteResults(r, csvPath, jsonPath);
             Console.WriteLine($"written to {Path.GetFullPath(csvPath)} and {Path.GetFullPath(jsonPath)}");
         }
         if (saveAdapted != null) Console.WriteLine($"adapted weights written to {Path.GetFullPath(saveAdapted)}");
