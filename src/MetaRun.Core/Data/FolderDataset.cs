@@ -157,17 +157,35 @@ public static class FolderDataset
         return new ClassFolder(split, name, dir, [.. files]);
     }
 
-    /// <summary>The decoded store: from the cache when current (same files, sizes and modification times, same preprocessing), else prepared and cached.</summary>
+    /// <summary>The decoded store: from the cache when current (same files, sizes and contents, same preprocessing), else prepared and cached.</summary>
     public static ImageStore LoadStore(string root, List<ClassFolder> classes, ImageFormat format, DataOptions options)
     {
         var prep = format.Prep;
         var paths = classes.SelectMany(c => c.Files.Select(f => Path.Combine(c.Dir, f))).ToArray();
         var sb = new StringBuilder();
         foreach (var c in classes) sb.Append(Lower(c.Split)).Append('/').Append(c.Name).Append(':').Append(c.Files.Length).Append('\n');
-        foreach (var p in paths)
+        // Size and modification time alone miss an image replaced by another of the same size with
+        // its time restored (touch -r, rsync -t, a restore from backup): each file's content is in the key.
+        var contents = new ulong[paths.Length];
+        try
         {
-            var info = new FileInfo(p);
-            sb.Append(Path.GetRelativePath(root, p)).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
+            Parallel.For(0, paths.Length, options.Parallel, i =>
+            {
+                try { contents[i] = XxHash64.Hash(File.ReadAllBytes(paths[i])); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new DataException($"{paths[i]}: cannot read the image ({(e is UnauthorizedAccessException ? "permission denied" : e.Message)})", e);
+                }
+            });
+        }
+        catch (AggregateException e) when (e.Flatten().InnerExceptions.OfType<DataException>().FirstOrDefault() is { } first)
+        {
+            throw first;
+        }
+        for (var i = 0; i < paths.Length; i++)
+        {
+            var info = new FileInfo(paths[i]);
+            sb.Append(Path.GetRelativePath(root, paths[i])).Append(':').Append(info.Length).Append(':').Append(contents[i].ToString("x16")).Append('\n');
         }
         var key = $"{Dataset};{prep.Key};{ImagePreparation.DecoderVersion};root={root};files={paths.Length}:{XxHash64.Hash(sb.ToString()):x16}";
         var classSizes = classes.Select(c => c.Files.Length).ToArray();

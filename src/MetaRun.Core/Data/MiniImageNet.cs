@@ -131,6 +131,7 @@ internal sealed class FileImages(string dir, string[] files) : IEncodedImages
                 try { into[i] = File.ReadAllBytes(path); }
                 catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new DataException($"{path}: image not found"); }
                 catch (IOException e) { throw new DataException($"{path}: cannot read: {e.Message}", e); }
+                catch (UnauthorizedAccessException e) { throw new DataException($"{path}: cannot read the image (permission denied)", e); }
             });
         }
         catch (AggregateException e) when (e.Flatten().InnerExceptions.OfType<DataException>().FirstOrDefault() is { } first)
