@@ -19,7 +19,9 @@ public static class CompareCommand
 
     private static int Run(string[] dirs, string format)
     {
-        var comparison = Comparison.Of(RunFolder.Discover(dirs));
+        var runs = RunFolder.Discover(dirs);
+        foreach (var w in runs.SelectMany(r => r.Warnings)) Console.Error.WriteLine($"metarun: warning: {w}");
+        var comparison = Comparison.Of(runs);
         switch (format)
         {
             case "csv": Console.Write(comparison.ToCsv()); break;
