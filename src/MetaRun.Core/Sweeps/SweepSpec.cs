@@ -57,6 +57,8 @@ public sealed class SweepSpec
         var stream = new YamlStream();
         try { stream.Load(new StringReader(System.IO.File.ReadAllText(file))); }
         catch (YamlException e) { throw new ConfigException($"{path}:{e.Start.Line}: invalid YAML: {e.Message}"); }
+        // YamlDotNet's scanner throws this on some malformed plain scalars (a lone '[' line).
+        catch (InvalidOperationException) { throw new ConfigException($"{path}: invalid YAML (an unclosed bracket or quote?)"); }
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException($"{path}: the sweep file must be a mapping of keys to values");
 

@@ -8,11 +8,7 @@ namespace MetaRun.Cli.Commands;
 /// <summary>`--nproc N` on train and bench: run the same command as N local ranks under a supervisor.</summary>
 public static class Nproc
 {
-    public static readonly Option<int> Option = new("--nproc")
-    {
-        Description = "Run as N data-parallel processes on this machine (each gets cores ÷ N; see docs/distributed.md)",
-        DefaultValueFactory = _ => 1,
-    };
+    public static readonly Option<int> Option = NumberOptions.Int("--nproc", "Run as N data-parallel processes on this machine (each gets cores ÷ N; see docs/distributed.md)", 1, 1_000_000, 1);
 
     public static readonly Option<bool> Oversubscribe = new("--oversubscribe")
     {

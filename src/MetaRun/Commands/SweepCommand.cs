@@ -12,18 +12,18 @@ public static class SweepCommand
         var file = new Argument<string>("sweep") { Description = "The sweep's YAML file (base config, grid, seeds, eval, slurm)" };
         var launcher = new Option<string>("--launcher") { Description = "Run here (local) or submit one Slurm job array (slurm)", DefaultValueFactory = _ => "local" };
         launcher.AcceptOnlyFromAmong("local", "slurm");
-        var parallel = new Option<int>("--parallel") { Description = "Local: runs at a time (the cores are divided between them)", DefaultValueFactory = _ => 1 };
+        var parallel = NumberOptions.Int("--parallel", "Local: runs at a time (the cores are divided between them)", 1, 10_000, 1);
         var dryRun = new Option<bool>("--dry-run") { Description = "Slurm: validate and print the sbatch script without submitting" };
         var status = new Option<bool>("--status") { Description = "Show each run's state (manifest, run folders, squeue/sacct)" };
         // What one Slurm array task runs; not for people.
         var arrayTask = new Option<int?>("--array-task") { Hidden = true };
-        var maxRuns = new Option<long>("--max-runs") { Description = $"Refuse a sweep that expands to more runs than this", DefaultValueFactory = _ => SweepSpec.DefaultMaxRuns };
+        var maxRuns = NumberOptions.Int("--max-runs", "Refuse a sweep that expands to more runs than this", 1, int.MaxValue, (int)SweepSpec.DefaultMaxRuns);
         var command = new Command("sweep", "Run a grid of configs × seeds, locally or as a Slurm job array; re-running continues it") { file, launcher, parallel, dryRun, status, arrayTask, maxRuns };
         command.SetAction(r => Run(r.GetValue(file)!, r.GetValue(launcher)!, r.GetValue(parallel), r.GetValue(dryRun), r.GetValue(status), r.GetValue(arrayTask), r.GetValue(GlobalOptions.DataRoot), r.GetValue(maxRuns)));
         return command;
     }
 
-    private static int Run(string file, string launcher, int parallel, bool dryRun, bool status, int? arrayTask, string? dataRoot, long maxRuns)
+    private static int Run(string file, string launcher, int parallel, bool dryRun, bool status, int? arrayTask, string? dataRoot, int maxRuns)
     {
         var spec = SweepSpec.Load(file);
         spec.MaxRuns = maxRuns;
