@@ -28,6 +28,7 @@ public static class AdaptCommand
     {
         if (query == null && saveAdapted == null)
             throw new ConfigException("adapt: nothing to do; give --query (images to classify) and/or --save-adapted (where to write the adapted weights)");
+        using var interruption = Interruption.During("adapt");
         OutputGuard.Check(
             [.. query != null ? new[] { ("--out", csvPath), ("--out (its JSON)", Path.ChangeExtension(csvPath, ".json")) } : [], .. saveAdapted != null ? new[] { ("--save-adapted", saveAdapted) } : []],
             [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpoint))], [("--support", support), .. query != null ? new[] { ("--query", query) } : []]);

@@ -38,6 +38,7 @@ public static class EvalCommand
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
     {
+        using var interruption = Interruption.During("eval");
         if (outPath != null) OutputGuard.Check([("--out", outPath)], [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpointPath))]);
         var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack);
         // Every rank holds the same result; rank 0 alone reports it.
