@@ -159,7 +159,7 @@ public static class TrainCommand
             return StoppedCode(signalled);
         }
         Console.WriteLine($"done: checkpoints in {run.CheckpointDir}");
-        Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {run.BestOrLast}");
+        Console.WriteLine($"evaluate with: ./metarun eval --checkpoint {Quote(run.BestOrLast)}");
         return ExitCodes.Success;
     }
 
