@@ -138,8 +138,28 @@ public static class FolderDataset
         return [.. classes.Except(small)];
     }
 
-    private static string[] Subfolders(string dir) =>
-        [.. Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal)];
+    /// <summary>
+    /// The visible subfolders of <paramref name="dir"/>, in ordinal order. A symbolic link there
+    /// that leads nowhere (its target gone, or a loop) would otherwise vanish from the listing,
+    /// and a class with it: it is a data error naming the link.
+    /// </summary>
+    public static string[] Subfolders(string dir)
+    {
+        foreach (var entry in Directory.EnumerateFileSystemEntries(dir))
+        {
+            if (Path.GetFileName(entry).StartsWith('.') || Directory.Exists(entry)) continue;
+            var info = new FileInfo(entry);
+            var target = info.LinkTarget;
+            if (target == null) continue;
+            bool broken;
+            // A loop fails to resolve (ELOOP); a dangling link resolves to nothing that exists.
+            try { broken = info.ResolveLinkTarget(returnFinalTarget: true) is not { Exists: true }; }
+            catch (IOException) { broken = true; }
+            if (broken)
+                throw new DataException($"{entry}: a symbolic link to {target}, which does not exist or loops back on itself; a class folder behind it would be left out. Fix or remove the link");
+        }
+        return [.. Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal)];
+    }
 
     /// <summary>The image files of one class folder (hidden and non-image files are not images; formats the decoders cannot read are an error).</summary>
     public static ClassFolder Read(Split split, string name, string dir)
