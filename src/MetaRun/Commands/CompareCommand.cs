@@ -28,6 +28,9 @@ public static class CompareCommand
             case "json": Console.Write(comparison.ToJson()); break;
             case "markdown": Console.Write(comparison.ToMarkdown()); break;
             default:
+                // Piped, a table must not wrap numbers across lines at an assumed 80 columns; COLUMNS, when set, wins.
+                if (int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0) AnsiConsole.Profile.Width = columns;
+                else if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 1000;
                 var table = new Table();
                 // The terminal is narrow: keys by their last part where that is unambiguous.
                 var shortKeys = comparison.Keys.Select(k => comparison.Keys.Count(o => o.Split('.')[^1] == k.Split('.')[^1]) > 1 ? k : k.Split('.')[^1]).ToList();
