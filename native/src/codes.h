@@ -63,6 +63,6 @@ enum LossReduction : int32_t { LR_NONE = 0, LR_MEAN = 1, LR_SUM = 2, LR_COUNT };
 
 enum Interpolation : int32_t { I_BILINEAR = 0, I_BICUBIC = 1, I_AREA = 2, I_COUNT };
 
-enum ImageFormat : int32_t { IMG_PNG = 0, IMG_JPEG = 1, IMG_CMYK_JPEG = 2, IMG_COUNT };
+enum ImageFormat : int32_t { IMG_PNG = 0, IMG_JPEG = 1, IMG_CMYK_JPEG = 2, IMG_PROGRESSIVE_JPEG = 3, IMG_COUNT };
 
 }  // namespace metarun

@@ -5,6 +5,7 @@
 
 #include <png.h>
 #include <jpeglib.h>
+#include <jerror.h>
 
 #include <csetjmp>
 #include <cstdio>
@@ -90,14 +91,30 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   (*cinfo->err->format_message)(cinfo, e->message);
   longjmp(e->jump, 1);
 }
-void jpeg_silence(j_common_ptr, int) {}
+// libjpeg reports data that ends early or is corrupt as a warning (level -1) and fills the lost
+// part in (gray for a truncated download); an image with lost pixels is an error here. Trace
+// messages (level >= 0) and harmless warnings stay silent.
+void jpeg_warning_is_error(j_common_ptr cinfo, int msg_level) {
+  if (msg_level != -1) return;
+  switch (cinfo->err->msg_code) {
+    case JWRN_JPEG_EOF:
+    case JWRN_HIT_MARKER:
+    case JWRN_HUFF_BAD_CODE:
+    case JWRN_MUST_RESYNC:
+    case JWRN_NOT_SEQUENTIAL:
+      jpeg_error_exit(cinfo);
+      break;
+    default:
+      break;
+  }
+}
 
 void decode_jpeg(const uint8_t* data, size_t size, int want_channels, std::vector<uint8_t>& out, int& w, int& h) {
   jpeg_decompress_struct cinfo;
   JpegError err;
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = jpeg_error_exit;
-  err.mgr.emit_message = jpeg_silence;
+  err.mgr.emit_message = jpeg_warning_is_error;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     throw std::runtime_error(std::string("JPEG does not decode: ") + err.message);
@@ -160,8 +177,8 @@ MR_EXPORT Handle mr_image_decode(const uint8_t* data, int64_t size, int channels
   }())
 }
 
-// Encodes a uint8 tensor [channels, height, width] (1 or 3 channels) as PNG or JPEG (quality
-// 1..100), or as an Adobe CMYK JPEG (from RGB). Returns the byte count; *out receives a buffer for mr_buffer_free.
+// Encodes a uint8 tensor [channels, height, width] (1 or 3 channels) as PNG, JPEG (quality
+// 1..100), an Adobe CMYK JPEG (from RGB) or a progressive JPEG. Returns the byte count; *out receives a buffer for mr_buffer_free.
 MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t** out) {
   MR_GUARD(-1, {
     auto t = T(img);
@@ -191,7 +208,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       for (int y = 0; y < h; y++) png_write_row(png, const_cast<png_bytep>(px + static_cast<size_t>(y) * w * c));
       png_write_end(png, nullptr);
       png_destroy_write_struct(&png, &info);
-    } else if (format == IMG_JPEG || format == IMG_CMYK_JPEG) {
+    } else if (format == IMG_JPEG || format == IMG_CMYK_JPEG || format == IMG_PROGRESSIVE_JPEG) {
       jpeg_compress_struct cinfo;
       JpegError err;
       cinfo.err = jpeg_std_error(&err.mgr);
@@ -210,6 +227,7 @@ MR_EXPORT int64_t mr_image_encode(Handle img, int format, int quality, uint8_t**
       cinfo.in_color_space = cmyk ? JCS_CMYK : c == 1 ? JCS_GRAYSCALE : JCS_RGB;
       jpeg_set_defaults(&cinfo);
       jpeg_set_quality(&cinfo, quality, TRUE);
+      if (format == IMG_PROGRESSIVE_JPEG) jpeg_simple_progression(&cinfo);
       jpeg_start_compress(&cinfo, TRUE);
       std::vector<uint8_t> ink(cmyk ? static_cast<size_t>(w) * 4 : 0);
       while (cinfo.next_scanline < cinfo.image_height) {

@@ -3,7 +3,8 @@
 # it beside the CLI in bin/. Needs cmake, a C++17 compiler and the libpng/libjpeg headers; needs no
 # root and no .NET SDK (the CLI in bin/ is self-contained). Which libtorch, first found wins:
 #   1. METARUN_LIBTORCH=/path (an unzipped libtorch, or any prefix holding TorchConfig.cmake)
-#   2. the active Python's PyTorch (torch.utils.cmake_prefix_path; a venv or conda env first on PATH)
+#   2. the active Python's PyTorch (torch.utils.cmake_prefix_path; a venv or conda env first on PATH),
+#      when it ships CMake files (Debian's python3-torch and some conda builds do not: passed over, said so)
 #   3. Debian's libtorch-dev
 # Every mismatch stops with one message saying what to do, and exit code 10 (setup).
 set -euo pipefail
@@ -51,9 +52,14 @@ if [ -n "${METARUN_LIBTORCH:-}" ]; then
   [ -n "$(find "$torch_prefix" -maxdepth 4 -name TorchConfig.cmake -print -quit 2>/dev/null)" ] ||
     fail "METARUN_LIBTORCH=$METARUN_LIBTORCH holds no libtorch (no TorchConfig.cmake below it)." \
       "Point it at an unzipped libtorch (the folder with include/, lib/ and share/cmake/Torch)."
-elif [ -n "$python" ] && torch_prefix=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null); then
+elif [ -n "$python" ] && torch_prefix=$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null) &&
+     [ -n "$(find "$torch_prefix" -maxdepth 4 -name TorchConfig.cmake -print -quit 2>/dev/null)" ]; then
   torch_from="the PyTorch of $python ($("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null))"
 elif [ -f "$debian_torch/Torch/TorchConfig.cmake" ]; then
+  # A PyTorch without CMake files (Debian's python3-torch, some conda builds) cannot be built
+  # against; the next candidate is, and the user is told why the Python one was passed over.
+  [ -n "$python" ] && "$python" -c 'import torch' 2>/dev/null &&
+    echo "install.sh: the PyTorch of $python has no CMake files (TorchConfig.cmake); using Debian's libtorch-dev instead" >&2
   torch_prefix="$debian_torch"
   torch_from="Debian's libtorch-dev"
 else

@@ -19,6 +19,9 @@ public static unsafe class Image
     /// <summary>An RGB image as an Adobe-style CMYK JPEG (inverted ink), as print workflows write them; Decode reads it back as RGB or gray.</summary>
     public static byte[] EncodeCmykJpeg(Tensor image, int quality = 95) => Encode(image, ImageEncoding.CmykJpeg, quality);
 
+    /// <summary>A progressive JPEG (as browsers and photo sites often serve), which decodes in several passes.</summary>
+    public static byte[] EncodeProgressiveJpeg(Tensor image, int quality = 95) => Encode(image, ImageEncoding.ProgressiveJpeg, quality);
+
     private static byte[] Encode(Tensor image, ImageEncoding format, int quality)
     {
         NativeEnums.EnsureVerified();

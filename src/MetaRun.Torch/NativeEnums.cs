@@ -120,4 +120,5 @@ internal enum ImageEncoding
     Png = 0,
     Jpeg = 1,
     CmykJpeg = 2,
+    ProgressiveJpeg = 3,
 }

@@ -138,8 +138,28 @@ public static class FolderDataset
         return [.. classes.Except(small)];
     }
 
-    private static string[] Subfolders(string dir) =>
-        [.. Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal)];
+    /// <summary>
+    /// The visible subfolders of <paramref name="dir"/>, in ordinal order. A symbolic link there
+    /// that leads nowhere (its target gone, or a loop) would otherwise vanish from the listing,
+    /// and a class with it: it is a data error naming the link.
+    /// </summary>
+    public static string[] Subfolders(string dir)
+    {
+        foreach (var entry in Directory.EnumerateFileSystemEntries(dir))
+        {
+            if (Path.GetFileName(entry).StartsWith('.') || Directory.Exists(entry)) continue;
+            var info = new FileInfo(entry);
+            var target = info.LinkTarget;
+            if (target == null) continue;
+            bool broken;
+            // A loop fails to resolve (ELOOP); a dangling link resolves to nothing that exists.
+            try { broken = info.ResolveLinkTarget(returnFinalTarget: true) is not { Exists: true }; }
+            catch (IOException) { broken = true; }
+            if (broken)
+                throw new DataException($"{entry}: a symbolic link to {target}, which does not exist or loops back on itself; a class folder behind it would be left out. Fix or remove the link");
+        }
+        return [.. Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal)];
+    }
 
     /// <summary>The image files of one class folder (hidden and non-image files are not images; formats the decoders cannot read are an error).</summary>
     public static ClassFolder Read(Split split, string name, string dir)
@@ -157,19 +177,37 @@ public static class FolderDataset
         return new ClassFolder(split, name, dir, [.. files]);
     }
 
-    /// <summary>The decoded store: from the cache when current (same files, sizes and modification times, same preprocessing), else prepared and cached.</summary>
+    /// <summary>The decoded store: from the cache when current (same files, sizes and contents, same preprocessing), else prepared and cached.</summary>
     public static ImageStore LoadStore(string root, List<ClassFolder> classes, ImageFormat format, DataOptions options)
     {
         var prep = format.Prep;
         var paths = classes.SelectMany(c => c.Files.Select(f => Path.Combine(c.Dir, f))).ToArray();
         var sb = new StringBuilder();
         foreach (var c in classes) sb.Append(Lower(c.Split)).Append('/').Append(c.Name).Append(':').Append(c.Files.Length).Append('\n');
-        foreach (var p in paths)
+        // Size and modification time alone miss an image replaced by another of the same size with
+        // its time restored (touch -r, rsync -t, a restore from backup): each file's content is in the key.
+        var contents = new ulong[paths.Length];
+        try
         {
-            var info = new FileInfo(p);
-            sb.Append(Path.GetRelativePath(root, p)).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
+            Parallel.For(0, paths.Length, options.Parallel, i =>
+            {
+                try { contents[i] = XxHash64.Hash(File.ReadAllBytes(paths[i])); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new DataException($"{paths[i]}: cannot read the image ({(e is UnauthorizedAccessException ? "permission denied" : e.Message)})", e);
+                }
+            });
         }
-        var key = $"{Dataset};{prep.Key};root={root};files={paths.Length}:{XxHash64.Hash(sb.ToString()):x16}";
+        catch (AggregateException e) when (e.Flatten().InnerExceptions.OfType<DataException>().FirstOrDefault() is { } first)
+        {
+            throw first;
+        }
+        for (var i = 0; i < paths.Length; i++)
+        {
+            var info = new FileInfo(paths[i]);
+            sb.Append(Path.GetRelativePath(root, paths[i])).Append(':').Append(info.Length).Append(':').Append(contents[i].ToString("x16")).Append('\n');
+        }
+        var key = $"{Dataset};{prep.Key};{ImagePreparation.DecoderVersion};root={root};files={paths.Length}:{XxHash64.Hash(sb.ToString()):x16}";
         var classSizes = classes.Select(c => c.Files.Length).ToArray();
         string? cachePath = null;
         if (options.UseCache)

@@ -30,6 +30,12 @@ internal static class ImagePreparation
 {
     // Images decoded per step: enough to keep every core busy, few enough that full-size RGB
     // photographs (up to ~0.5 MB decoded each) stay within a few hundred MB.
+    /// <summary>
+    /// Part of every image cache key: a cache made by a decoder that accepted what this one refuses
+    /// (JPEGs cut short, decoded with gray in place of the lost part) is not served.
+    /// </summary>
+    public const string DecoderVersion = "decoder=2";
+
     private static int ChunkOf(Preprocessing prep) => prep.Channels == 1 ? 2048 : 512;
 
     public static ImageStore Prepare(IEncodedImages source, int[] classSizes, Preprocessing prep, DataOptions options, string what)

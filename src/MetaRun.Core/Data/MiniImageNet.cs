@@ -97,7 +97,7 @@ public static class MiniImageNet
             var info = new FileInfo(Path.Combine(images, f));
             sb.Append(f).Append(':').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
         }
-        var key = $"{Dataset};{prep.Key};files={files.Length}:{XxHash64.Hash(sb.ToString()):x16}";
+        var key = $"{Dataset};{prep.Key};{ImagePreparation.DecoderVersion};files={files.Length}:{XxHash64.Hash(sb.ToString()):x16}";
         var classSizes = classes.Select(c => c.Images.Count).ToArray();
         string? cachePath = null;
         if (options.UseCache)
@@ -131,6 +131,7 @@ internal sealed class FileImages(string dir, string[] files) : IEncodedImages
                 try { into[i] = File.ReadAllBytes(path); }
                 catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { throw new DataException($"{path}: image not found"); }
                 catch (IOException e) { throw new DataException($"{path}: cannot read: {e.Message}", e); }
+                catch (UnauthorizedAccessException e) { throw new DataException($"{path}: cannot read the image (permission denied)", e); }
             });
         }
         catch (AggregateException e) when (e.Flatten().InnerExceptions.OfType<DataException>().FirstOrDefault() is { } first)

@@ -71,7 +71,8 @@ public static class LocalLauncher
 
     private static Process Start(int rank, int world, int port, IReadOnlyList<string> args, TextWriter? stdout, TextWriter stderr)
     {
-        var psi = new ProcessStartInfo { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        // Standard input is the pipe each rank watches to die with this supervisor (RankSupervision).
+        var psi = new ProcessStartInfo { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         // This very program: the apphost, or `dotnet metarun.dll` when started through dotnet.
         var host = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which program is running");
         psi.FileName = host;
@@ -85,6 +86,8 @@ public static class LocalLauncher
         env["LOCAL_WORLD_SIZE"] = world.ToString(CultureInfo.InvariantCulture);
         env["MASTER_ADDR"] = "127.0.0.1";
         env["MASTER_PORT"] = port.ToString(CultureInfo.InvariantCulture);
+        env[RankSupervision.Variable] = "1";
+        env.Remove(Training.SupervisedStop.Variable);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start rank " + rank);
         p.OutputDataReceived += (_, e) =>
         {

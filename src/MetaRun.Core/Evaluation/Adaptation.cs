@@ -155,7 +155,7 @@ public static class Adaptation
     {
         if (!Directory.Exists(dir)) throw new DataException($"{dir}: {what} folder not found");
         var result = new List<(string, string[])>();
-        foreach (var sub in Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal))
+        foreach (var sub in FolderDataset.Subfolders(dir))
         {
             var c = FolderDataset.Read(Split.Test, Path.GetFileName(sub), sub);
             if (c.Files.Length == 0) throw new DataException($"{sub}: {what} class '{c.Name}' has no image (PNG or JPEG)");
@@ -173,7 +173,7 @@ public static class Adaptation
     {
         if (!Directory.Exists(dir)) throw new DataException($"{dir}: query folder not found");
         var flat = FolderDataset.Read(Split.Test, "", dir).Files;
-        var subs = Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
+        var subs = FolderDataset.Subfolders(dir);
         if (flat.Length > 0 && subs.Length > 0)
             throw new DataException($"{dir}: holds both images and subfolders; give either a flat folder of images or one subfolder per class");
         if (flat.Length > 0) return [.. flat.Select(f => new QueryImage(Path.Combine(dir, f), f, null))];
@@ -187,6 +187,20 @@ public static class Adaptation
         }
         if (result.Count == 0) throw new DataException($"{dir}: no query images (PNG or JPEG)");
         return result;
+    }
+
+    /// <summary>The predictions CSV and the JSON summary; a file that cannot be written is exit 5 naming it.</summary>
+    public static void WriteResults(AdaptationResult result, string csvPath, string jsonPath)
+    {
+        foreach (var (path, write) in new (string, Action)[] { (csvPath, () => WriteCsv(result, csvPath)), (jsonPath, () => WriteJson(result, jsonPath)) })
+        {
+            try { write(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                var why = e is DirectoryNotFoundException ? "its folder does not exist" : e is UnauthorizedAccessException ? "permission denied" : e.Message;
+                throw new MetaRunException(ExitCodes.IoProblem, $"{path}: cannot write the predictions ({why}); the result is printed above; write it elsewhere with --out FILE");
+            }
+        }
     }
 
     /// <summary>The predictions as CSV: image, predicted, probability, then one probability column per class (and truth when labelled).</summary>

@@ -35,6 +35,8 @@ public sealed class RunFolder
     public StoredEvaluation? Headline { get; init; }
     /// <summary>The other evaluations by label ("val", "fgsm ε=0.1", "5w5s", "10 steps", …): the newest of each.</summary>
     public IReadOnlyDictionary<string, StoredEvaluation> Variants { get; init; } = new Dictionary<string, StoredEvaluation>();
+    /// <summary>What could not be read (a damaged metrics.csv, a duplicate run), to show beside the result.</summary>
+    public List<string> Warnings { get; init; } = [];
 
     public bool IsRegression => Config.Data.IsRegression;
 
@@ -56,20 +58,22 @@ public sealed class RunFolder
         var configPath = run.ConfigPath;
         var yaml = File.ReadAllText(configPath);
         var config = ConfigLoader.Parse(yaml, configPath);
+        var warnings = new List<string>();
         return new RunFolder
         {
+            Warnings = warnings,
             Dir = Path.GetFullPath(dir),
             Name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
             Config = config,
             ConfigYaml = yaml,
             Keys = ConfigKeys.Flatten(config),
-            Metrics = ReadMetrics(run.MetricsCsvPath),
-        }.WithEvaluations(ReadEvaluations(dir, run));
+            Metrics = MetricsCsv.Read(run.MetricsCsvPath, warnings),
+        }.WithEvaluations(ReadEvaluations(dir, run, warnings));
     }
 
-    private static IReadOnlyList<StoredEvaluation> ReadEvaluations(string dir, RunDirectory run)
+    private static IReadOnlyList<StoredEvaluation> ReadEvaluations(string dir, RunDirectory run, List<string> warnings)
     {
-        var stored = EvaluationStore.Read(dir, m => Console.Error.WriteLine($"metarun: {m}"));
+        var stored = EvaluationStore.Read(dir, warnings.Add);
         if (stored.Count > 0 || !File.Exists(run.EvalResult)) return stored;
         try
         {
@@ -99,7 +103,7 @@ public sealed class RunFolder
         variants.Remove("");
         return new RunFolder
         {
-            Dir = Dir, Name = Name, Config = Config, ConfigYaml = ConfigYaml, Keys = Keys, Metrics = Metrics,
+            Dir = Dir, Name = Name, Config = Config, ConfigYaml = ConfigYaml, Keys = Keys, Metrics = Metrics, Warnings = Warnings,
             Evaluations = all,
             Headline = headline,
             Eval = headline is { Mean: { } m, Ci95: { } ci } ? new EvalResult(headline.Metric, m, ci, headline.Episodes, headline.Split, headline.Iteration, headline.CheckpointName) : null,
@@ -138,31 +142,17 @@ public sealed class RunFolder
             if (found.Count == 0) throw new ConfigException($"{p}: holds no run folders (a run folder has a config.yaml)");
             runs.AddRange(found.Select(Read));
         }
-        return runs.DistinctBy(r => r.Dir).ToList();
-    }
-
-    private static IReadOnlyList<MetricsRow> ReadMetrics(string path)
-    {
-        if (!File.Exists(path)) return [];
-        using var reader = new StreamReader(path);
-        using var csv = CsvReader.Create(reader, CsvReaderOptions.Default, false);
-        var rows = new List<MetricsRow>();
-        try
+        // A copied run folder (cp -r run run.bak) has the same config and seed: one run, not two seeds.
+        var distinct = new List<RunFolder>();
+        foreach (var r in runs.DistinctBy(r => r.Dir))
         {
-            csv.ReadHeader();
-            while (csv.Read())
+            if (distinct.FirstOrDefault(d => d.ConfigYaml == r.ConfigYaml) is { } same)
             {
-                double? D(string name) => csv.GetStringOrNull(name) is { Length: > 0 } s && double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : null;
-                var iteration = long.TryParse(csv.GetString("iteration"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var it) ? it
-                    : throw new MetaRunException(ExitCodes.Failure, $"{path}:{csv.LineNumber}: 'iteration' is not an integer");
-                rows.Add(new MetricsRow(iteration, D("train_loss") ?? double.NaN, D("train_accuracy") ?? double.NaN,
-                    D("seconds") ?? double.NaN, D("val_loss"), D("val_accuracy"), D("val_ci95")));
+                same.Warnings.Add($"{r.Dir} has the same config and seed as {same.Dir}: counted once (a copy of the run?)");
+                continue;
             }
+            distinct.Add(r);
         }
-        catch (Exception e) when (e is CsvFormatException or KeyNotFoundException or ArgumentException)
-        {
-            throw new MetaRunException(ExitCodes.Failure, $"{path}:{csv.LineNumber}: unreadable metrics: {e.Message.Split('\n')[0]}");
-        }
-        return rows;
+        return distinct;
     }
 }

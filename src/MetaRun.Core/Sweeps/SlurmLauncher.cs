@@ -17,9 +17,9 @@ public static class SlurmLauncher
 {
     public sealed record Submission(string Script, string? ScriptPath, string? JobId, IReadOnlyList<int> Indexes);
 
-    public static Submission Submit(SweepSpec spec, CliInvocation cli, string? dataRoot, bool dryRun)
+    public static Submission Submit(SweepSpec spec, CliInvocation cli, string? dataRoot, bool dryRun, CancellationToken cancel = default)
     {
-        var runs = spec.ExpandAndValidate();
+        var runs = spec.ExpandAndValidate(cancel);
         IReadOnlyList<int> todo;
         if (dryRun)
         {
@@ -89,15 +89,16 @@ public static class SlurmLauncher
         b.AppendLine("export DOTNET_PROCESSOR_COUNT=\"${SLURM_CPUS_PER_TASK:-1}\"");
         var args = cli.Prefix.Concat(["sweep", spec.File]).Select(Quote).Append("--array-task \"$SLURM_ARRAY_TASK_ID\"");
         if (dataRoot != null) args = args.Append("--data-root " + Quote(Path.GetFullPath(dataRoot)));
+        b.AppendLine("# exec: scancel and --signal=B:TERM@SECONDS reach metarun itself, which has its run save checkpoints/last before it exits.");
         b.AppendLine($"exec {Quote(cli.FileName)} {string.Join(" ", args)}");
         return b.ToString();
     }
 
     /// <summary>The run behind one array task: trains and evaluates it; exit 0 when it finished.</summary>
-    public static bool RunArrayTask(SweepSpec spec, int index, CliInvocation cli, string? dataRoot, CancellationToken cancel)
+    public static bool RunArrayTask(SweepSpec spec, int index, CliInvocation cli, string? dataRoot, SweepStop stop)
     {
         var jobId = Environment.GetEnvironmentVariable("SLURM_ARRAY_JOB_ID") is { } j ? $"{j}_{index}" : null;
-        return SweepRunner.RunOne(spec, index, cli, dataRoot, new Dictionary<string, string>(), jobId, cancel);
+        return SweepRunner.RunOne(spec, index, cli, dataRoot, new Dictionary<string, string>(), jobId, stop);
     }
 
     /// <summary>Every run's state from the manifest and run folder, with what squeue (or sacct) says of its job.</summary>

@@ -36,6 +36,10 @@ public sealed class ManifestRun
     public DateTimeOffset? Started { get; set; }
     public DateTimeOffset? Finished { get; set; }
     public double? Seconds { get; set; }
+    /// <summary>Whether train finished (so a changed evaluation re-runs only eval).</summary>
+    public bool Trained { get; set; }
+    /// <summary>The final evaluation's settings its eval.json was made with (<see cref="SweepChanges.EvalKey"/>).</summary>
+    public string? Evaluated { get; set; }
 }
 
 /// <summary>
@@ -67,7 +71,13 @@ public sealed class SweepManifest
         var path = PathIn(folder);
         if (!File.Exists(path)) return null;
         try { return JsonSerializer.Deserialize<SweepManifest>(File.ReadAllText(path), Json); }
-        catch (JsonException e) { throw new MetaRunException(ExitCodes.Failure, $"{path}: unreadable sweep manifest: {e.Message}"); }
+        catch (JsonException e)
+        {
+            // .NET's own message names CLR types (List`1[ManifestRun]); the user needs the place and the form.
+            var where = e.LineNumber is { } line ? $"line {line + 1}, " : "";
+            throw new MetaRunException(ExitCodes.Failure,
+                $"{path}: unreadable sweep manifest at {where}'{e.Path ?? "$"}': expected the JSON metarun writes (an object whose 'runs' is a list of run objects with numbers, strings and lists of strings); restore it, or delete it to let the sweep rebuild it from the run folders");
+        }
     }
 
     /// <summary>Applies <paramref name="change"/> to the manifest on disk under the folder's lock and writes it back.</summary>

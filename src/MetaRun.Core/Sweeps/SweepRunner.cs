@@ -1,3 +1,4 @@
+using MetaRun.Config;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using MetaRun.Training;
@@ -37,9 +38,11 @@ public static class SweepRunner
     /// Brings the manifest in line with the sweep file (new runs are added; a run recorded with
     /// other settings, or no longer asked for, is an error) and returns it.
     /// </summary>
-    public static SweepManifest Sync(SweepSpec spec, IReadOnlyList<SweepRun> runs, bool refuseLive)
+    public static SweepManifest Sync(SweepSpec spec, IReadOnlyList<SweepRun> runs, bool refuseLive, Action<string>? say = null)
     {
-        return SweepManifest.Update(spec.Folder, m =>
+        var evalKey = SweepChanges.EvalKey(spec);
+        var reevaluate = new List<string>();
+        var manifest = SweepManifest.Update(spec.Folder, m =>
         {
             m.Name = spec.Name;
             m.SweepFile = spec.File;
@@ -57,6 +60,16 @@ public static class SweepRunner
                         throw new ConfigException($"{spec.File}: run '{r.Name}' in {SweepManifest.PathIn(spec.Folder)} was asked with --set {string.Join(" ", old.Sets)}, now --set {string.Join(" ", r.Sets)}; use another 'out' folder for a different sweep");
                     if (refuseLive && old.State == RunState.Running && IsAlive(old))
                         throw new MetaRunException(ExitCodes.Failure, $"run '{r.Name}' of sweep {spec.Folder} is still running (process {old.Pid}); wait for it or stop it first");
+                    var changed = SweepChanges.ConfigDifferences(old.Dir, ConfigLoader.Load(spec.BaseConfig, r.Sets));
+                    if (changed.Count > 0)
+                        throw new ConfigException($"{spec.File}: run '{r.Name}' in {spec.Folder} was trained with another config than the sweep now gives it ({string.Join("; ", changed)}): " +
+                                                  $"the base config {spec.BaseConfig} or the sweep file changed; runs of two configs in one folder would be compared as one sweep. Use another 'out' folder, or restore the old settings");
+                    if (old.State == RunState.Done && old.Evaluated != null && old.Evaluated != evalKey)
+                    {
+                        // Only the final evaluation changed: the trained run stands, its eval is redone.
+                        reevaluate.Add($"{r.Name} ({old.Evaluated} → {evalKey})");
+                        old.State = RunState.Interrupted;
+                    }
                 }
                 var entry = old ?? new ManifestRun();
                 entry.Index = r.Index;
@@ -74,6 +87,9 @@ public static class SweepRunner
             }
             m.Runs = list;
         });
+        if (reevaluate.Count > 0)
+            say?.Invoke($"the sweep's evaluation changed: re-running only the evaluation of {reevaluate.Count} finished run(s): {string.Join(", ", reevaluate)}");
+        return manifest;
     }
 
     /// <summary>A run is finished when its last checkpoint and (if asked for) its meta-test result exist.</summary>
@@ -96,11 +112,11 @@ public static class SweepRunner
     }
 
     /// <summary>Runs up to <paramref name="parallel"/> runs at a time, the cores divided between them.</summary>
-    public static SweepOutcome RunLocal(SweepSpec spec, int parallel, CliInvocation cli, string? dataRoot, IProgress<SweepProgress>? progress, CancellationToken cancel)
+    public static SweepOutcome RunLocal(SweepSpec spec, int parallel, CliInvocation cli, string? dataRoot, IProgress<SweepProgress>? progress, SweepStop stop, Action<string>? say = null)
     {
         if (parallel < 1) throw new ConfigException("--parallel must be at least 1");
-        var runs = spec.ExpandAndValidate();
-        var manifest = Sync(spec, runs, refuseLive: true);
+        var runs = spec.ExpandAndValidate(stop.Requested);
+        var manifest = Sync(spec, runs, refuseLive: true, say);
         var todo = manifest.Runs.Where(r => !IsFinished(spec, r)).OrderBy(r => r.Index).ToList();
         var skipped = runs.Count - todo.Count;
         // Each run sees its share of the cores as the machine's core count, so its default
@@ -124,14 +140,14 @@ public static class SweepRunner
 
         var workers = Enumerable.Range(0, Math.Min(parallel, Math.Max(1, todo.Count))).Select(_ => Task.Run(() =>
         {
-            while (!cancel.IsCancellationRequested && queue.TryDequeue(out var run))
+            while (!stop.IsRequested && queue.TryDequeue(out var run))
             {
                 lock (gate) { running++; Report($"started {run.Name}"); }
-                var ok = RunOne(spec, run.Index, cli, dataRoot, env, null, cancel);
+                var ok = RunOne(spec, run.Index, cli, dataRoot, env, null, stop);
                 lock (gate)
                 {
                     running--;
-                    if (cancel.IsCancellationRequested && !ok) { Report($"interrupted {run.Name}"); continue; }
+                    if (stop.IsRequested && !ok) { Report($"interrupted {run.Name}"); continue; }
                     finishedHere++;
                     if (ok) done++;
                     else
@@ -145,14 +161,14 @@ public static class SweepRunner
             }
         })).ToArray();
         Task.WaitAll(workers);
-        return new SweepOutcome(runs.Count, skipped, done, [.. failures.OrderBy(f => f.Name)], cancel.IsCancellationRequested);
+        return new SweepOutcome(runs.Count, skipped, done, [.. failures.OrderBy(f => f.Name)], stop.IsRequested);
     }
 
     /// <summary>
     /// Trains (or resumes) one run and evaluates it, as child processes; records its state in
     /// the manifest. Returns whether the run finished.
     /// </summary>
-    public static bool RunOne(SweepSpec spec, int index, CliInvocation cli, string? dataRoot, IReadOnlyDictionary<string, string> env, string? jobId, CancellationToken cancel)
+    public static bool RunOne(SweepSpec spec, int index, CliInvocation cli, string? dataRoot, IReadOnlyDictionary<string, string> env, string? jobId, SweepStop stop)
     {
         var manifest = SweepManifest.Read(spec.Folder) ?? throw new MetaRunException(ExitCodes.Failure, $"{spec.Folder}: no sweep manifest; run the sweep first");
         var run = manifest.Runs.SingleOrDefault(r => r.Index == index)
@@ -160,6 +176,8 @@ public static class SweepRunner
         var dir = run.Dir;
         var folder = RunDirectory.At(dir);
         var resume = File.Exists(folder.LastCheckpoint);
+        // Trained already (the sweep's evaluation changed since): evaluate again, train nothing.
+        var evalOnly = run.Trained && resume;
         var clock = Stopwatch.StartNew();
         SweepManifest.UpdateRun(spec.Folder, index, r =>
         {
@@ -170,6 +188,9 @@ public static class SweepRunner
             r.Failure = null;
             r.Host = Environment.MachineName;
             r.JobId = jobId ?? r.JobId;
+            if (evalOnly) return;
+            r.Trained = false;
+            r.Evaluated = null;
             if (resume) r.Resumes++; else r.Starts++;
         });
         Directory.CreateDirectory(LogsDir(spec));
@@ -179,20 +200,31 @@ public static class SweepRunner
         foreach (var s in run.Sets.Append($"name={spec.Name}-{run.Name}")) train.AddRange(["--set", s]);
         train.AddRange(resume ? ["--resume", dir] : ["--out", dir]);
         if (dataRoot != null) train.AddRange(["--data-root", dataRoot]);
-        var code = Exec(cli, train, env, logPath, spec.Folder, index, cancel);
+        int code;
+        if (evalOnly)
+        {
+            code = 0;
+            File.Delete(folder.EvalResult);
+        }
+        else
+        {
+            code = Exec(cli, train, env, logPath, spec.Folder, index, stop);
+            if (code == 0) SweepManifest.UpdateRun(spec.Folder, index, r => r.Trained = true);
+        }
 
         if (code == 0 && spec.EvalEpisodes > 0)
         {
             var eval = new List<string> { "eval", "--checkpoint", folder.BestOrLast, "--split", spec.EvalSplit, "--episodes", spec.EvalEpisodes.ToString(System.Globalization.CultureInfo.InvariantCulture), "--out", folder.EvalResult };
             if (dataRoot != null) eval.AddRange(["--data-root", dataRoot]);
-            code = Exec(cli, eval, env, logPath, spec.Folder, index, cancel);
+            code = Exec(cli, eval, env, logPath, spec.Folder, index, stop);
         }
 
         var ok = code == 0 && IsComplete(spec, dir);
-        var interrupted = !ok && cancel.IsCancellationRequested;
+        var interrupted = !ok && stop.IsRequested;
         SweepManifest.UpdateRun(spec.Folder, index, r =>
         {
             r.State = ok ? RunState.Done : interrupted ? RunState.Interrupted : RunState.Failed;
+            if (ok) r.Evaluated = SweepChanges.EvalKey(spec);
             r.ExitCode = code;
             r.Pid = null;
             r.Finished = DateTimeOffset.UtcNow;
@@ -202,11 +234,43 @@ public static class SweepRunner
         return ok;
     }
 
-    private static int Exec(CliInvocation cli, IEnumerable<string> args, IReadOnlyDictionary<string, string> env, string logPath, string folder, int index, CancellationToken cancel)
+    private static void Kill(Process process)
     {
-        var info = new ProcessStartInfo(cli.FileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+    }
+
+    private static void AskToStop(Process process)
+    {
+        try
+        {
+            process.StandardInput.WriteLine(SupervisedStop.StopLine);
+            process.StandardInput.Close();
+        }
+        catch (IOException) { }
+        catch (InvalidOperationException) { }
+    }
+
+    /// <summary>
+    /// A child killed mid-save leaves its checkpoint's .tmp; the previous checkpoint is intact, so
+    /// the partial file is only clutter (and would be mistaken for a result).
+    /// </summary>
+    private static void RemovePartialCheckpoints(IEnumerable<string> args)
+    {
+        var list = args.ToList();
+        var at = Math.Max(list.IndexOf("--out"), list.IndexOf("--resume"));
+        if (list[0] != "train" || at < 0 || at + 1 >= list.Count) return;
+        var dir = RunDirectory.At(list[at + 1]).CheckpointDir;
+        if (!Directory.Exists(dir)) return;
+        foreach (var tmp in Directory.EnumerateFiles(dir, "*.tmp"))
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static int Exec(CliInvocation cli, IEnumerable<string> args, IReadOnlyDictionary<string, string> env, string logPath, string folder, int index, SweepStop stop)
+    {
+        var info = new ProcessStartInfo(cli.FileName) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
         foreach (var a in cli.Prefix.Concat(args)) info.ArgumentList.Add(a);
         foreach (var (k, v) in env) info.Environment[k] = v;
+        info.Environment[SupervisedStop.Variable] = "1";
         using var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
         log.WriteLine($"$ metarun {string.Join(" ", args)}");
         var sink = new object();
@@ -217,8 +281,12 @@ public static class SweepRunner
         SweepManifest.UpdateRun(folder, index, r => r.Pid = process.Id);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        using (cancel.Register(() => { try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } }))
+        // The first stop asks the child to finish its step and save (SupervisedStop); the second kills it.
+        var saves = args.First() == "train";
+        using (stop.Requested.Register(() => { if (saves) AskToStop(process); else Kill(process); }))
+        using (stop.Now.Register(() => Kill(process)))
             process.WaitForExit();
+        RemovePartialCheckpoints(args);
         lock (sink) log.WriteLine($"[exit code {process.ExitCode}]");
         return process.ExitCode;
     }

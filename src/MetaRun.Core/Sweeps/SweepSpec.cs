@@ -41,6 +41,15 @@ public sealed class SweepSpec
     public int EvalEpisodes { get; init; } = 600;
     public SlurmOptions Slurm { get; init; } = new(null, null, 0, null, null, null, []);
 
+    /// <summary>The most runs a sweep may expand to unless told otherwise (--max-runs): a typo in a grid must not fill the disk.</summary>
+    public const long DefaultMaxRuns = 10_000;
+
+    /// <summary>The most runs this sweep may expand to.</summary>
+    public long MaxRuns { get; set; } = DefaultMaxRuns;
+
+    /// <summary>How many runs the sweep expands to (grid × list × seeds), counted without expanding it.</summary>
+    public double RunCount => Grid.Aggregate(1.0, (n, g) => n * g.Values.Count) * Math.Max(1, List.Count) * Seeds.Count;
+
     public static SweepSpec Load(string path)
     {
         if (!System.IO.File.Exists(path)) throw new ConfigException($"{path}: sweep file not found");
@@ -48,6 +57,8 @@ public sealed class SweepSpec
         var stream = new YamlStream();
         try { stream.Load(new StringReader(System.IO.File.ReadAllText(file))); }
         catch (YamlException e) { throw new ConfigException($"{path}:{e.Start.Line}: invalid YAML: {e.Message}"); }
+        // YamlDotNet's scanner throws this on some malformed plain scalars (a lone '[' line).
+        catch (InvalidOperationException) { throw new ConfigException($"{path}: invalid YAML (an unclosed bracket or quote?)"); }
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException($"{path}: the sweep file must be a mapping of keys to values");
 
@@ -171,6 +182,10 @@ public sealed class SweepSpec
     /// <summary>Every combination × seed, in a fixed order: grid (last key fastest), then list entries, then seeds.</summary>
     public IReadOnlyList<SweepRun> Expand()
     {
+        if (RunCount > MaxRuns)
+            throw new ConfigException(
+                $"{File}: the sweep expands to {RunCount.ToString("#,0", CultureInfo.InvariantCulture)} runs ({string.Join(" × ", Grid.Select(g => $"{g.Values.Count} {g.Key}").Concat(List.Count > 0 ? [$"{List.Count} list entries"] : []).Append($"{Seeds.Count} seeds"))}), " +
+                $"more than the limit of {MaxRuns.ToString("#,0", CultureInfo.InvariantCulture)}; shrink the grid, or raise the limit with --max-runs N");
         IEnumerable<IReadOnlyList<KeyValuePair<string, string>>> combos = [[]];
         foreach (var (key, values) in Grid)
             combos = combos.SelectMany(c => values.Select(v => (IReadOnlyList<KeyValuePair<string, string>>)[.. c, KeyValuePair.Create(key, v)]));
@@ -206,12 +221,14 @@ public sealed class SweepSpec
     /// Parses every run's config exactly as its train will, before anything starts, so a bad
     /// value anywhere fails the whole sweep at once, naming the combination.
     /// </summary>
-    public IReadOnlyList<SweepRun> ExpandAndValidate()
+    public IReadOnlyList<SweepRun> ExpandAndValidate(CancellationToken cancel = default)
     {
         var runs = Expand();
         var total = runs.Max(r => r.Combination);
         foreach (var r in runs)
         {
+            // Thousands of configs take a while to parse: a Ctrl-C or SIGTERM stops it (exit 130).
+            cancel.ThrowIfCancellationRequested();
             try { ConfigLoader.Load(BaseConfig, r.Sets); }
             catch (ConfigException e)
             {

@@ -22,6 +22,9 @@ public sealed class GracefulStop : IDisposable
         (this.say, this.finishing) = (say, finishing);
         sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
         sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
+        // Under a supervisor (a sweep) the stop request comes through it, once (see SupervisedStop).
+        if (SupervisedStop.Active)
+            SupervisedStop.Watch(() => { if (Interlocked.CompareExchange(ref signalled, 143, 0) == 0) stop.Cancel(); });
     }
 
     public CancellationToken Token => stop.Token;
@@ -35,6 +38,8 @@ public sealed class GracefulStop : IDisposable
     private void OnSignal(PosixSignalContext context, int code)
     {
         context.Cancel = true;
+        // Supervised: the supervisor got the same signal and asks through SupervisedStop.
+        if (SupervisedStop.Active) return;
         var name = context.Signal == PosixSignal.SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
         if (Interlocked.CompareExchange(ref signalled, code, 0) == 0)
         {

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MetaRun.Evaluation;
+using MetaRun.Training;
 
 namespace MetaRun.Cli.Commands;
 
@@ -12,7 +13,7 @@ public static class AdaptCommand
         var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its best checkpoint)", Required = true };
         var support = new Option<string>("--support") { Description = "Folder with one subfolder of labelled images per class (the folder name is the class name)", Required = true };
         var query = new Option<string?>("--query") { Description = "Images to classify: a flat folder, or one subfolder per class (then accuracy and a confusion table too)" };
-        var steps = new Option<int?>("--steps") { Description = "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)" };
+        var steps = NumberOptions.OptionalInt("--steps", "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)", 1, 100_000);
         var output = new Option<string>("--out") { Description = "Predictions CSV; the JSON summary goes beside it (same name, .json)", DefaultValueFactory = _ => "predictions.csv" };
         var save = new Option<string?>("--save-adapted") { Description = "Write the adapted weights (fast weights, prototypes or head) as safetensors, class names in its metadata" };
         var command = new Command("adapt", "Adapt a checkpoint to your own labelled images (few per class) and classify new ones (see docs/own-data.md)")
@@ -27,14 +28,16 @@ public static class AdaptCommand
     {
         if (query == null && saveAdapted == null)
             throw new ConfigException("adapt: nothing to do; give --query (images to classify) and/or --save-adapted (where to write the adapted weights)");
+        using var interruption = Interruption.During("adapt");
+        OutputGuard.Check(
+            [.. query != null ? new[] { ("--out", csvPath), ("--out (its JSON)", Path.ChangeExtension(csvPath, ".json")) } : [], .. saveAdapted != null ? new[] { ("--save-adapted", saveAdapted) } : []],
+            [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpoint))], [("--support", support), .. query != null ? new[] { ("--query", query) } : []]);
         var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted);
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}");
         if (query != null)
         {
-            Adaptation.WriteCsv(r, csvPath);
             var jsonPath = Path.ChangeExtension(csvPath, ".json");
-            Adaptation.WriteJson(r, jsonPath);
             if (r.Accuracy is { } a)
             {
                 Console.WriteLine($"accuracy {a.ToString("0.0000", inv)} ({r.Predictions.Count(p => p.Truth == p.Predicted)} of {r.Predictions.Count} query images)");
@@ -47,6 +50,8 @@ public static class AdaptCommand
             {
                 Console.WriteLine($"{r.Predictions.Count} query images: {string.Join(", ", r.Classes.Select(c => $"{c} {r.Predictions.Count(p => p.Predicted == c)}"))}");
             }
+            // Printed first, as eval does: an unwritable --out loses no result.
+            Adaptation.WriteResults(r, csvPath, jsonPath);
             Console.WriteLine($"written to {Path.GetFullPath(csvPath)} and {Path.GetFullPath(jsonPath)}");
         }
         if (saveAdapted != null) Console.WriteLine($"adapted weights written to {Path.GetFullPath(saveAdapted)}");

@@ -18,7 +18,7 @@ public static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Meta-iterations to run first, untimed", DefaultValueFactory = _ => 3 };
         var output = new Option<string>("--out") { Description = "Where to write the JSON result", DefaultValueFactory = _ => "bench.json" };
         var command = new Command("bench", "Measure seconds per meta-iteration (sampling included), or with --data CONFIG the data pipeline alone")
-            { config, Data, Episodes, Set, iterations, warmup, output, Nproc.Option };
+            { config, Data, Episodes, Set, iterations, warmup, output, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(parse =>
         {
             var sets = parse.GetValue(Set) ?? [];

@@ -19,12 +19,17 @@ public static class CompareCommand
 
     private static int Run(string[] dirs, string format)
     {
-        var comparisons = Comparison.PerMetric(RunFolder.Discover(dirs));
+        var runs = RunFolder.Discover(dirs);
+        foreach (var w in runs.SelectMany(r => r.Warnings)) Console.Error.WriteLine($"metarun: warning: {w}");
+        var comparisons = Comparison.PerMetric(runs);
         if (format == "json" && comparisons.Count > 1)
         {
             Console.WriteLine("[" + string.Join(",", comparisons.Select(c => c.ToJson().TrimEnd())) + "]");
             return ExitCodes.Success;
         }
+        // Piped, a table must not wrap numbers across lines at an assumed 80 columns; COLUMNS, when set, wins.
+        if (int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0) AnsiConsole.Profile.Width = columns;
+        else if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 1000;
         foreach (var (comparison, i) in comparisons.Select((c, i) => (c, i)))
         {
             if (i > 0) Console.WriteLine();

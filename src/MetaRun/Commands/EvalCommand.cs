@@ -4,6 +4,7 @@ using MetaRun.Algorithms;
 using MetaRun.Config;
 using MetaRun.Data;
 using MetaRun.Evaluation;
+using MetaRun.Training;
 
 namespace MetaRun.Cli.Commands;
 
@@ -14,16 +15,16 @@ public static class EvalCommand
     {
         var run = new Argument<string?>("run") { Description = "A run folder: scores its best checkpoint (its last where it never validated)", Arity = ArgumentArity.ZeroOrOne };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "Checkpoint file (or a run folder: its best checkpoint)" };
-        var episodes = new Option<int>("--episodes") { Description = "Number of test episodes", DefaultValueFactory = _ => 600 };
+        var episodes = NumberOptions.Int("--episodes", "Number of test episodes", 1, 1_000_000, 600); // eval.episodes' range
         var split = new Option<string>("--split") { Description = "Split to evaluate on", DefaultValueFactory = _ => "test" };
         split.AcceptOnlyFromAmong("test", "val");
         var set = new Option<string[]>("--set") { Description = $"Override one of {string.Join(", ", Evaluator.ChangeableKeys)}", AllowMultipleArgumentsPerToken = false };
         var output = new Option<string?>("--out") { Description = "Where to write the JSON result (default: eval.json beside the checkpoint)" };
         var attack = new Option<string?>("--attack") { Description = "Also score each episode's query set perturbed against the adapted model: fgsm or pgd (L∞; see docs/robustness.md)" };
         attack.AcceptOnlyFromAmong("fgsm", "pgd");
-        var epsilon = new Option<double?>("--epsilon") { Description = "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)" };
-        var steps = new Option<int?>("--steps") { Description = $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)" };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option };
+        var epsilon = NumberOptions.OptionalDouble("--epsilon", "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)", 0, 1);
+        var steps = NumberOptions.OptionalInt("--steps", $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)", 1, 100_000);
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
             : Run(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
@@ -44,6 +45,8 @@ public static class EvalCommand
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
     {
+        using var interruption = Interruption.During("eval");
+        if (outPath != null) OutputGuard.Check([("--out", outPath)], [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpointPath))]);
         var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack, EpisodeProgress.OnStderr());
         if (!r.Reporter) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;

@@ -13,7 +13,9 @@ public static class ReportCommand
         var command = new Command("report", "Write one self-contained HTML report: learning curves, meta-test results, comparison table, configs") { dirs, output };
         command.SetAction(r =>
         {
-            var path = HtmlReport.Write(RunFolder.Discover(r.GetValue(dirs)!), r.GetValue(output)!);
+            var runs = RunFolder.Discover(r.GetValue(dirs)!);
+            foreach (var w in runs.SelectMany(run => run.Warnings)) Console.Error.WriteLine($"metarun: warning: {w}");
+            var path = HtmlReport.Write(runs, r.GetValue(output)!);
             Console.WriteLine($"report written to {path}");
             return ExitCodes.Success;
         });

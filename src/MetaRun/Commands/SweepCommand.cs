@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using MetaRun.Sweeps;
 using Spectre.Console;
 
@@ -13,32 +12,32 @@ public static class SweepCommand
         var file = new Argument<string>("sweep") { Description = "The sweep's YAML file (base config, grid, seeds, eval, slurm)" };
         var launcher = new Option<string>("--launcher") { Description = "Run here (local) or submit one Slurm job array (slurm)", DefaultValueFactory = _ => "local" };
         launcher.AcceptOnlyFromAmong("local", "slurm");
-        var parallel = new Option<int>("--parallel") { Description = "Local: runs at a time (the cores are divided between them)", DefaultValueFactory = _ => 1 };
+        var parallel = NumberOptions.Int("--parallel", "Local: runs at a time (the cores are divided between them)", 1, 10_000, 1);
         var dryRun = new Option<bool>("--dry-run") { Description = "Slurm: validate and print the sbatch script without submitting" };
         var status = new Option<bool>("--status") { Description = "Show each run's state (manifest, run folders, squeue/sacct)" };
         // What one Slurm array task runs; not for people.
         var arrayTask = new Option<int?>("--array-task") { Hidden = true };
-        var command = new Command("sweep", "Run a grid of configs × seeds, locally or as a Slurm job array; re-running continues it") { file, launcher, parallel, dryRun, status, arrayTask };
-        command.SetAction(r => Run(r.GetValue(file)!, r.GetValue(launcher)!, r.GetValue(parallel), r.GetValue(dryRun), r.GetValue(status), r.GetValue(arrayTask), r.GetValue(GlobalOptions.DataRoot)));
+        var maxRuns = NumberOptions.Int("--max-runs", "Refuse a sweep that expands to more runs than this", 1, int.MaxValue, (int)SweepSpec.DefaultMaxRuns);
+        var command = new Command("sweep", "Run a grid of configs × seeds, locally or as a Slurm job array; re-running continues it") { file, launcher, parallel, dryRun, status, arrayTask, maxRuns };
+        command.SetAction(r => Run(r.GetValue(file)!, r.GetValue(launcher)!, r.GetValue(parallel), r.GetValue(dryRun), r.GetValue(status), r.GetValue(arrayTask), r.GetValue(GlobalOptions.DataRoot), r.GetValue(maxRuns)));
         return command;
     }
 
-    private static int Run(string file, string launcher, int parallel, bool dryRun, bool status, int? arrayTask, string? dataRoot)
+    private static int Run(string file, string launcher, int parallel, bool dryRun, bool status, int? arrayTask, string? dataRoot, int maxRuns)
     {
         var spec = SweepSpec.Load(file);
+        spec.MaxRuns = maxRuns;
         var cli = CliInvocation.ForAssembly(typeof(MetaRunCli).Assembly.Location);
         if (status) return PrintStatus(spec);
 
-        using var cancel = new CancellationTokenSource();
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cancel.Cancel(); });
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cancel.Cancel(); });
+        using var stop = SweepStop.OnSignals(m => Console.Error.WriteLine($"metarun: {m}"));
 
         if (arrayTask is { } index)
-            return SlurmLauncher.RunArrayTask(spec, index, cli, dataRoot, cancel.Token) ? ExitCodes.Success : ExitCodes.Failure;
+            return SlurmLauncher.RunArrayTask(spec, index, cli, dataRoot, stop) ? ExitCodes.Success : ExitCodes.Failure;
 
         if (launcher == "slurm")
         {
-            var sub = SlurmLauncher.Submit(spec, cli, dataRoot, dryRun);
+            var sub = SlurmLauncher.Submit(spec, cli, dataRoot, dryRun, stop.Requested);
             if (dryRun) { Console.Write(sub.Script); return ExitCodes.Success; }
             if (sub.JobId == null) { Console.WriteLine($"sweep {spec.Name}: every run has finished or is queued; nothing to submit"); return ExitCodes.Success; }
             Console.WriteLine($"submitted job array {sub.JobId} ({sub.Indexes.Count} runs) from {sub.ScriptPath}");
@@ -47,7 +46,7 @@ public static class SweepCommand
         }
         if (dryRun) throw new ConfigException("--dry-run applies to --launcher slurm");
 
-        var outcome = SweepRunner.RunLocal(spec, parallel, cli, dataRoot, new Progress(), cancel.Token);
+        var outcome = SweepRunner.RunLocal(spec, parallel, cli, dataRoot, new Progress(), stop, Console.WriteLine);
         Console.WriteLine($"sweep {spec.Name} ({spec.Folder}): {outcome.Done}/{outcome.Total} done ({outcome.Skipped} already finished), {outcome.Failures.Count} failed{(outcome.Interrupted ? ", interrupted" : "")}");
         foreach (var f in outcome.Failures)
         {

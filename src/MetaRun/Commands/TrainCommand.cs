@@ -16,7 +16,7 @@ public static class TrainCommand
         var config = new Argument<string?>("config") { Description = "The run's YAML config file (with --resume: optional, the run keeps its own)", Arity = ArgumentArity.ZeroOrOne };
         var outDir = new Option<string?>("--out") { Description = "Run folder to write (default: output.dir/NAME-TIMESTAMP)" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this folder from its last checkpoint, with its own config" };
-        var command = new Command("train", "Meta-train a model from a YAML config") { config, set, outDir, resume, Nproc.Option };
+        var command = new Command("train", "Meta-train a model from a YAML config") { config, set, outDir, resume, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r =>
         {
             var request = new TrainingRequest(r.GetValue(config), r.GetValue(set) ?? [], r.GetValue(outDir), r.GetValue(resume), r.GetValue(GlobalOptions.DataRoot), r.GetValue(GlobalOptions.Verbose));

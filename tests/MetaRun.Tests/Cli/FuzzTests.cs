@@ -18,7 +18,7 @@ namespace MetaRun.Tests.Cli;
 /// trace on failure, no raw exception name, and no file touched outside its run folder.
 /// METARUN_FUZZ_SECONDS (default 45) bounds it; METARUN_FUZZ_SEED (default 16) picks the cases.
 /// </summary>
-public class FuzzTests(ITestOutputHelper output)
+public partial class FuzzTests(ITestOutputHelper output)
 {
     private static readonly string[] Tokens =
     [
@@ -84,11 +84,14 @@ public class FuzzTests(ITestOutputHelper output)
             var dir = Directory.CreateDirectory(Path.Combine(sandbox, $"case-{n:00000}")).FullName;
             var cwd = Directory.CreateDirectory(Path.Combine(dir, "cwd")).FullName;
             var run = Path.Combine(dir, "run");
-            var c = (n % 3) switch
+            var c = (n % 6) switch
             {
                 0 => ConfigCase(rng, dir, run, rng.Next(5) == 0 ? omniglotConfig : baseConfig),
                 1 => SetCase(rng, dir, run, baseConfig),
-                _ => CheckpointCase(rng, dir, run, trained, runConfig, lastBytes),
+                2 => CheckpointCase(rng, dir, run, trained, runConfig, lastBytes),
+                3 => SweepCase(rng, dir, run),
+                4 => OptionCase(rng, dir, run, trained),
+                _ => FolderCase(rng, dir, run),
             };
             var before = Snapshot(sandbox, run);
             var problem = Check(c, cwd, out var code, out var message);
@@ -129,7 +132,8 @@ public class FuzzTests(ITestOutputHelper output)
         message = Head(err.Trim());
         if (exit is < 0 or > 5) return $"exit {exit}: {Head(err)}";
         if (exit == 0) return null;
-        var lines = err.Trim().Split('\n');
+        // Informational lines (a folder being decoded) and the usage hint after a parse error are not the message.
+        var lines = err.Trim().Split('\n').Where(l => !l.StartsWith("metarun: folder: decoding", StringComparison.Ordinal) && l != "Run 'metarun --help' for usage.").ToArray();
         if (err.Contains("   at ", StringComparison.Ordinal)) return $"stack trace: {Head(err)}";
         if (lines.Length != 1) return $"{lines.Length} lines: {Head(err)}";
         if (!lines[0].StartsWith("metarun: ", StringComparison.Ordinal)) return $"not a metarun message: {Head(err)}";

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace MetaRun.Tests.Distributed;
+
+/// <summary>
+/// The `--nproc` supervisor and its ranks: the ranks die with it however it dies (kill -9
+/// included), releasing the run folder; more ranks than cores are refused unless asked for.
+/// </summary>
+public sealed class SupervisorTests
+{
+    private static readonly string Config = Path.Combine(TestPaths.Configs, "sinusoid", "maml.yaml");
+
+    private static string[] Settings =>
+    [
+        "--set", "algorithm.iterations=1000000", "--set", "algorithm.meta_batch_size=4", "--set", "eval.interval=0",
+        "--set", "checkpoint.interval=10", "--set", "threads=1", "--set", "workers=1", "--set", "distributed.timeout=20",
+    ];
+
+    private static int[] Children(int parent) =>
+        File.ReadAllText($"/proc/{parent}/task/{parent}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    private static bool Alive(int pid)
+    {
+        // A zombie is dead: it only waits to be reaped.
+        try { return !File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1].StartsWith('Z'); }
+        catch (IOException) { return false; }
+    }
+
+    [Fact]
+    public void KillingTheSupervisorWithSigkillTakesItsRanksWithIt()
+    {
+        var dir = TestPaths.NewTempDir("dp-orphans");
+        using var supervisor = Metarun.Start(["train", Config, .. Settings, "--out", dir, "--nproc", "2"]);
+        var last = Path.Combine(dir, "checkpoints", "last.safetensors");
+        var clock = Stopwatch.StartNew();
+        while (!File.Exists(last) && clock.Elapsed < TimeSpan.FromSeconds(90) && !supervisor.HasExited) Thread.Sleep(50);
+        Assert.True(File.Exists(last), supervisor.Output);
+        var ranks = Children(supervisor.Id);
+        Assert.Equal(2, ranks.Length);
+
+        Process.GetProcessById(supervisor.Id).Kill(); // SIGKILL, the supervisor alone
+        Assert.True(supervisor.WaitForExit(TimeSpan.FromSeconds(30)));
+        clock.Restart();
+        while (ranks.Any(Alive) && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(100);
+        var left = ranks.Where(Alive).ToArray();
+        foreach (var pid in left) try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { }
+        Assert.True(left.Length == 0, $"ranks {string.Join(", ", left)} outlived their supervisor");
+
+        // The run folder is free again: it resumes (briefly) without "in use by another process".
+        var (code, output) = Metarun.Run(["train", Config, .. Settings, "--set", "algorithm.iterations=" + 12, "--resume", dir]);
+        Assert.DoesNotContain("in use by another metarun process", output);
+    }
+
+    [Fact]
+    public void MoreRanksThanCoresAreRefusedUnlessOversubscribed()
+    {
+        var dir = TestPaths.NewTempDir("dp-cap");
+        var (code, output) = Metarun.Run(["train", Config, .. Settings, "--out", dir, "--nproc", "1000"]);
+        Assert.True(code == 2, output);
+        Assert.Contains("--nproc 1000", output);
+        Assert.Contains($"{Environment.ProcessorCount} CPU core", output);
+        Assert.Contains("--oversubscribe", output);
+        Assert.False(File.Exists(Path.Combine(dir, "config.yaml")));
+
+        (code, output) = Metarun.Run(["eval", "--checkpoint", dir, "--nproc", "1000"]);
+        Assert.True(code == 2, output);
+        Assert.Contains("--oversubscribe", output);
+    }
+}
