@@ -123,11 +123,20 @@ public sealed unsafe class TcpStore : IDisposable
         Set($"agree/{what}/{rank}", value);
         var values = new string[worldSize];
         for (var r = 0; r < worldSize; r++) values[r] = r == rank ? value : GetString($"agree/{what}/{r}");
+        Set($"agree/{what}/read/{rank}", "1");
         var differ = Enumerable.Range(1, worldSize - 1).Where(r => values[r] != values[0]).ToList();
-        if (differ.Count > 0)
-            throw new TorchException(
-                $"the ranks disagree on the {what}: rank 0 has {values[0]}, " +
-                string.Join(", ", differ.Select(r => $"rank {r} has {values[r]}")));
+        if (differ.Count == 0) return;
+        // Rank 0 serves the store: it stays until every rank has read the values, so each one
+        // names the disagreement instead of a store that vanished under it.
+        if (rank == 0)
+            for (var r = 1; r < worldSize; r++)
+            {
+                try { GetString($"agree/{what}/read/{r}"); }
+                catch (TorchException) { }
+            }
+        throw new TorchException(
+            $"the ranks disagree on the {what}: rank 0 has {values[0]}, " +
+            string.Join(", ", differ.Select(r => $"rank {r} has {values[r]}")));
     }
 
     private delegate int KeysCall(IntPtr* keys, int n);

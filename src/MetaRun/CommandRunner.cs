@@ -15,7 +15,9 @@ public static class CommandRunner
         var verbose = parse.GetValue(GlobalOptions.Verbose);
         if (parse.Errors.Count > 0)
         {
-            foreach (var e in parse.Errors) Console.Error.WriteLine($"metarun: {e.Message}");
+            // One line however many options are wrong: the first, and how many more there are.
+            var more = parse.Errors.Count > 1 ? $" (and {parse.Errors.Count - 1} more problem{(parse.Errors.Count > 2 ? "s" : "")} on this command line)" : "";
+            Console.Error.WriteLine($"metarun: {parse.Errors[0].Message}{more}");
             Console.Error.WriteLine("Run 'metarun --help' for usage.");
             return ExitCodes.BadUsage;
         }

@@ -46,7 +46,8 @@ public static class CompareCommand
                         table.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = j < comparison.Keys.Count ? Justify.Left : Justify.Right });
                     foreach (var row in comparison.Cells()) table.AddRow(row.Select(Markup.Escape).ToArray());
                     AnsiConsole.Write(table);
-                    Console.WriteLine(comparison.TestColumnNote);
+                    // A paragraph, so the footnote wraps at the same width as the table.
+                    AnsiConsole.Write(new Paragraph(comparison.TestColumnNote + "\n"));
                     break;
             }
         }
