@@ -36,9 +36,10 @@ public static class EvaluationStore
     public static string FolderFor(string checkpointFile)
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(checkpointFile))!;
-        var parent = Path.GetDirectoryName(dir);
-        var inRun = Path.GetFileName(dir) == "checkpoints" && parent != null && File.Exists(Path.Combine(parent, "config.yaml"));
-        return Path.Combine(inRun ? parent! : dir, FolderName);
+        // The run folder's layout is RunDirectory's to name.
+        var run = Path.GetDirectoryName(dir) is { } parent ? Training.RunDirectory.At(parent) : null;
+        var inRun = run != null && Path.GetFullPath(run.CheckpointDir) == dir && File.Exists(run.ConfigPath);
+        return Path.Combine(inRun ? run!.Path : dir, FolderName);
     }
 
     /// <summary>Stores the result; a store that cannot be written is a warning, not a failure: the result is printed and written elsewhere.</summary>

@@ -23,7 +23,7 @@ public sealed class RunFolder
     public required IReadOnlyDictionary<string, string> Keys { get; init; }
     public required IReadOnlyList<MetricsRow> Metrics { get; init; }
     /// <summary>The headline test result (<see cref="Headline"/>), or null when the run has none.</summary>
-    public EvalResult? Eval { get; init; }
+    public EvalResult? Eval => Headline is { Mean: { } m, Ci95: { } ci } h ? new EvalResult(h.Metric, m, ci, h.Episodes, h.Split, h.Iteration, h.CheckpointName) : null;
     /// <summary>Every evaluation of the run (its evaluation store; a lone eval.json from before the store).</summary>
     public IReadOnlyList<StoredEvaluation> Evaluations { get; init; } = [];
     /// <summary>
@@ -32,9 +32,12 @@ public sealed class RunFolder
     /// (the last where the run never validated); among several, the latest checkpoint iteration,
     /// then the most episodes, then the newest.
     /// </summary>
-    public StoredEvaluation? Headline { get; init; }
+    public StoredEvaluation? Headline => Chosen.Headline;
     /// <summary>The other evaluations by label ("val", "fgsm ε=0.1", "5w5s", "10 steps", …): the newest of each.</summary>
-    public IReadOnlyDictionary<string, StoredEvaluation> Variants { get; init; } = new Dictionary<string, StoredEvaluation>();
+    public IReadOnlyDictionary<string, StoredEvaluation> Variants => Chosen.Variants;
+
+    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants)? chosen;
+    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants) Chosen => chosen ??= Choose();
     /// <summary>What could not be read (a damaged metrics.csv, a duplicate run), to show beside the result.</summary>
     public List<string> Warnings { get; init; } = [];
 
@@ -68,7 +71,8 @@ public sealed class RunFolder
             ConfigYaml = yaml,
             Keys = ConfigKeys.Flatten(config),
             Metrics = MetricsCsv.Read(run.MetricsCsvPath, warnings),
-        }.WithEvaluations(ReadEvaluations(dir, run, warnings));
+            Evaluations = ReadEvaluations(dir, run, warnings),
+        };
     }
 
     private static IReadOnlyList<StoredEvaluation> ReadEvaluations(string dir, RunDirectory run, List<string> warnings)
@@ -85,9 +89,9 @@ public sealed class RunFolder
         }
     }
 
-    private RunFolder WithEvaluations(IReadOnlyList<StoredEvaluation> all)
+    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants) Choose()
     {
-        var c = Config;
+        var (c, all) = (Config, Evaluations);
         var steps = Algorithms.AlgorithmRegistry.Get(c.Algorithm.Name).TestInnerSteps(c.Algorithm);
         var ways = IsRegression ? 1 : c.Data.Test.Ways;
         bool OwnSettings(StoredEvaluation e) => e.Ways == ways && e.Shots == c.Data.Test.Shots && e.Queries == c.Data.Test.Queries
@@ -101,14 +105,7 @@ public sealed class RunFolder
             variants[VariantLabel(e, headline, ways, steps)] = e;
         // The same evaluation at fewer episodes or an older checkpoint says nothing the headline does not.
         variants.Remove("");
-        return new RunFolder
-        {
-            Dir = Dir, Name = Name, Config = Config, ConfigYaml = ConfigYaml, Keys = Keys, Metrics = Metrics, Warnings = Warnings,
-            Evaluations = all,
-            Headline = headline,
-            Eval = headline is { Mean: { } m, Ci95: { } ci } ? new EvalResult(headline.Metric, m, ci, headline.Episodes, headline.Split, headline.Iteration, headline.CheckpointName) : null,
-            Variants = variants,
-        };
+        return (headline, variants);
     }
 
     /// <summary>What sets an evaluation apart from the run's own test settings, as a short label.</summary>
