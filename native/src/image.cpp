@@ -167,10 +167,15 @@ MR_EXPORT Handle mr_image_decode(const uint8_t* data, int64_t size, int channels
     if (channels != 1 && channels != 3) throw std::invalid_argument("channels must be 1 or 3");
     std::vector<uint8_t> pixels;
     int w = 0, h = 0;
+    // The format comes from the content, never the extension: a .jpg that is empty or holds
+    // something else is named as what it is, not as a broken PNG.
+    if (size == 0) throw std::runtime_error("empty file (0 bytes), not an image");
     if (is_jpeg(data, static_cast<size_t>(size)))
       decode_jpeg(data, static_cast<size_t>(size), channels, pixels, w, h);
-    else
+    else if (size >= 8 && png_sig_cmp(data, 0, 8) == 0)
       decode_png(data, static_cast<size_t>(size), channels, pixels, w, h);
+    else
+      throw std::runtime_error("neither a PNG nor a JPEG (its first bytes are neither signature)");
     auto t = at::empty({h, w, channels}, at::kByte);
     std::memcpy(t.data_ptr(), pixels.data(), pixels.size());
     return t.permute({2, 0, 1}).contiguous();

@@ -78,6 +78,17 @@ public sealed class DataOptions
     /// <summary>Progress and cache messages (one line each); null is silent.</summary>
     public Action<string>? Log { get; init; }
 
+    /// <summary>
+    /// The splits the command draws from, each with the classes it needs there (null: every
+    /// split, at the config's ways). A split it does not read may be missing from a folder data
+    /// set (test/ while training, val/ without validation) and is not checked against the
+    /// episode shapes. Built by <see cref="TaskFamilies.Needs"/>.
+    /// </summary>
+    public IReadOnlyDictionary<Split, int>? Splits { get; init; }
+
+    /// <summary>Whether the command reads <paramref name="split"/>.</summary>
+    public bool Reads(Split split) => Splits?.ContainsKey(split) ?? true;
+
     public static DataOptions Default { get; } = new();
 
     internal int Degree => MaxDegreeOfParallelism > 0 ? MaxDegreeOfParallelism : Environment.ProcessorCount;

@@ -37,6 +37,7 @@ public static class FolderDataset
         var root = DataRoot.Expand(data.Root);
         var format = ImageFormat.For(data);
         var classes = Keep(ReadLayout(root, data), data, options.Log);
+        CheckSplits(root, classes, data, options);
         var store = LoadStore(root, classes, format, options);
         var splits = SplitOrder.ToDictionary(s => s, s => classes.Select((c, i) => (c, i)).Where(x => x.c.Split == s).Select(x => new SplitClass(x.i, 0)).ToArray());
         var train = classes.Where(c => c.Split == Split.Train).ToList();
@@ -46,6 +47,31 @@ public static class FolderDataset
             : null;
         return new ImageTaskFamily(MetaRun.Config.Dataset.Folder, store, splits, [.. classes.Select(c => c.Name)], format.Scale, format.Offset, seed, options, trainDomains: domains);
     }
+
+    /// <summary>
+    /// Each split the command reads has classes enough for its episodes; a split it does not read
+    /// may be absent (docs/own-data.md). Checked on the folder listing, before any image is decoded.
+    /// </summary>
+    private static void CheckSplits(string root, List<ClassFolder> classes, DataConfig data, DataOptions options)
+    {
+        foreach (var split in SplitOrder.Where(options.Reads))
+        {
+            var count = classes.Count(c => c.Split == split);
+            var need = options.Splits?[split] ?? (split == Split.Train ? data.Train.Ways : data.Test.Ways);
+            var name = Lower(split);
+            if (count == 0)
+                throw new DataException($"{root}: the {name} split has no classes, but {ReadBy(split)}");
+            if (count < need)
+                throw new DataException($"{root}: the {name} split has {count} classes, but {TaskFamilies.WaysKey(split)} asks for {need}-way episodes");
+        }
+    }
+
+    private static string ReadBy(Split split) => split switch
+    {
+        Split.Train => "training draws its episodes from it (add class folders under train/, or list them in train.txt)",
+        Split.Val => "validation reads it (add class folders under val/ or list them in val.txt, or set eval.interval: 0 to train without validating)",
+        _ => "metarun eval reads it (add class folders under test/ or list them in test.txt, or evaluate another split with --split val)",
+    };
 
     /// <summary>The classes of each split, in store order (train, val, test; ordinal names within a split).</summary>
     public static List<ClassFolder> ReadLayout(string root, DataConfig data)
@@ -158,7 +184,20 @@ public static class FolderDataset
             if (broken)
                 throw new DataException($"{entry}: a symbolic link to {target}, which does not exist or loops back on itself; a class folder behind it would be left out. Fix or remove the link");
         }
-        return [.. Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal)];
+        var subs = Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
+        foreach (var d in subs) RefuseUnreadableName(d);
+        return subs;
+    }
+
+    /// <summary>
+    /// .NET reads Linux file names as UTF-8 and replaces bytes that are not (a Latin-1 name from
+    /// an old archive) with U+FFFD; the name it gives then opens nothing, so such an entry is a
+    /// data error naming it, not a "part of the path" not found later.
+    /// </summary>
+    private static void RefuseUnreadableName(string path)
+    {
+        if (Path.GetFileName(path).Contains('\uFFFD'))
+            throw new DataException($"{path}: this name is not valid UTF-8 (� marks the bytes that are not), and MetaRun reads names as UTF-8; rename it (for example with 'convmv -f latin1 -t utf8 -r --notest FOLDER')");
     }
 
     /// <summary>The image files of one class folder (hidden and non-image files are not images; formats the decoders cannot read are an error).</summary>
@@ -172,7 +211,9 @@ public static class FolderDataset
             var ext = Path.GetExtension(file).ToLowerInvariant();
             if (UnsupportedExtensions.Contains(ext))
                 throw new DataException($"{f}: {ext.TrimStart('.').ToUpperInvariant()} images are not read (MetaRun decodes PNG and JPEG); convert the folder, e.g. with 'mogrify -format png *{ext}'");
-            if (ImageExtensions.Contains(ext)) files.Add(file);
+            if (!ImageExtensions.Contains(ext)) continue;
+            RefuseUnreadableName(f);
+            files.Add(file);
         }
         return new ClassFolder(split, name, dir, [.. files]);
     }

@@ -73,6 +73,21 @@ public static class TaskFamilies
         Check("test", data.Test, Split.Val, Split.Test);
     }
 
+    /// <summary>
+    /// What a command reads of the data set (<see cref="DataOptions.Splits"/>): each of
+    /// <paramref name="splits"/> with the classes its episodes need (data.train.ways for train
+    /// episodes, one class for the baseline's mini-batches, data.test.ways for val and test).
+    /// </summary>
+    public static IReadOnlyDictionary<Split, int> Needs(RunConfig config, params Split[] splits) =>
+        splits.Distinct().ToDictionary(s => s, s => s != Split.Train ? config.Data.Test.Ways : TrainsOnEpisodes(config) ? config.Data.Train.Ways : 1);
+
+    /// <summary>What training reads: the train split, and val when it validates (eval.interval &gt; 0).</summary>
+    public static IReadOnlyDictionary<Split, int> TrainingNeeds(RunConfig config) =>
+        config.Eval.Interval > 0 ? Needs(config, Split.Train, Split.Val) : Needs(config, Split.Train);
+
+    /// <summary>The key that sets how many classes a split's episodes take.</summary>
+    public static string WaysKey(Split split) => split == Split.Train ? "data.train.ways" : "data.test.ways";
+
     /// <summary>Whether data.train shapes anything: the baseline trains on its own mini-batches over every training class.</summary>
     private static bool TrainsOnEpisodes(RunConfig config) =>
         Algorithms.AlgorithmRegistry.All.FirstOrDefault(a => a.Name == config.Algorithm.Name)?.Trains != Algorithms.TrainsOn.OwnBatches;
@@ -81,13 +96,13 @@ public static class TaskFamilies
     /// The same checks against an opened data set whose splits come from its files (miniImageNet's
     /// CSVs): still before training starts, as config errors naming the key.
     /// </summary>
-    public static void CheckEpisodes(RunConfig config, ITaskFamily family)
+    public static void CheckEpisodes(RunConfig config, ITaskFamily family, DataOptions? options = null)
     {
         if (family is not ImageTaskFamily images) return;
         void Check(string section, EpisodeConfig e, params Split[] used)
         {
             var prefix = $"data.{section}.";
-            foreach (var split in used)
+            foreach (var split in used.Where(s => options?.Reads(s) ?? true))
             {
                 var classes = images.ClassCount(split);
                 if (e.Ways > classes)

@@ -162,7 +162,7 @@ public static class Adaptation
             result.Add((c.Name, [.. c.Files.Select(f => Path.Combine(sub, f))]));
         }
         if (result.Count == 0) throw new DataException($"{dir}: no class subfolders (the {what} folder holds one subfolder of images per class, named after the class)");
-        if (result.Count < 2) throw new DataException($"{dir}: only one class ('{result[0].Item1}'); a classifier needs at least two");
+        if (result.Count < 2) throw new ConfigException($"{dir}: only one class ('{result[0].Item1}'); a classifier needs at least two");
         return result;
     }
 

@@ -48,7 +48,7 @@ public static class Evaluator
         ConfigLoader.Override(config, sets);
 
         var clock = Stopwatch.StartNew();
-        using var experiment = Experiment.Launch(config, dataRoot, $"eval {Path.GetFullPath(file)} {split} {episodes}", new DataOptions { Log = log });
+        using var experiment = Experiment.Launch(config, dataRoot, $"eval {Path.GetFullPath(file)} {split} {episodes}", new DataOptions { Log = log, Splits = TaskFamilies.Needs(config, split) });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var metric = experiment.Objective.Headline;
         if (experiment.Parallel is { Rank: > 0 }) progress = null;

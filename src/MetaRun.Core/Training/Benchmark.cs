@@ -46,7 +46,7 @@ public static class Benchmark
         config.Execution = e.Plan.Batched ? Execution.PerTask : Execution.Batched;
         // Workers and threads follow the mode unless the config pins them.
         Experiment.ApplyProcessSettings(config);
-        using var other = Experiment.Create(config, dataRoot);
+        using var other = Experiment.Create(config, dataRoot, new DataOptions { Splits = TaskFamilies.Needs(config, Split.Train) });
         return new ModeTiming(config.Execution.Yaml(), other.Plan, Run(other, iterations, warmup));
     }
 

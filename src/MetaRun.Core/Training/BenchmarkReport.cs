@@ -3,6 +3,7 @@ using System.Text.Json;
 using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Config;
+using MetaRun.Data;
 
 namespace MetaRun.Training;
 
@@ -27,7 +28,7 @@ public sealed record BenchmarkReport(IReadOnlyList<string> Lines, Dictionary<str
     public static BenchmarkReport? OfTraining(string configPath, RunConfig config, string? dataRoot, int iterations, int warmup)
     {
         if (iterations < 1 || warmup < 0) throw new ConfigException("--iterations must be at least 1 and --warmup at least 0");
-        using var experiment = Experiment.Launch(config, dataRoot, $"bench {iterations} {warmup}");
+        using var experiment = Experiment.Launch(config, dataRoot, $"bench {iterations} {warmup}", new DataOptions { Splits = TaskFamilies.Needs(config, Split.Train) });
         var parallel = experiment.Parallel;
         BenchmarkResult r;
         try

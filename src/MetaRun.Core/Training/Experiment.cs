@@ -103,7 +103,7 @@ public sealed class Experiment : IDisposable
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try
         {
-            TaskFamilies.CheckEpisodes(config, family);
+            TaskFamilies.CheckEpisodes(config, family, dataOptions);
             var objective = new Objective(family.IsRegression);
             var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
             var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed, TaskFamilies.ShapeOf(config.Data, Split.Train)));

@@ -92,7 +92,7 @@ public sealed class TrainingRun : IDisposable
         var rank = Distributed.Launch.FromEnvironment()?.Rank ?? 0;
         var early = new EarlyLog(rank == 0 ? say : null);
         // The run folder takes part in the ranks' agreement: ranks told different folders refuse.
-        var experiment = Experiment.Launch(config, request.DataRoot, $"train out={request.OutDir} resume={request.ResumeDir}", new DataOptions { Log = early.Write });
+        var experiment = Experiment.Launch(config, request.DataRoot, $"train out={request.OutDir} resume={request.ResumeDir}", new DataOptions { Log = early.Write, Splits = TaskFamilies.TrainingNeeds(config) });
         RunDirectory? run = null;
         Checkpoint? resume = null;
         var owned = false;

@@ -10,15 +10,20 @@ public static class ChildProcess
 {
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "metarun.dll");
 
-    public static Process Start(IEnumerable<string> args, string? workDir = null, IReadOnlyDictionary<string, string>? env = null)
+    public static Process Start(IEnumerable<string> args, string? workDir = null, IReadOnlyDictionary<string, string>? env = null, string[]? wrapper = null)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(wrapper?[0] ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = workDir ?? Environment.CurrentDirectory,
         };
+        if (wrapper != null)
+        {
+            foreach (var w in wrapper.Skip(1)) psi.ArgumentList.Add(w);
+            psi.ArgumentList.Add("dotnet");
+        }
         psi.ArgumentList.Add(Dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
@@ -26,10 +31,23 @@ public static class ChildProcess
         return Process.Start(psi) ?? throw new InvalidOperationException("cannot start dotnet");
     }
 
-    /// <summary>Runs to the end (killed and failed after <paramref name="timeout"/>); exit code and both outputs.</summary>
-    public static (int Code, string Out, string Err) Run(IEnumerable<string> args, string? workDir = null, IReadOnlyDictionary<string, string>? env = null, TimeSpan? timeout = null)
+    /// <summary>
+    /// Runs as a user without privileges: as root (CI), through setpriv as nobody, since root
+    /// reads a file whatever its mode; otherwise as the current user. Whatever it writes must go
+    /// to a folder everyone may write.
+    /// </summary>
+    public static (int Code, string Out, string Err) RunUnprivileged(IEnumerable<string> args, string writable, TimeSpan? timeout = null)
     {
-        using var p = Start(args, workDir, env);
+        var env = new Dictionary<string, string> { ["HOME"] = writable, ["METARUN_CACHE_DIR"] = Path.Combine(writable, "cache") };
+        if (!Environment.IsPrivilegedProcess) return Run(args, writable, env, timeout);
+        return Run(args, writable, env, timeout, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+    }
+
+    /// <summary>Runs to the end (killed and failed after <paramref name="timeout"/>); exit code and both outputs.</summary>
+    /// <param name="wrapper">A command that runs dotnet for it (setpriv …), or none.</param>
+    public static (int Code, string Out, string Err) Run(IEnumerable<string> args, string? workDir = null, IReadOnlyDictionary<string, string>? env = null, TimeSpan? timeout = null, string[]? wrapper = null)
+    {
+        using var p = Start(args, workDir, env, wrapper);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(120)))

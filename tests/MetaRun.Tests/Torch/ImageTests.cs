@@ -175,6 +175,17 @@ public sealed class ImageTests
         Assert.Equal([1L, 2, 2], Image.Decode(Image.EncodePng(Torch.Zeros([1, 2, 2], ScalarType.UInt8)), 1).Shape);
     }
 
+    [Theory]
+    [InlineData(new byte[0], "empty file")]
+    [InlineData(new byte[] { 0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 1, 0, 1, 0 }, "neither a PNG nor a JPEG")]
+    [InlineData(new byte[] { 1, 2, 3 }, "neither a PNG nor a JPEG")]
+    public void ANonImageIsNamedForWhatItIsNotAsABrokenPng(byte[] bytes, string expected)
+    {
+        var e = Assert.Throws<TorchException>(() => Image.Decode(bytes, 3));
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain("not a PNG", e.Message);
+    }
+
     [Fact]
     public void ATruncatedPngThrowsTorchException()
     {

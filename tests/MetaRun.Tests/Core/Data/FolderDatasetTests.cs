@@ -207,6 +207,83 @@ public sealed class FolderDatasetTests : IDisposable
     }
 
     [Fact]
+    public void TestClassesAreNeededOnlyByEvalAndValClassesOnlyByValidation()
+    {
+        Directory.Delete(Path.Combine(Root, "test"), recursive: true);
+        var config = Config("protonet", 3);
+        var (code, _, err) = Train(config, "no-test");
+        Assert.True(code == 0, err);
+
+        // eval refuses from the listing, before decoding: the broken image added here is never reached.
+        var corrupt = Path.Combine(Root, "train", "shape1", "zz-corrupt.png");
+        File.WriteAllBytes(corrupt, [0x89, (byte)'P', (byte)'N', (byte)'G', 1, 2, 3]);
+        (code, _, err) = CliRunner.Run("eval", Path.Combine(dir, "no-test"), "--episodes", "2");
+        Assert.Equal(3, code);
+        Assert.Contains($"{Root}: the test split has no classes, but metarun eval reads it", err);
+        Assert.DoesNotContain("zz-corrupt", err);
+        File.Delete(corrupt);
+
+        Directory.Delete(Path.Combine(Root, "val"), recursive: true);
+        (code, _, err) = Train(config, "no-val");
+        Assert.Equal(3, code);
+        Assert.Contains("the val split has no classes, but validation reads it", err);
+        Assert.Contains("eval.interval: 0", err);
+        Assert.False(Directory.Exists(Path.Combine(dir, "no-val")));
+        (code, _, err) = Train(config, "no-val", "eval.interval=0");
+        Assert.True(code == 0, err);
+
+        // A split the command reads with fewer classes than the episodes' ways names the key.
+        (code, _, err) = Train(config, "wide", "eval.interval=0", "data.train.ways=7");
+        Assert.Equal(3, code);
+        Assert.Contains("the train split has 6 classes, but data.train.ways asks for 7-way episodes", err);
+
+        // A support folder of one class is a class count no classifier takes: exit 2, as docs/own-data.md says.
+        var one = Path.Combine(dir, "one");
+        Directory.CreateDirectory(Path.Combine(one, "shape0"));
+        File.Copy(Path.Combine(Root, "train", "shape0", "img0.png"), Path.Combine(one, "shape0", "img0.png"));
+        (code, _, err) = CliRunner.Run("adapt", "--checkpoint", Path.Combine(dir, "no-test"), "--support", one, "--query", one, "--out", Path.Combine(dir, "one.csv"));
+        Assert.Equal(2, code);
+        Assert.Contains("only one class ('shape0')", err);
+    }
+
+    [Fact]
+    public void AClassFolderNameThatIsNotUtf8IsNamedAsSuch()
+    {
+        // .NET cannot write such a name itself: the shell's printf makes the Latin-1 byte.
+        var made = System.Diagnostics.Process.Start("bash", ["-c", $"cp -r '{Path.Combine(Root, "train", "shape5")}' \"{Path.Combine(Root, "train")}/caf$(printf '\\351')\""])!;
+        made.WaitForExit();
+        Assert.Equal(0, made.ExitCode);
+        var (code, _, err) = Train(Config("protonet", 3), "latin1");
+        Assert.Equal(3, code);
+        Assert.Contains("caf\uFFFD: this name is not valid UTF-8", err);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void AnImageWithoutReadPermissionIsNamedInTrainingAndAdapt()
+    {
+        var (code, _, err) = Train(Config("protonet", 3), "proto");
+        Assert.True(code == 0, err);
+        var writable = Path.Combine(dir, "open");
+        Directory.CreateDirectory(writable, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupWrite
+            | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute);
+
+        var (support, query) = SupportAndQuery(3);
+        var hidden = Directory.GetFiles(Path.Combine(support, "shape10")).Single();
+        File.SetUnixFileMode(hidden, UnixFileMode.None);
+        (code, _, err) = ChildProcess.RunUnprivileged(["adapt", "--checkpoint", Path.Combine(dir, "proto"), "--support", support, "--query", query, "--out", Path.Combine(writable, "p.csv")], writable);
+        Assert.Equal(3, code);
+        Assert.Contains($"{hidden}: cannot read the image (permission denied)", err);
+
+        var train = Path.Combine(Root, "train", "shape2", "img1.png");
+        File.SetUnixFileMode(train, UnixFileMode.None);
+        (code, _, err) = ChildProcess.RunUnprivileged(["train", Config("protonet", 3), "--out", Path.Combine(writable, "run")], writable);
+        Assert.Equal(3, code);
+        Assert.Contains($"{train}: cannot read the image (permission denied)", err);
+        Assert.DoesNotContain("Exception", err);
+    }
+
+    [Fact]
     public void TooFewImagesStopOrAreLeftOutWithAWarning()
     {
         WriteClass(Path.Combine(Root, "train", "small"), 20, 2);
