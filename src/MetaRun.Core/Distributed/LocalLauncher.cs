@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace MetaRun.Distributed;
 
@@ -19,10 +20,38 @@ public static class LocalLauncher
     {
         var port = FreePort();
         var ranks = new List<Process>();
+        // SIGINT and SIGTERM reach the supervisor (and, from a terminal or scancel, the ranks too,
+        // which leave them to it): the first is passed on once, as a stop request each rank
+        // answers by finishing its iteration and saving; the second kills the ranks.
+        var stopCode = 0;
+        var signals = 0;
+        void OnSignal(PosixSignalContext c)
+        {
+            c.Cancel = true;
+            var code = c.Signal == PosixSignal.SIGINT ? 130 : 143;
+            var name = code == 130 ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
+            lock (ranks)
+            {
+                if (signals++ == 0)
+                {
+                    stopCode = code;
+                    lock (stderr) stderr.WriteLine($"metarun: {name}: the {nproc} ranks finish this iteration and save checkpoints/last; send it again to stop at once");
+                    foreach (var p in ranks.Where(p => !p.HasExited))
+                        try { p.StandardInput.WriteLine($"{RankSupervision.StopLine} {code}"); p.StandardInput.Flush(); }
+                        catch (IOException) { }
+                    return;
+                }
+                lock (stderr) stderr.WriteLine($"metarun: {name} again: stopping the ranks now; the run resumes from its last checkpoint");
+                foreach (var p in ranks.Where(p => !p.HasExited)) p.Kill();
+            }
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
-            for (var rank = 0; rank < nproc; rank++)
-                ranks.Add(Start(rank, nproc, port, childArgs, rank == 0 ? stdout : null, stderr));
+            lock (ranks)
+                for (var rank = 0; rank < nproc; rank++)
+                    ranks.Add(Start(rank, nproc, port, childArgs, rank == 0 ? stdout : null, stderr));
 
             // Wait for the first rank to end; after a failure, the others get the collective
             // timeout (plus a grace period for their own diagnosis) to end by themselves.
@@ -49,6 +78,8 @@ public static class LocalLauncher
             }
             foreach (var p in ranks) p.WaitForExit(); // drains redirected output
 
+            // Stopped on request: the ranks saved and said so (or were killed on the second signal).
+            if (stopCode != 0 && ranks.All(p => p.ExitCode is 0 or 130 or 143 or 137)) return stopCode;
             if (firstFailure < 0) return ExitCodes.Success;
             var code = ranks[firstFailure].ExitCode;
             // Exit codes above 128 are a signal's (137: SIGKILL): the rank printed nothing itself.

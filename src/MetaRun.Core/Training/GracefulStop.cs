@@ -22,10 +22,15 @@ public sealed class GracefulStop : IDisposable
         (this.say, this.finishing) = (say, finishing);
         sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
         sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
-        // Under a supervisor (a sweep) the stop request comes through it, once (see SupervisedStop).
+        // Under a supervisor (a sweep, --nproc) the stop request comes through it, once (see
+        // SupervisedStop, RankSupervision): the supervisor says what it has to.
         if (SupervisedStop.Active)
             SupervisedStop.Watch(() => { if (Interlocked.CompareExchange(ref signalled, 143, 0) == 0) stop.Cancel(); });
+        else if (Distributed.RankSupervision.Active)
+            Distributed.RankSupervision.OnStop(code => { if (Interlocked.CompareExchange(ref signalled, code, 0) == 0) stop.Cancel(); });
     }
+
+    private static bool Supervised => SupervisedStop.Active || Distributed.RankSupervision.Active;
 
     public CancellationToken Token => stop.Token;
 
@@ -38,8 +43,10 @@ public sealed class GracefulStop : IDisposable
     private void OnSignal(PosixSignalContext context, int code)
     {
         context.Cancel = true;
-        // Supervised: the supervisor got the same signal and asks through SupervisedStop.
-        if (SupervisedStop.Active) return;
+        // Supervised: the supervisor got the same signal (a terminal's Ctrl-C and scancel signal the
+        // whole process group) and asks once; counting this one too would make its request the
+        // second signal, "stop at once", and lose the iterations since the last checkpoint.
+        if (Supervised) return;
         var name = context.Signal == PosixSignal.SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)";
         if (Interlocked.CompareExchange(ref signalled, code, 0) == 0)
         {

@@ -53,6 +53,33 @@ public sealed class SupervisorTests
     }
 
     [Fact]
+    public void CtrlCStopsEveryRankAtASavedIterationAndSaysHowToResume()
+    {
+        var dir = TestPaths.NewTempDir("dp-stop");
+        using var supervisor = Metarun.Start(["train", Config, .. Settings, "--out", dir, "--nproc", "2"]);
+        var last = Path.Combine(dir, "checkpoints", "last.safetensors");
+        var clock = Stopwatch.StartNew();
+        while (!File.Exists(last) && clock.Elapsed < TimeSpan.FromSeconds(90) && !supervisor.HasExited) Thread.Sleep(50);
+        Assert.True(File.Exists(last), supervisor.Output);
+        var ranks = Children(supervisor.Id);
+        Assert.Equal(2, ranks.Length);
+
+        // A terminal's Ctrl-C signals the whole process group: the supervisor and both ranks.
+        using (var kill = Process.Start("kill", ["-INT", .. new[] { supervisor.Id }.Concat(ranks).Select(p => p.ToString(CultureInfo.InvariantCulture))])!) kill.WaitForExit();
+        Assert.True(supervisor.WaitForExit(TimeSpan.FromSeconds(60)), supervisor.Output);
+        Assert.True(supervisor.ExitCode == 130, supervisor.Output);
+        Assert.Contains("interrupted (SIGINT): the 2 ranks finish this iteration and save checkpoints/last", supervisor.Output);
+        Assert.DoesNotContain("(SIGINT) again", supervisor.Output);
+        var stopped = System.Text.RegularExpressions.Regex.Match(supervisor.Output, @"stopped at iteration (\d+), saved in (.+); resume with: (.+)");
+        Assert.True(stopped.Success, supervisor.Output);
+        Assert.Contains("--resume", stopped.Groups[3].Value);
+        // What it says it saved is what checkpoints/last holds: the iteration it stopped at, not the last interval's.
+        using (var saved = global::LibTorch.Safetensors.Load(last))
+            Assert.Equal(stopped.Groups[1].Value, saved.Metadata["iteration"]);
+        Assert.DoesNotContain(ranks, Alive);
+    }
+
+    [Fact]
     public void MoreRanksThanCoresAreRefusedUnlessOversubscribed()
     {
         var dir = TestPaths.NewTempDir("dp-cap");
