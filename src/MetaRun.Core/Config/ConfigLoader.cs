@@ -107,6 +107,9 @@ public static class ConfigLoader
         var model = config.Model.Name == ModelName.Auto ? (config.Data.IsRegression ? ModelName.Mlp : ModelName.Conv4) : config.Model.Name;
         if (model == ModelName.Mlp) Drop(Section("model"), "filters", "downsample");
         else Drop(Section("model"), model == ModelName.Conv4 ? ["hidden"] : ["hidden", "downsample"]);
+        // A blank data.root was never read: the data came from --data-root, $METARUN_DATA_ROOT or the
+        // default folder, and the run's history.jsonl names the folder it was.
+        if (string.IsNullOrEmpty(config.Data.Root)) Drop(Section("data"), "root");
         if (config.Data.IsRegression)
         {
             Drop(Section("data"), "root", "channels", "split_ratio", "skip_small_classes", "split", "split_seed", "image_size");

@@ -51,4 +51,45 @@ public static class EpisodeGrid
             }
         }
     }
+
+    /// <summary>
+    /// The episode as a PNG for people: each image enlarged to at least 64 pixels (whole-pixel
+    /// steps, so pixels stay sharp), a row label with the class's name on the left and
+    /// "support" / "query" above. SkiaSharp (already under the plots) draws the text.
+    /// </summary>
+    public static byte[] RenderPng(ImageTaskFamily family, MetaBatch batch, EpisodeShape shape, IReadOnlyList<string> classNames)
+    {
+        using var scope = Torch.NewScope();
+        var grid = Render(family, batch, shape);
+        int c = (int)grid.Size(0), h = (int)grid.Size(1), w = (int)grid.Size(2);
+        var pixels = grid.ToArray<byte>();
+        var s = family.Store.Height;
+        var factor = Math.Max(1, (64 + s - 1) / s);
+        using var font = new SkiaSharp.SKFont(SkiaSharp.SKTypeface.Default, 14);
+        using var paint = new SkiaSharp.SKPaint { Color = SkiaSharp.SKColors.Black, IsAntialias = true };
+        var labels = classNames.Select((n, j) => $"{j}: {n}").ToList();
+        var left = (int)Math.Ceiling(labels.Select(l => font.MeasureText(l)).DefaultIfEmpty(0).Max()) + 12;
+        const int top = 24;
+        using var bitmap = new SkiaSharp.SKBitmap(left + w * factor, top + h * factor);
+        using (var canvas = new SkiaSharp.SKCanvas(bitmap))
+        {
+            canvas.Clear(SkiaSharp.SKColors.White);
+            for (var y = 0; y < h; y++)
+            for (var x = 0; x < w; x++)
+            {
+                byte P(int ch) => pixels[(Math.Min(ch, c - 1) * h + y) * w + x];
+                using var fill = new SkiaSharp.SKPaint { Color = new SkiaSharp.SKColor(P(0), P(1), P(2)) };
+                canvas.DrawRect(left + x * factor, top + y * factor, factor, factor, fill);
+            }
+            var cell = s + Border;
+            var queryX = Border + shape.Shots * cell + Math.Max(s / 2, 4);
+            canvas.DrawText("support", left + Border * factor, top - 7, font, paint);
+            canvas.DrawText("query", left + queryX * factor, top - 7, font, paint);
+            for (var j = 0; j < labels.Count; j++)
+                canvas.DrawText(labels[j], 4, top + (Border + j * cell + s / 2f) * factor + 5, font, paint);
+        }
+        using var image = SkiaSharp.SKImage.FromBitmap(bitmap);
+        using var data = image.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
+    }
 }

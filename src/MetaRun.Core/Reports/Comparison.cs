@@ -85,17 +85,20 @@ public sealed class Comparison
         return Math.Sqrt(xs.Sum(x => (x - mean) * (x - mean)) / (xs.Count - 1));
     }
 
+    /// <summary>The columns that name a row rather than measure it: the run folders, then the differing keys.</summary>
+    public int LabelColumns => Keys.Count + 1;
+
     public IReadOnlyList<string> Headers =>
-        [.. Keys, $"best val {(Headline.HigherIsBetter ? "accuracy" : "loss")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})")];
+        ["runs", .. Keys, $"best val {(Headline.HigherIsBetter ? "accuracy" : "loss")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})")];
 
     /// <summary>Which evaluation the test column holds, for a footnote.</summary>
     public string TestColumnNote =>
         "test: the clean test-split evaluation of each run's best checkpoint (its last where it never validated) at the run's own test settings; " +
         "other evaluations are in their own columns" + (Variants.Count > 0 ? "" : " (none yet)");
 
-    /// <summary>The table as text cells (numbers to 4 decimals; empty where not measured).</summary>
+    /// <summary>The table as text cells: the run folders' names (a row's seeds), the keys, then numbers to 4 decimals (empty where not measured).</summary>
     public IReadOnlyList<IReadOnlyList<string>> Cells() =>
-        Rows.Select(r => (IReadOnlyList<string>)[.. r.KeyValues, F(r.BestValidation), F(r.TestMean), F(r.TestCi95), F(r.SeedSpread), r.Seeds.ToString(CultureInfo.InvariantCulture),
+        Rows.Select(r => (IReadOnlyList<string>)[string.Join(" ", r.Runs.Select(x => Path.GetFileName(x.Dir.TrimEnd('/')))), .. r.KeyValues, F(r.BestValidation), F(r.TestMean), F(r.TestCi95), F(r.SeedSpread), r.Seeds.ToString(CultureInfo.InvariantCulture),
             .. (r.VariantMeans ?? []).Select(F)]).ToList();
 
     private static string F(double? v) => v is { } x ? x.ToString("0.0000", CultureInfo.InvariantCulture) : "";
@@ -116,7 +119,7 @@ public sealed class Comparison
         static string Esc(string s) => s.Replace("|", "\\|");
         var b = new StringBuilder();
         b.AppendLine("| " + string.Join(" | ", Headers.Select(Esc)) + " |");
-        b.AppendLine("|" + string.Join("|", Headers.Select((_, i) => i < Keys.Count ? "---" : "---:")) + "|");
+        b.AppendLine("|" + string.Join("|", Headers.Select((_, i) => i < LabelColumns ? "---" : "---:")) + "|");
         foreach (var row in Cells()) b.AppendLine("| " + string.Join(" | ", row.Select(Esc)) + " |");
         return b.ToString();
     }

@@ -36,7 +36,7 @@ public static class HtmlReport
         {
             b.AppendLine($"<table id=\"compare{(k == 0 ? "" : $"-{comparison.Metric}")}\"><tr>" + string.Concat(comparison.Headers.Select(h => $"<th>{H(h)}</th>")) + "</tr>");
             foreach (var row in comparison.Cells())
-                b.AppendLine("<tr>" + string.Concat(row.Select((c, i) => i < comparison.Keys.Count ? $"<td>{H(c)}</td>" : $"<td class=\"n\">{H(c)}</td>")) + "</tr>");
+                b.AppendLine("<tr>" + string.Concat(row.Select((c, i) => i < comparison.LabelColumns ? $"<td>{H(c)}</td>" : $"<td class=\"n\">{H(c)}</td>")) + "</tr>");
             b.AppendLine("</table>");
             b.AppendLine($"<p class=\"note\">{H(comparison.TestColumnNote)}</p>");
         }

@@ -76,7 +76,11 @@ public sealed class TrainingRun : IDisposable
     public long? StoppedAt { get; private set; }
 
     /// <summary>The command that continues this run, as the user would type it in the same folder: the run keeps its own config.</summary>
-    public string ResumeCommand => ShellCommand.Of(["train", "--resume", run.Path, .. DataRootArguments]);
+    public string ResumeCommand => ShellCommand.Of(["train", "--resume", run.Path, .. DataRootArguments, .. NprocArguments]);
+
+    // A rank of --nproc resumes as the same number of ranks (docs/distributed.md).
+    private static string[] NprocArguments =>
+        Distributed.RankSupervision.Active && Distributed.Launch.FromEnvironment() is { WorldSize: > 1 } l ? ["--nproc", l.WorldSize.ToString(System.Globalization.CultureInfo.InvariantCulture)] : [];
 
     /// <summary>The command that meta-tests this run's best checkpoint (its last when it never validated).</summary>
     public string EvaluateCommand => ShellCommand.Of(["eval", run.Path, .. DataRootArguments]);

@@ -27,9 +27,7 @@ public static class CompareCommand
             Console.WriteLine("[" + string.Join(",", comparisons.Select(c => c.ToJson().TrimEnd())) + "]");
             return ExitCodes.Success;
         }
-        // Piped, a table must not wrap numbers across lines at an assumed 80 columns; COLUMNS, when set, wins.
-        if (int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0) AnsiConsole.Profile.Width = columns;
-        else if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 1000;
+        TableWidth.Apply();
         foreach (var (comparison, i) in comparisons.Select((c, i) => (c, i)))
         {
             if (i > 0) Console.WriteLine();
@@ -42,8 +40,8 @@ public static class CompareCommand
                     var table = new Table();
                     // The terminal is narrow: keys by their last part where that is unambiguous.
                     var shortKeys = comparison.Keys.Select(k => comparison.Keys.Count(o => o.Split('.')[^1] == k.Split('.')[^1]) > 1 ? k : k.Split('.')[^1]).ToList();
-                    foreach (var (h, j) in comparison.Headers.Select((h, j) => (j < shortKeys.Count ? shortKeys[j] : h, j)))
-                        table.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = j < comparison.Keys.Count ? Justify.Left : Justify.Right });
+                    foreach (var (h, j) in comparison.Headers.Select((h, j) => (j >= 1 && j <= shortKeys.Count ? shortKeys[j - 1] : h, j)))
+                        table.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = j < comparison.LabelColumns ? Justify.Left : Justify.Right });
                     foreach (var row in comparison.Cells()) table.AddRow(row.Select(Markup.Escape).ToArray());
                     AnsiConsole.Write(table);
                     // A paragraph, so the footnote wraps at the same width as the table.

@@ -107,14 +107,15 @@ public static class DataCommand
             throw new MetaRunException(ExitCodes.BadUsage, $"{configPath}: data show draws image episodes; {family.Name} is a regression data set");
         using var scope = Torch.NewScope();
         using var batch = images.Sample(split, episode, 1, shape);
-        var png = Image.EncodePng(EpisodeGrid.Render(images, batch, shape));
+        var plan = images.Plan(split, episode, shape);
+        var names = plan.Classes.Select(k => images.ClassName(images.Classes(split)[k])).ToList();
+        var png = EpisodeGrid.RenderPng(images, batch, shape, names);
         var dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
         if (dir != null) Directory.CreateDirectory(dir);
         File.WriteAllBytes(outPath, png);
-        var plan = images.Plan(split, episode, shape);
         output.WriteLine($"wrote {outPath}: {images.Name} {splitName} episode {episode}, {shape.Ways}-way {shape.Shots}-shot {shape.Queries}-query");
         for (var j = 0; j < plan.Classes.Length; j++)
-            output.WriteLine($"  row {j} (label {j}): {images.ClassName(images.Classes(split)[plan.Classes[j]])}");
+            output.WriteLine($"  row {j} (label {j}): {names[j]}");
         return ExitCodes.Success;
     }
 }

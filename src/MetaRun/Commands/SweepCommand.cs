@@ -60,7 +60,9 @@ public static class SweepCommand
     private static int PrintStatus(SweepSpec spec)
     {
         var rows = SlurmLauncher.Status(spec);
-        var table = new Table().AddColumns("run", "state", "job", "slurm", "iteration", "test");
+        TableWidth.Apply();
+        // A run's name is what a user greps for and pastes: never broken across lines.
+        var table = new Table().AddColumns(new TableColumn("run") { NoWrap = true }, new TableColumn("state"), new TableColumn("job"), new TableColumn("slurm"), new TableColumn("iteration"), new TableColumn("test"));
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Name), r.State, r.JobId ?? "", r.SlurmState ?? "", $"{r.Iteration?.ToString() ?? "-"}/{r.Iterations}", r.Result ?? "");
         AnsiConsole.Write(table);

@@ -59,17 +59,27 @@ public sealed class DataCommandOnOmniglotTests(OmniglotFixture fx)
         Assert.Equal(ExitCodes.Success, DataCommand.Show(config, [], null, "test", 3, png, output, new DataOptions { CacheDir = fx.Cache.Path }));
         using var scope = Torch.NewScope();
         var image = Image.Decode(File.ReadAllBytes(png), 1);
-        // 3 rows of 28 + 2 borders; 2 supports, a 14-pixel gap, 4 queries.
-        Assert.Equal([1L, 2 + 3 * 30, 2 + 2 * 30 + 14 + 4 * 30], image.Shape);
+        // The grid: 3 rows of 28 + 2 borders; 2 supports, a 14-pixel gap, 4 queries; each pixel
+        // shown as 3 × 3 (28 px images become 84), below a header and right of the class labels.
+        const int rawH = 2 + 3 * 30, rawW = 2 + 2 * 30 + 14 + 4 * 30, f = 3;
+        int height = (int)image.Size(1), width = (int)image.Size(2);
+        int top = height - rawH * f, left = width - rawW * f;
+        Assert.True(top >= 16 && left >= 40, $"{width}×{height}");
         var px = image.ToArray<byte>();
-        var width = (int)image.Size(2);
         // Row 1's first support image is the episode's (label 1, support 0), shown as bytes.
         using var batch = fx.Vinyals.Sample(Split.Test, 3, 1, new EpisodeShape(3, 2, 4));
         var x = batch.SupportX.ToArray<float>();
         for (var y = 0; y < 28; y++)
         for (var i = 0; i < 28; i++)
-            Assert.Equal((byte)MathF.Round(x[2 * 784 + y * 28 + i] * 255), px[(2 + 30 + y) * width + 2 + i]);
-        Assert.Equal(EpisodeGrid.Background, px[0]);
+            Assert.Equal((byte)MathF.Round(x[2 * 784 + y * 28 + i] * 255), px[(top + (2 + 30 + y) * f + 1) * width + left + (2 + i) * f + 1]);
+        Assert.Equal(EpisodeGrid.Background, px[top * width + left]);
+        // Each row has its label written in the margin (dark text on white), and the header its words.
+        for (var row = 0; row < 3; row++)
+        {
+            var y0 = top + (2 + row * 30) * f;
+            Assert.Contains(Enumerable.Range(y0, 28 * f).SelectMany(y => Enumerable.Range(0, left).Select(xx => px[y * width + xx])), v => v < 100);
+        }
+        Assert.Contains(Enumerable.Range(0, top).SelectMany(y => Enumerable.Range(left, rawW * f).Select(xx => px[y * width + xx])), v => v < 100);
         Assert.Contains("row 2 (label 2): images_", output.ToString());
     }
 }

@@ -191,5 +191,9 @@ public class ConfigLoaderTests
         var protonet = ConfigLoader.ToRunYaml(ConfigLoader.Load(Path.Combine(TestPaths.Configs, "omniglot", "protonet-5w1s.yaml"), []));
         Assert.DoesNotContain("inner_lr", protonet);
         Assert.Contains("outer_lr", protonet);
+        // The data came from --data-root or the default folder, not from a blank data.root.
+        Assert.DoesNotContain("root:", protonet);
+        var folder = ConfigLoader.Load(Path.Combine(TestPaths.Configs, "omniglot", "protonet-5w1s.yaml"), ["data.root=/data/sets"]);
+        Assert.Contains("root: /data/sets", ConfigLoader.ToRunYaml(folder));
     }
 }

@@ -72,7 +72,7 @@ public sealed class SupervisorTests
         Assert.DoesNotContain("(SIGINT) again", supervisor.Output);
         var stopped = System.Text.RegularExpressions.Regex.Match(supervisor.Output, @"stopped at iteration (\d+), saved in (.+); resume with: (.+)");
         Assert.True(stopped.Success, supervisor.Output);
-        Assert.Contains("--resume", stopped.Groups[3].Value);
+        Assert.EndsWith($"--resume {dir} --nproc 2", stopped.Groups[3].Value.Trim());
         // What it says it saved is what checkpoints/last holds: the iteration it stopped at, not the last interval's.
         using (var saved = global::LibTorch.Safetensors.Load(last))
             Assert.Equal(stopped.Groups[1].Value, saved.Metadata["iteration"]);

@@ -44,18 +44,21 @@ public sealed class ReportTests(OmniglotSweepFixture sweep) : IClassFixture<Omni
         var (code, csv) = SweepTestSupport.RunToEnd(sweep.Dir, TimeSpan.FromMinutes(1), "compare", sweep.Folder, "--format", "csv");
         Assert.True(code == 0, csv);
         var lines = csv.Trim().Split('\n').Select(l => l.TrimEnd('\r')).ToList();
-        Assert.Equal("algorithm.inner_lr,best val accuracy,test accuracy,±95% CI,seed sd,seeds", lines[0]);
+        Assert.Equal("runs,algorithm.inner_lr,best val accuracy,test accuracy,±95% CI,seed sd,seeds", lines[0]);
         Assert.Equal(3, lines.Count);
         var manifest = SweepManifest.Read(sweep.Folder)!;
         foreach (var lr in new[] { "0.4", "0.1" })
         {
-            var row = lines.Single(l => l.StartsWith(lr + ",", StringComparison.Ordinal)).Split(',');
-            var means = manifest.Runs.Where(r => r.Varying["algorithm.inner_lr"] == lr).Select(r => EvalMean(r.Dir)).ToList();
+            var row = lines.Select(l => l.Split(',')).Single(r => r[1] == lr);
+            var runs = manifest.Runs.Where(r => r.Varying["algorithm.inner_lr"] == lr).ToList();
+            // The first column names the row's run folders, one per seed.
+            Assert.Equal(runs.Select(r => Path.GetFileName(r.Dir)).Order(), row[0].Split(' ').Order());
+            var means = runs.Select(r => EvalMean(r.Dir)).ToList();
             Assert.Equal(2, means.Count);
-            Assert.Equal(means.Average(), double.Parse(row[2], CultureInfo.InvariantCulture), 4);
+            Assert.Equal(means.Average(), double.Parse(row[3], CultureInfo.InvariantCulture), 4);
             var sd = Math.Sqrt(means.Sum(m => (m - means.Average()) * (m - means.Average())) / (means.Count - 1));
-            Assert.Equal(sd, double.Parse(row[4], CultureInfo.InvariantCulture), 4);
-            Assert.Equal("2", row[5]);
+            Assert.Equal(sd, double.Parse(row[5], CultureInfo.InvariantCulture), 4);
+            Assert.Equal("2", row[6]);
         }
 
         var (_, json) = SweepTestSupport.RunToEnd(sweep.Dir, TimeSpan.FromMinutes(1), "compare", sweep.Folder, "--format", "json");
@@ -63,7 +66,7 @@ public sealed class ReportTests(OmniglotSweepFixture sweep) : IClassFixture<Omni
         Assert.Equal("accuracy", doc.GetProperty("metric").GetString());
         Assert.Equal(2, doc.GetProperty("rows").GetArrayLength());
         var (_, md) = SweepTestSupport.RunToEnd(sweep.Dir, TimeSpan.FromMinutes(1), "compare", sweep.Folder, "--format", "markdown");
-        Assert.StartsWith("| algorithm.inner_lr | best val accuracy |", md);
+        Assert.StartsWith("| runs | algorithm.inner_lr | best val accuracy |", md);
         var (_, table) = SweepTestSupport.RunToEnd(sweep.Dir, TimeSpan.FromMinutes(1), "compare", Path.Combine(sweep.Folder, manifest.Runs[0].Name));
         Assert.Contains(EvalMean(manifest.Runs[0].Dir).ToString("0.0000", CultureInfo.InvariantCulture), table);
 
@@ -205,7 +208,10 @@ public sealed class RegressionReportTests
         Assert.Equal(0.5, run.BestValidation);
         var comparison = Comparison.Of([run]);
         Assert.Contains("best val loss", comparison.Headers);
-        Assert.Equal("0.5000", comparison.Cells()[0][comparison.Keys.Count]);
+        Assert.Equal("0.5000", comparison.Cells()[0][comparison.LabelColumns]);
+        // The first column names the row's run folders.
+        Assert.Equal("runs", comparison.Headers[0]);
+        Assert.Equal(Path.GetFileName(dir), comparison.Cells()[0][0]);
         Assert.Contains(Plots.Curves([run]), p => p.Id == "validation");
     }
 }
