@@ -34,7 +34,10 @@ public sealed class ConsoleProgress : ITrainingObserver
             return;
         }
         notice = message;
-        bar.Description = Markup.Escape(message);
+        // Cut to what fits beside the bar's columns: a line that wraps makes the live display's
+        // redraw climb into the lines above it (the run folder's) and leave half-drawn bars.
+        var room = Math.Max(20, AnsiConsole.Profile.Width - 75);
+        bar.Description = Markup.Escape(message.Length <= room ? message : message[..(room - 1)] + "…");
     }
 
     /// <summary>Runs <paramref name="work"/> with the progress display active.</summary>
