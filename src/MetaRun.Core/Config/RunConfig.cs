@@ -94,7 +94,7 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
     [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg)), Range(0, 100000)] public int TestInnerSteps { get; set; }
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
     [ReadBy(typeof(Reptile), typeof(Baseline))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>

@@ -42,18 +42,18 @@ public sealed class PolicyGradientTests
     [Fact]
     public void The_linear_baseline_recovers_a_target_that_is_linear_in_its_features()
     {
-        var d = Random(6, 30, 1, (_, _, _) => 0);
+        var d = Random(6, 100, 1, (_, _, _) => 0);
         var truth = new[] { 0.5, -1.0, 2.0, 0.25, 3.0, -2.0, 1.5, 0.75 };
         var targets = new double[d.Count * d.Horizon];
         for (var n = 0; n < d.Count; n++)
             for (var t = 0; t < d.Lengths[n]; t++)
                 targets[n * d.Horizon + t] = PolicyGradient.Features(d, n, t).Zip(truth, (f, w) => f * w).Sum();
         var fitted = PolicyGradient.FitBaseline(d, targets);
-        for (var i = 0; i < truth.Length; i++) Assert.Equal(truth[i], fitted[i], 3);
+        for (var i = 0; i < truth.Length; i++) Assert.True(Math.Abs(truth[i] - fitted[i]) < 0.02, $"weight {i}: {fitted[i]}, truth {truth[i]}");
     }
 
     [Fact]
-    public void The_baseline_is_the_least_squares_fit_its_residual_orthogonal_to_every_feature()
+    public void The_baseline_solves_the_ridge_normal_equations()
     {
         var d = Random(5, 20, 2, (_, t, o) => Math.Sin(3 * o[0]) + t * t * 0.01);
         var targets = PolicyGradient.ReturnsToGo(d);
@@ -67,7 +67,8 @@ public sealed class PolicyGradientTests
                 var residual = targets[n * d.Horizon + t] - f.Zip(w, (a, b) => a * b).Sum();
                 for (var i = 0; i < k; i++) dot[i] += f[i] * residual;
             }
-        Assert.All(dot, v => Assert.True(Math.Abs(v) < 1e-6, $"Φᵀ(y − Φw) = {v}"));
+        // Φᵀ(y − Φw) = λw: the residual is orthogonal to the features up to the ridge term.
+        for (var i = 0; i < k; i++) Assert.True(Math.Abs(dot[i] - PolicyGradient.BaselineRidge * w[i]) < 1e-8, $"Φᵀ(y − Φw) − λw = {dot[i] - PolicyGradient.BaselineRidge * w[i]}");
     }
 
     [Fact]
@@ -111,8 +112,9 @@ public sealed class PolicyGradientTests
         const double h = 1e-4;
         var dMu = -(Expected(0.2 + h, -0.4) - Expected(0.2 - h, -0.4)) / (2 * h);
         var dLs = -(Expected(0.2, -0.4 + h) - Expected(0.2, -0.4 - h)) / (2 * h);
-        Assert.Equal(dMu, grads[0]!.Item(), 2);
-        Assert.Equal(dLs, grads[1]!.Item(), 2);
+        // Within about five standard errors of the 200,000-sample estimate.
+        Assert.InRange(grads[0]!.Item(), dMu - 0.025, dMu + 0.025);
+        Assert.InRange(grads[1]!.Item(), dLs - 0.025, dLs + 0.025);
         Assert.True(Math.Abs(dMu) > 0.5 && Math.Abs(dLs) > 0.5, "a check of sizeable gradients");
     }
 }
