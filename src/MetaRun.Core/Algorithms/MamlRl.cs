@@ -170,7 +170,7 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
                 using (var scope = Torch.NewScope())
                 {
                     var t = Torch.From(fv.Select(x => (float)x).ToArray(), fv.Length);
-                    context.AllReduce([t], []);
+                    context.AllReduce([t], [0]); // a scalar rides along: the collective packs at least one
                     fv = [.. t.ToArray<float>().Select(x => (double)x)];
                 }
                 for (var k = 0; k < fv.Length; k++) fv[k] += Trpo.CgDamping * v[k];
