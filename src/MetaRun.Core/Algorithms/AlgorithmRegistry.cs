@@ -35,10 +35,11 @@ public sealed record AlgorithmContext(AlgorithmConfig Config, IModel Model, Obje
 /// <param name="Learners">The learner types <paramref name="Create"/> builds; the algorithm.* keys it reads are the ones whose <see cref="ReadByAttribute"/> names one of them.</param>
 /// <param name="Batched">Whether a whole meta-batch can run as one batched computation (execution: batched): true for the fast-weight learners.</param>
 /// <param name="ZeroTestStepsAdaptNothing">Whether test_inner_steps 0 means no adaptation at test time (MLDG) rather than inner_steps.</param>
+/// <param name="Environments">Whether it learns from environments (<see cref="Data.IEnvironmentFamily"/>: meta-reinforcement learning) rather than labelled episodes.</param>
 /// <param name="Check">A combination of algorithm.* values the method cannot work with: the key to name and why, or null when all is well.</param>
 public sealed record AlgorithmInfo(string Name, string Paper, HeadKind Head, TrainsOn Trains, bool SupportsRegression,
     IReadOnlyList<Type> Learners, Func<AlgorithmContext, IMetaLearner> Create, bool Batched = false, bool ZeroTestStepsAdaptNothing = false,
-    Func<AlgorithmConfig, (string Key, string Problem)?>? Check = null)
+    Func<AlgorithmConfig, (string Key, string Problem)?>? Check = null, bool Environments = false)
 {
     /// <summary>The algorithm.* keys it reads beyond the outer loop's (<see cref="AlgorithmRegistry.OuterKeys"/>); any other key set away from its default is a config error.</summary>
     public IReadOnlyList<string> Keys { get; } = [.. AlgorithmRegistry.KeysReadBy(Learners).Except(AlgorithmRegistry.OuterKeys)];
@@ -93,6 +94,10 @@ public static class AlgorithmRegistry
             c => Baseline.From(c, cosine: true)),
         new("mldg", "Li, Yang, Song and Hospedales 2018", HeadKind.None, TrainsOn.DomainEpisodes, false, [typeof(Mldg)],
             Mldg.From, ZeroTestStepsAdaptNothing: true),
+        new("maml-rl", "Finn, Abbeel and Levine 2017 (reinforcement learning)", HeadKind.None, TrainsOn.Episodes, true, [typeof(MamlRl)],
+            c => MamlRl.From(c, firstOrder: false), Environments: true),
+        new("fomaml-rl", "Finn, Abbeel and Levine 2017 (reinforcement learning, first order)", HeadKind.None, TrainsOn.Episodes, true, [typeof(MamlRl)],
+            c => MamlRl.From(c, firstOrder: true), Environments: true),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>
@@ -114,7 +119,7 @@ public static class AlgorithmRegistry
 
     /// <summary>The model's output width: one unit per training way, per training class (an ordinary classifier), or 1 where no head is used.</summary>
     public static int Outputs(AlgorithmInfo info, RunConfig config, ITaskFamily family) =>
-        family.IsRegression ? 1 : info.Head switch
+        family is IEnvironmentFamily env ? env.ActionSize : family.IsRegression ? 1 : info.Head switch
         {
             HeadKind.PerTrainingClass => family.ClassCount(Split.Train),
             HeadKind.None => 1,

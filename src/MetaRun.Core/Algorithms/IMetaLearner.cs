@@ -88,3 +88,35 @@ public interface ITracesHyperparameters
     /// <summary>Their values now, in <see cref="TracedNames"/>' order.</summary>
     IReadOnlyList<double> Traced();
 }
+
+/// <summary>
+/// What a learner that takes the outer step itself may use: the task workers, the whole
+/// meta-batch's size (each task weighs 1/size) and a sum over the ranks of a data-parallel run
+/// (tensors in place, and scalars returned; the identity in one process).
+/// </summary>
+public sealed record OuterStepContext(int Workers, int MetaBatchSize, Func<Tensor?[], double[], double[]> AllReduce);
+
+/// <summary>
+/// Optional for a learner whose outer step is not an optimizer's step on the mean gradient (TRPO
+/// in meta-RL: a trust-region step that evaluates the meta-batch's tasks again). Called with the
+/// meta-batch's mean gradient after the all-reduce, on every rank alike; it returns whether it
+/// moved the outer parameters itself (then the optimizer is not stepped).
+/// </summary>
+public interface ITakesOuterStep
+{
+    bool TakeOuterStep(Tensor?[] gradients, OuterStepContext context);
+}
+
+/// <summary>
+/// A learner whose tasks are environments (meta-RL): how its policy adapts to a task, step by
+/// step, with the rollouts it collects; evaluation reads the returns off them.
+/// </summary>
+public interface IAdaptsPolicy
+{
+    /// <summary>
+    /// Rollouts before adaptation and after each of <paramref name="steps"/> policy-gradient steps,
+    /// <paramref name="trajectories"/> per rollout; the first step has size <paramref name="firstLr"/>,
+    /// later ones <paramref name="laterLr"/>; each step learns from the rollouts before it.
+    /// </summary>
+    IReadOnlyList<MetaRun.Data.Trajectories> AdaptationRollouts(Episode task, int steps, int trajectories, double firstLr, double laterLr);
+}

@@ -8,6 +8,8 @@ public sealed record HeadlineMetric(string Name, bool HigherIsBetter)
 {
     public static readonly HeadlineMetric Accuracy = new("accuracy", HigherIsBetter: true);
     public static readonly HeadlineMetric Mse = new("mse", HigherIsBetter: false);
+    /// <summary>Meta-RL: minus the average return after adaptation (the loss its learners report).</summary>
+    public static readonly HeadlineMetric NegativeReturn = new("negative return", HigherIsBetter: false);
 
     /// <summary>Accuracy for classification; for regression the query MSE (the loss itself).</summary>
     public static HeadlineMetric For(bool regression) => regression ? Mse : Accuracy;
@@ -20,14 +22,14 @@ public sealed record HeadlineMetric(string Name, bool HigherIsBetter)
 }
 
 /// <summary>The task loss: cross-entropy for classification, mean squared error for regression.</summary>
-public sealed class Objective(bool regression)
+public sealed class Objective(bool regression, HeadlineMetric? headline = null)
 {
     public bool IsRegression { get; } = regression;
 
     /// <summary>The objective of a data set (<see cref="Settings.IsRegression"/> decides which).</summary>
     public static Objective For(Dataset dataset) => new(dataset.IsRegression());
 
-    public HeadlineMetric Headline { get; } = HeadlineMetric.For(regression);
+    public HeadlineMetric Headline { get; } = headline ?? HeadlineMetric.For(regression);
 
     /// <summary>
     /// The task's loss; for a meta-batch (outputs [T, N, ...]) the sum over tasks of each task's

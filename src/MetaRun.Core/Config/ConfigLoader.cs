@@ -115,6 +115,7 @@ public static class ConfigLoader
             Drop(Section("data"), "root", "channels", "split_ratio", "skip_small_classes", "split", "split_seed", "image_size");
             foreach (var episodes in new[] { "train", "test" }) Drop((YamlMappingNode)Section("data").Children[new YamlScalarNode(episodes)], "ways", "within_alphabet");
         }
+        if (!config.Data.Dataset.IsEnvironment()) Drop(Section("data"), "navigation", "observe_goal");
         using var writer = new StringWriter();
         stream.Save(writer, assignAnchors: false);
         // YamlStream ends a document with "...": a run's file is one plain mapping.
@@ -317,6 +318,12 @@ public static class ConfigLoader
                 if (e.WithinAlphabet) throw new ConfigException($"{where($"data.{name}.within_alphabet")}: 'data.{name}.within_alphabet' needs data.dataset omniglot (only Omniglot has alphabets)");
         if (c.Execution == Execution.Batched && !known.Batched)
             throw new ConfigException($"{where("execution")}: 'execution' is batched, but {c.Algorithm.Name} runs its tasks one by one (batched: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.Batched).Select(a => a.Name))})");
+        if (c.Data.Dataset.IsEnvironment() != known.Environments)
+            throw new ConfigException(known.Environments
+                ? $"{where("data.dataset")}: 'data.dataset' is {c.Data.Dataset.Yaml()}, but {c.Algorithm.Name} learns from environments (data.dataset: navigation2d)"
+                : $"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} learns from labelled episodes, but data.dataset {c.Data.Dataset.Yaml()} is an environment; use {string.Join(" or ", AlgorithmRegistry.All.Where(a => a.Environments).Select(a => a.Name))}");
+        if (!c.Data.Dataset.IsEnvironment() && (c.Data.Navigation != NavigationVariant.Paper || c.Data.ObserveGoal))
+            throw new ConfigException($"{where(c.Data.ObserveGoal ? "data.observe_goal" : "data.navigation")}: 'data.{(c.Data.ObserveGoal ? "observe_goal" : "navigation")}' is only for data.dataset navigation2d");
         if (c.Data.IsRegression && !known.SupportsRegression)
             throw new ConfigException($"{where("algorithm.name")}: 'algorithm.name' {c.Algorithm.Name} classifies, but data.dataset {c.Data.Dataset.Yaml()} is regression");
         if (known.Check?.Invoke(c.Algorithm) is { } wrong)

@@ -59,6 +59,10 @@ public sealed class DataConfig
     [Range(0, 1024)] public int ImageSize { get; set; }
     public EpisodeConfig Train { get; set; } = new();
     public EpisodeConfig Test { get; set; } = new();
+    /// <summary>navigation2d: goals in [0, 1]² and reward −squared distance (paper), or goals in [−0.5, 0.5]² and reward −distance (official_code).</summary>
+    public NavigationVariant Navigation { get; set; } = NavigationVariant.Paper;
+    /// <summary>navigation2d: the policy also observes the goal (the oracle baseline).</summary>
+    public bool ObserveGoal { get; set; }
 }
 
 public sealed class EpisodeConfig
@@ -87,10 +91,10 @@ public sealed class AlgorithmConfig
     /// <summary>The meta-learner: a name in <see cref="MetaRun.Algorithms.AlgorithmRegistry"/> (checked there); see the README's Algorithms section.</summary>
     [ReadBy(typeof(IMetaLearner))] public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
-    [ReadBy(typeof(FastWeightLearner), typeof(Mldg)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
+    [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg)), Range(0, 100000)] public int TestInnerSteps { get; set; }
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
     [ReadBy(typeof(Reptile), typeof(Baseline))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
@@ -121,6 +125,10 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(AlphaMaml)), Range(0.0, 1e6)] public double OuterHyperLr { get; set; } = 1e-4;
     /// <summary>Matching Networks: full context embeddings (the paper's bidirectional support LSTM and attention LSTM for queries).</summary>
     [ReadBy(typeof(MatchingNet))] public bool Fce { get; set; }
+    /// <summary>Meta-RL: trajectories sampled per task for each inner step and for the post-adaptation (query) rollouts.</summary>
+    [ReadBy(typeof(MamlRl)), Range(1, 100000)] public int Trajectories { get; set; } = 20;
+    /// <summary>Meta-RL: the outer step is TRPO with this KL bound (Finn et al.: 0.01); 0 uses outer_optimizer on the surrogate's gradient instead.</summary>
+    [ReadBy(typeof(MamlRl)), Range(0.0, 10.0)] public double TrpoMaxKl { get; set; } = 0.01;
     /// <summary>MLDG: training domains per task, the last held out as meta-test and the others meta-train.</summary>
     [ReadBy(typeof(Mldg)), Range(2, 10000)] public int Domains { get; set; } = 4;
     /// <summary>MLDG's β: weight of the held-out domain's loss after the meta-train step.</summary>

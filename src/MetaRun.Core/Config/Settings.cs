@@ -15,7 +15,10 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 
 public enum Execution { Auto, [EnumMember(Value = "per_task")] PerTask, Batched }
 
-public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder }
+public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Navigation2d }
+
+/// <summary>navigation2d: Finn et al.'s goals and reward (paper), or those of the authors' released code (official_code).</summary>
+public enum NavigationVariant { Paper, [EnumMember(Value = "official_code")] OfficialCode }
 
 public enum ModelName { Auto, Conv4, Mlp, ResNet12 }
 
@@ -56,7 +59,13 @@ public static class Settings
     /// MSE) or classification (N-way episodes, scored by accuracy): the config checks, the task
     /// families, the objective and its headline metric, and the reports all ask here.
     /// </summary>
-    public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear;
+    /// An environment family (navigation2d) counts as regression here: no classes, one task per
+    /// episode, an MLP, and a loss (the negative return) where lower is better.
+    /// </summary>
+    public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear or Dataset.Navigation2d;
+
+    /// <summary>Whether a task of the data set is an environment to act in rather than labelled examples (meta-reinforcement learning).</summary>
+    public static bool IsEnvironment(this Dataset dataset) => dataset is Dataset.Navigation2d;
 }
 
 /// <summary>Writes the enumerated settings with their YAML spelling, plain, as the strings they were before.</summary>

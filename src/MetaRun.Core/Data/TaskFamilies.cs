@@ -21,6 +21,8 @@ public static class TaskFamilies
                 return new SinusoidTaskFamily(seed);
             case Dataset.Linear:
                 return new LinearTaskFamily(seed);
+            case Dataset.Navigation2d:
+                return new NavigationTaskFamily(seed, data.Navigation, data.ObserveGoal);
             case Dataset.Omniglot:
             {
                 var (root, source) = DataRoot.ResolveWithSource(dataRootOverride, data.Root);

@@ -1,3 +1,4 @@
+using MetaRun.Config;
 using MetaRun.Training;
 using ScottPlot;
 
@@ -25,14 +26,15 @@ public static class Plots
         var palette = new ScottPlot.Palettes.Category10();
         var colours = withMetrics.Select((r, i) => (r, i)).ToDictionary(x => x.r, x => palette.GetColor(x.i));
 
-        plots.Add(Lines("train-loss", $"Train loss{smooth}", regression ? "MSE" : "cross-entropy", withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainLoss)), window));
+        var lossName = runs.All(r => r.Config.Data.Dataset.IsEnvironment()) ? "minus the return" : regression ? "MSE" : "cross-entropy";
+        plots.Add(Lines("train-loss", $"Train loss{smooth}", lossName, withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainLoss)), window));
         if (!regression)
             plots.Add(Lines("train-accuracy", $"Train accuracy{smooth}", "accuracy", withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainAccuracy)), window));
 
         var validated = withMetrics.Where(r => r.Metrics.Any(m => regression ? m.ValLoss != null : m.ValAccuracy != null)).ToList();
         if (validated.Count > 0)
         {
-            var plot = NewPlot(regression ? "Validation loss" : "Validation accuracy (95% CI band)", regression ? "MSE" : "accuracy");
+            var plot = NewPlot(regression ? "Validation loss" : "Validation accuracy (95% CI band)", regression ? lossName : "accuracy");
             foreach (var r in validated)
             {
                 var rows = r.Metrics.Where(m => regression ? m.ValLoss != null : m.ValAccuracy != null).ToList();

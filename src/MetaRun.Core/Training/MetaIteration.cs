@@ -78,6 +78,12 @@ public static class MetaIteration
         {
             step = step with { Stop = stop.IsCancellationRequested };
         }
+        if (learner is ITakesOuterStep own)
+        {
+            var context = new OuterStepContext(plan.Workers, a.MetaBatchSize, (t, s) => parallel?.AllReduce(t, s, $"the outer step of iteration {iteration}") ?? s);
+            using (PhaseClock.Time("outer step (wall)"))
+                if (own.TakeOuterStep(step.Gradients, context)) return step;
+        }
         if (learner is IOuterStepAware aware) optimizer.LearningRate = aware.BeforeOuterStep(step.Gradients, optimizer.LearningRate);
         using (PhaseClock.Time("optimizer (wall)")) optimizer.Step(step.Gradients);
         return step;

@@ -24,9 +24,14 @@ public static class EvalCommand
         attack.AcceptOnlyFromAmong("fgsm", "pgd");
         var epsilon = NumberOptions.OptionalDouble("--epsilon", "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)", 0, 1);
         var steps = NumberOptions.OptionalInt("--steps", $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)", 1, 100_000);
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, Nproc.Option, Nproc.Oversubscribe };
+        var baseline = new Option<string[]>("--baseline") { Description = "Meta-RL: another run (pretrained, oracle) evaluated on the same goals, its curve beside the run's", AllowMultipleArgumentsPerToken = false };
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval; for a meta-RL run, the return after 0-3 adaptation steps") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, baseline, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
+            : PolicyEvaluation.Applies(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)))
+            ? RunPolicy(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(baseline) ?? [], r.GetResult(episodes) is { Implicit: false } ? r.GetValue(episodes) : 100, r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
+                r.GetValue(attack) != null || (r.GetValue(set) ?? []).Length > 0 || r.GetValue(split) != "test")
+            : (r.GetValue(baseline) ?? []).Length > 0 ? throw new ConfigException("--baseline is for meta-RL runs (data.dataset navigation2d)")
             : Run(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
                 AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps))));
         return command;
@@ -42,6 +47,22 @@ public static class EvalCommand
     private static Attack? AttackFrom(string? kind, double? epsilon, int? steps) => kind == null
         ? (epsilon ?? (double?)steps) == null ? null : throw new ConfigException("--epsilon and --steps belong to an attack: add --attack fgsm or --attack pgd")
         : Attack.Parse(kind, epsilon ?? throw new ConfigException($"--attack {kind}: give its size with --epsilon E (pixel units, e.g. 0.1)"), steps);
+
+    /// <summary>A meta-RL run: returns after 0-3 adaptation steps on held-out goals, its baselines beside it, the table and figures in the run folder (or --out DIR).</summary>
+    private static int RunPolicy(string checkpointPath, string[] baselines, int goals, string? outPath, string? dataRoot, bool unsupported)
+    {
+        if (unsupported) throw new ConfigException("eval of a meta-RL run takes --episodes (held-out goals), --baseline RUN and --out FILE (the figures go beside it); --attack, --set and --split val are for labelled episodes");
+        using var interruption = Interruption.During("eval");
+        var r = PolicyEvaluation.Run(checkpointPath, baselines, goals, dataRoot, outPath, m => Console.Error.WriteLine($"metarun: {m}"));
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine($"average return on {r.Goals} held-out goals (mean ± 95% CI), {r.Trajectories} trajectories per step, step sizes {r.FirstLr.ToString(inv)} then {r.LaterLr.ToString(inv)}, iteration {r.Iteration}, {r.Seconds.ToString("0.0", inv)} s");
+        var width = Math.Max(8, r.Curves.Max(c => c.Label.Length));
+        Console.WriteLine($"{"policy".PadRight(width)}  " + string.Join("  ", Enumerable.Range(0, r.Curves[0].Steps.Length).Select(s => $"{s} step(s)".PadLeft(17))));
+        foreach (var c in r.Curves)
+            Console.WriteLine($"{c.Label.PadRight(width)}  " + string.Join("  ", c.Steps.Select(s => $"{s.Mean.ToString("0.00", inv)} ± {s.Ci95.ToString("0.00", inv)}".PadLeft(17))));
+        Console.WriteLine($"written to {r.Json}, {string.Join(", ", r.Figures)}");
+        return ExitCodes.Success;
+    }
 
     private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
     {
