@@ -3,6 +3,8 @@
 #include "common.h"
 #include "codes.h"
 
+#include <limits>
+
 using namespace metarun;
 
 static std::vector<at::Tensor> tensors(Handle* hs, int n) {
@@ -178,6 +180,34 @@ MR_EXPORT int mr_lstm_cell(Handle x, Handle h, Handle c, Handle w_ih, Handle w_h
     *h_out = wrap(std::get<0>(hc));
     *c_out = wrap(std::get<1>(hc));
   })
+}
+// Causal 1-D convolution (WaveNet, SNAIL's TC blocks): x [N, C, L], w [O, C, K]; the input is
+// padded with (K − 1)·dilation zeros on the left only, so output t reads inputs t, t − d, …, t − (K − 1)d
+// and never a later one; the output keeps length L.
+MR_EXPORT Handle mr_causal_conv1d(Handle x, Handle w, Handle b, int64_t dilation) {
+  MR_TENSOR([&] {
+    if (dilation < 1) throw std::invalid_argument("dilation must be at least 1, got " + std::to_string(dilation));
+    auto& t = T(x);
+    if (t.dim() != 3) throw std::invalid_argument("causal_conv1d expects [N, C, L] input");
+    auto left = (T(w).size(2) - 1) * dilation;
+    std::vector<int64_t> one{1}, zero{0}, dil{dilation};
+    return at::conv1d(at::constant_pad_nd(t, {left, 0}), T(w), opt(b), one, zero, dil, 1);
+  }())
+}
+// Softmax over `d` among the entries where mask (bool, broadcastable to x) is true; masked-out
+// entries get probability 0 and no gradient. They are filled with float's lowest value rather than
+// −inf so that a row with no entry left is all zeros with a zero gradient, not NaN.
+MR_EXPORT Handle mr_masked_softmax(Handle x, Handle mask, int64_t d) {
+  MR_TENSOR([&] {
+    auto& m = T(mask);
+    if (m.scalar_type() != at::kBool) throw std::invalid_argument("masked_softmax expects a bool mask");
+    auto filled = T(x).masked_fill(m.logical_not(), static_cast<double>(std::numeric_limits<float>::lowest()));
+    return at::softmax(filled, d).masked_fill(m.logical_not(), 0);
+  }())
+}
+// The k-th smallest value (1-based k) along `d`: where a memory's least-used slots start (MANN's LRU).
+MR_EXPORT Handle mr_kthvalue(Handle x, int64_t k, int64_t d, int keepdim) {
+  MR_TENSOR(std::get<0>(at::kthvalue(T(x), k, d, keepdim != 0)))
 }
 // Dropout draws its mask from the given generator so that it is reproducible.
 MR_EXPORT Handle mr_dropout(Handle x, double p, int training, void* gen) {

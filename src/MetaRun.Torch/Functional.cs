@@ -79,6 +79,21 @@ public static class F
         return (new Tensor(hOut), new Tensor(cOut));
     }
 
+    /// <summary>
+    /// Causal 1-D convolution: x [N, C, L], weight [O, C, K], bias [O] or null. The input is padded on
+    /// the left only ((K − 1)·dilation zeros), so output position t reads inputs t, t − dilation, …
+    /// and never a later one; the output is [N, O, L].
+    /// </summary>
+    public static Tensor CausalConv1d(Tensor input, Tensor weight, Tensor? bias = null, int dilation = 1) =>
+        new(mr_causal_conv1d(input.Handle, weight.Handle, H(bias), dilation));
+
+    /// <summary>
+    /// Softmax along <paramref name="dim"/> over the entries where <paramref name="mask"/> (bool,
+    /// broadcastable to the input) is true; the others get probability 0 and no gradient. A row with
+    /// nothing left is all zeros. Causal attention: mask[i, j] = j ≤ i.
+    /// </summary>
+    public static Tensor MaskedSoftmax(Tensor input, Tensor mask, long dim) => new(mr_masked_softmax(input.Handle, mask.Handle, dim));
+
     /// <summary>Resizes [N, C, H, W] images. Antialiasing (bilinear/bicubic) low-pass filters when shrinking.</summary>
     public static Tensor Interpolate(Tensor input, int height, int width, InterpolationMode mode = InterpolationMode.Bilinear, bool antialias = false)
     {

@@ -119,6 +119,9 @@ internal static unsafe partial class Native
     [DllImport(Lib)] internal static extern IntPtr mr_mse_loss(IntPtr a, IntPtr b, int reduction);
     [DllImport(Lib)] internal static extern IntPtr mr_dropout(IntPtr x, double p, int training, IntPtr gen);
     [DllImport(Lib)] internal static extern IntPtr mr_interpolate(IntPtr x, long oh, long ow, int mode, int antialias);
+    [DllImport(Lib)] internal static extern IntPtr mr_causal_conv1d(IntPtr x, IntPtr w, IntPtr b, long dilation);
+    [DllImport(Lib)] internal static extern IntPtr mr_masked_softmax(IntPtr x, IntPtr mask, long d);
+    [DllImport(Lib)] internal static extern IntPtr mr_kthvalue(IntPtr x, long k, long d, int keepdim);
     [DllImport(Lib)] internal static extern int mr_lstm_cell(IntPtr x, IntPtr h, IntPtr c, IntPtr wIh, IntPtr wHh, IntPtr bIh, IntPtr bHh, out IntPtr hOut, out IntPtr cOut);
 
     [DllImport(Lib)] internal static extern int mr_backward(IntPtr h, IntPtr grad, int retainGraph, int createGraph);

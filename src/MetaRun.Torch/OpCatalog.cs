@@ -190,6 +190,13 @@ public static class OpCatalog
             var (h, cell) = F.LstmCell(x[0], x[1], x[2], x[3], x[4]);
             return Torch.Stack([h, cell]);
         }, U(1, 2), U(1, 3), U(1, 3), U(12, 2), U(12, 3));
+        // SNAIL's temporal convolutions: left padding only, so the output keeps the sequence length.
+        Add("causal_conv1d dilation 1", (c, x) => F.CausalConv1d(x[0], x[1], x[2]), U(2, 3, 5), U(4, 3, 2), U(4));
+        Add("causal_conv1d dilation 4 no bias", (c, x) => F.CausalConv1d(x[0], x[1], null, dilation: 4), U(1, 2, 9), U(3, 2, 2));
+        Add("masked_softmax causal", (c, x) => F.MaskedSoftmax(x[0], c.Bool([true, false, false, true, true, false, true, true, true], 3, 3), 1), U(2, 3, 3));
+        Add("masked_softmax broadcast mask, an empty row", (c, x) => F.MaskedSoftmax(x[0], c.Bool([false, false, false, false, true, true, true, false], 2, 4), -1), U(3, 2, 4));
+        Add("kthvalue k 2 dim 1", (c, x) => x[0].KthValue(2, 1), Distinct(3, 5));
+        Add("kthvalue k 1 dim 0 keepdim", (c, x) => x[0].KthValue(1, 0, keepDim: true), Distinct(4, 3));
         Add("dropout eval", (c, x) => F.Dropout(x[0], 0.4, training: false), U(4, 5));
 
         // ---- composites ----

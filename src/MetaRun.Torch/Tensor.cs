@@ -153,6 +153,8 @@ public sealed unsafe partial class Tensor : IDisposable
     public Tensor Squeeze(long dim) => new(mr_squeeze(Handle, dim));
     public Tensor Narrow(long dim, long start, long length) => new(mr_narrow(Handle, dim, start, length));
     public Tensor IndexSelect(long dim, Tensor index) => new(mr_index_select(Handle, dim, index.Handle));
+    /// <summary>The <paramref name="k"/>-th smallest value (1-based) along <paramref name="dim"/>.</summary>
+    public Tensor KthValue(long k, long dim, bool keepDim = false) => new(mr_kthvalue(Handle, k, dim, keepDim ? 1 : 0));
     public Tensor Gather(long dim, Tensor index) => new(mr_gather(Handle, dim, index.Handle));
     /// <summary>Advanced indexing along the first dimension by an int64 or bool tensor.</summary>
     [System.Runtime.CompilerServices.IndexerName("At")]

@@ -98,6 +98,10 @@ public static class AlgorithmRegistry
             c => MamlRl.From(c, firstOrder: false), Environments: true),
         new("fomaml-rl", "Finn, Abbeel and Levine 2017 (reinforcement learning, first order)", HeadKind.None, TrainsOn.Episodes, true, [typeof(MamlRl)],
             c => MamlRl.From(c, firstOrder: true), Environments: true),
+        // Model-based: the support set is read as a sequence, no gradient step at test time; one logit per training way.
+        new("snail", "Mishra, Rohaninejad, Chen and Abbeel 2018", HeadKind.PerWay, TrainsOn.Episodes, false, [typeof(Snail)], Snail.From),
+        new("cnp", "Garnelo, Rosenbaum, Maddison, Ramalho, Saxton, Shanahan, Teh, Rezende and Eslami 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Cnp)], Cnp.From),
+        new("mann", "Santoro, Bartunov, Botvinick, Wierstra and Lillicrap 2016", HeadKind.PerWay, TrainsOn.Episodes, false, [typeof(Mann)], Mann.From),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>

@@ -36,6 +36,24 @@ public static class EpisodeScoring
         return [.. ScoreEpisodes(e, split, count, 2, Score, progress).Select(s => (s[0], s[1]))];
     }
 
+    /// <summary>
+    /// For a learner with a predictive distribution (<see cref="IPredictiveLearner"/>): each
+    /// episode's mean Gaussian negative log-likelihood of the query targets (as Loss) and the share
+    /// of them inside the central 90% interval μ ± 1.645σ (as Accuracy).
+    /// </summary>
+    public static List<TaskScore> PredictiveScores(Experiment e, IPredictiveLearner learner, Split split, int count) =>
+        [.. ScoreEpisodes(e, split, count, 1, (task, _) =>
+        {
+            using var noGrad = Torch.NoGrad();
+            var (mean, std) = learner.PredictiveDistribution(task);
+            var nll = Cnp.GaussianNll(mean, std, task.QueryY).Item();
+            var inside = (task.QueryY - mean).Abs().Le(std * Z90).To(ScalarType.Float64).Mean().Item();
+            return [new TaskScore(nll, inside)];
+        }, null).Select(s => s[0])];
+
+    /// <summary>The standard normal's 95th percentile: μ ± Z90·σ holds 90% of a Gaussian.</summary>
+    public const double Z90 = 1.6448536269514722;
+
     /// <summary>score(episode, its index in the split) for episodes start..start+count−1, in order, on up to <paramref name="workers"/> threads.</summary>
     public static List<T> ForEachEpisode<T>(ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers, Func<Episode, long, T> score,
         IProgress<(int Done, int Total)>? progress = null)

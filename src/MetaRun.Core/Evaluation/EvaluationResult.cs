@@ -17,6 +17,9 @@ public sealed record EvaluationResult(
     /// <summary>Whether this process reports the result: every rank of a data-parallel evaluation holds the same one, and rank 0 alone prints and writes it.</summary>
     public bool Reporter { get; init; } = true;
 
+    /// <summary>For a learner with a predictive distribution (CNP on regression): its Gaussian NLL and 90%-interval coverage over the same episodes.</summary>
+    public PredictiveSummary? Predictive { get; init; }
+
     public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
 
     /// <summary>Why the scores are not numbers, when they are not.</summary>
@@ -39,6 +42,11 @@ public sealed record EvaluationResult(
                 ["mean"] = double.IsFinite(a.Mean) ? Math.Round(a.Mean, 6) : null,
                 ["ci95"] = double.IsFinite(a.Ci95) ? Math.Round(a.Ci95, 6) : null,
             };
+        if (Predictive is { } p)
+        {
+            json["gaussian_nll"] = new JsonObject { ["mean"] = Math.Round(p.Nll.Mean, 6), ["ci95"] = Math.Round(p.Nll.Ci95, 6) };
+            json["coverage90"] = new JsonObject { ["mean"] = Math.Round(p.Coverage90.Mean, 6), ["ci95"] = Math.Round(p.Coverage90.Ci95, 6) };
+        }
         return json;
     }
 
@@ -61,3 +69,6 @@ public sealed record EvaluationResult(
         ["seconds"] = Math.Round(Seconds, 2),
     };
 }
+
+/// <summary>Per-episode Gaussian negative log-likelihood of the query targets, and the share of them inside the 90% predictive interval, summarised over episodes.</summary>
+public readonly record struct PredictiveSummary(Summary Nll, Summary Coverage90);

@@ -54,6 +54,7 @@ public static class Evaluator
         if (experiment.Parallel is { Rank: > 0 }) progress = null;
         List<TaskScore> scores;
         Summary? attacked = null;
+        PredictiveSummary? uncertainty = null;
         try
         {
             if (attack == null)
@@ -66,6 +67,11 @@ public static class Evaluator
                 scores = [.. pairs.Select(p => p.Clean)];
                 attacked = Summary.Of(pairs.Select(p => metric.Of(p.Attacked)).ToArray());
             }
+            if (attack == null && experiment.Learner is IPredictiveLearner predictive && experiment.Family.IsRegression)
+            {
+                var p = EpisodeScoring.PredictiveScores(experiment, predictive, split, episodes);
+                uncertainty = new PredictiveSummary(Summary.Of(p.Select(s => s.Loss).ToArray()), Summary.Of(p.Select(s => s.Accuracy).ToArray()));
+            }
             experiment.Parallel?.Barrier("the end of evaluation");
         }
         catch (Exception e)
@@ -75,7 +81,7 @@ public static class Evaluator
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
             experiment.Family.IsRegression, AlgorithmRegistry.Get(config.Algorithm.Name).TestInnerSteps(config.Algorithm), config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds,
-            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 } };
+            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 }, Predictive = uncertainty };
     }
 
     /// <summary>

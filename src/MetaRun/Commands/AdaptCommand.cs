@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MetaRun.Algorithms;
 using MetaRun.Evaluation;
 using MetaRun.Training;
 
@@ -34,7 +35,7 @@ public static class AdaptCommand
             [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpoint))], [("--support", support), .. query != null ? new[] { ("--query", query) } : []]);
         var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted);
         var inv = CultureInfo.InvariantCulture;
-        Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}");
+        Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}{(ModelBased(r.Algorithm) ? " with no gradient step: the support set is the context of one forward pass" : "")}");
         if (query != null)
         {
             var jsonPath = Path.ChangeExtension(csvPath, ".json");
@@ -57,4 +58,6 @@ public static class AdaptCommand
         if (saveAdapted != null) Console.WriteLine($"adapted weights written to {Path.GetFullPath(saveAdapted)}");
         return ExitCodes.Success;
     }
+
+    private static bool ModelBased(string algorithm) => AlgorithmRegistry.Get(algorithm).Learners.Any(typeof(IModelBased).IsAssignableFrom);
 }

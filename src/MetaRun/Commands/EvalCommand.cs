@@ -77,6 +77,8 @@ public static class EvalCommand
         Console.WriteLine($"{what} {r.Summary.Mean.ToString("0.0000", inv)} ± {r.Summary.Ci95.ToString("0.0000", inv)} (95% CI) over {r.Summary.Count} {r.Split} episodes, {shapeText}, {r.Seconds.ToString("0.0", inv)} s");
         if (r.Attacked is { } a)
             Console.WriteLine($"{what} {a.Mean.ToString("0.0000", inv)} ± {a.Ci95.ToString("0.0000", inv)} (95% CI) under {r.Attack} on the query sets, same episodes");
+        if (r.Predictive is { } p)
+            Console.WriteLine($"gaussian nll {p.Nll.Mean.ToString("0.0000", inv)} ± {p.Nll.Ci95.ToString("0.0000", inv)}, 90% interval coverage {p.Coverage90.Mean.ToString("0.0000", inv)} ± {p.Coverage90.Ci95.ToString("0.0000", inv)} (95% CI), same episodes");
         if (r.NonFiniteReason is { } why) Console.Error.WriteLine($"metarun: {why}");
         Console.WriteLine($"written to {Evaluator.Write(r, outPath, m => Console.Error.WriteLine($"metarun: {m}"))}");
         return r.Finite ? ExitCodes.Success : ExitCodes.Failure;

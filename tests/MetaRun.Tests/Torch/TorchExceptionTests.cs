@@ -40,6 +40,8 @@ public sealed class TorchExceptionTests
         Assert.Throws<TorchException>(() => F.CrossEntropy(Torch.Zeros([2, 3]), Torch.From(new long[] { 0, 7 })));
         // A two-output op fails as one: the hidden state's width does not match w_hh.
         Assert.Throws<TorchException>(() => F.LstmCell(Torch.Zeros([1, 2]), Torch.Zeros([1, 4]), Torch.Zeros([1, 3]), Torch.Zeros([12, 2]), Torch.Zeros([12, 3])));
+        Assert.Throws<TorchException>(() => F.CausalConv1d(Torch.Zeros([1, 2, 5]), Torch.Zeros([3, 2, 2]), dilation: 0));
+        Assert.Throws<TorchException>(() => F.MaskedSoftmax(x, Torch.Zeros([2, 3]), 1));   // the mask is not bool
         Assert.Equal(0.0, x.Sum().Item());
     }
 

@@ -104,6 +104,7 @@ public class AlgorithmRegistryTests
             ["baseline"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"], ["baseline++"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             ["mldg"] = [.. inner, "domains", "meta_test_weight"],
             ["maml-rl"] = [.. inner, "trajectories", "trpo_max_kl"], ["fomaml-rl"] = [.. inner, "trajectories", "trpo_max_kl"],
+            ["snail"] = [], ["mann"] = [], ["cnp"] = [],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)

@@ -26,6 +26,10 @@ public class AdaptationTests
     [InlineData("matchingnet", "algorithm.fce=true")]
     [InlineData("relationnet")]
     [InlineData("mldg")]
+    // The model-based learners: the support folder becomes the sequence's context, in the sampler's order.
+    [InlineData("snail")]
+    [InlineData("mann")]
+    [InlineData("cnp")]
     public void AdaptAgreesWithEvalImageForImage(string algorithm, params string[] extra)
     {
         var dir = TestPaths.NewTempDir("adapt-" + algorithm);
@@ -34,7 +38,7 @@ public class AdaptationTests
         string[] sets = [$"algorithm.name={algorithm}", "data.split=lake", "algorithm.iterations=3", "algorithm.meta_batch_size=2", "model.filters=8",
                      "eval.interval=0", "data.train.queries=2", "data.test.queries=3", "threads=1", "workers=1", algorithm switch
                      {
-                         "protonet" or "matchingnet" or "relationnet" => "algorithm.test_inner_steps=0",
+                         "protonet" or "matchingnet" or "relationnet" or "snail" or "mann" or "cnp" => "algorithm.test_inner_steps=0",
                          "alfa" => "algorithm.test_inner_steps=1",   // its per-step rates exist for trained steps only
                          _ => "algorithm.test_inner_steps=2",
                      }, .. extra];
@@ -84,8 +88,9 @@ public class AdaptationTests
             }
         }
         var csv = Path.Combine(dir, "predictions.csv");
-        (code, _, err) = CliRunner.Run("adapt", "--checkpoint", run, "--support", support, "--query", query, "--out", csv);
+        (code, var printed, err) = CliRunner.Run("adapt", "--checkpoint", run, "--support", support, "--query", query, "--out", csv);
         Assert.True(code == 0, err);
+        Assert.Equal(algorithm is "snail" or "mann" or "cnp", printed.Contains("with no gradient step"));
         var summary = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(csv, ".json"))).RootElement;
         Assert.Equal(evalAccuracy, summary.GetProperty("accuracy").GetDouble(), 6);
         var predicted = File.ReadAllLines(csv).Skip(1).Select(l => l.Split(',')[1]).ToArray();

@@ -26,6 +26,9 @@ public class CheckpointEvalTests
     [InlineData("matchingnet", "algorithm.test_inner_steps=0")]
     [InlineData("matchingnet", "algorithm.test_inner_steps=0", "algorithm.fce=true")]
     [InlineData("relationnet", "algorithm.test_inner_steps=0")]
+    [InlineData("snail", "algorithm.test_inner_steps=0")]
+    [InlineData("mann", "algorithm.test_inner_steps=0")]
+    [InlineData("cnp", "algorithm.test_inner_steps=0")]
     [InlineData("maml++", "algorithm.inner_steps=2", "algorithm.multi_step_loss=true", "algorithm.lslr=true", "algorithm.per_step_bn=true",
         "algorithm.first_order_iterations=1", "algorithm.outer_lr_schedule=cosine")]
     [InlineData("maml", "algorithm.inner_steps=2", "algorithm.lslr=true")]
