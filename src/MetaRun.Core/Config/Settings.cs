@@ -15,7 +15,7 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 
 public enum Execution { Auto, [EnumMember(Value = "per_task")] PerTask, Batched }
 
-public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder }
+public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Features }
 
 public enum ModelName { Auto, Conv4, Mlp, ResNet12 }
 
@@ -57,6 +57,9 @@ public static class Settings
     /// families, the objective and its headline metric, and the reports all ask here.
     /// </summary>
     public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear;
+
+    /// <summary>Whether examples are images (conv4, resnet12) rather than vectors (mlp): regression points and feature vectors are not.</summary>
+    public static bool HasImages(this Dataset dataset) => !dataset.IsRegression() && dataset != Dataset.Features;
 }
 
 /// <summary>Writes the enumerated settings with their YAML spelling, plain, as the strings they were before.</summary>
