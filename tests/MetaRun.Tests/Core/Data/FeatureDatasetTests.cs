@@ -182,6 +182,21 @@ public sealed class FeatureDatasetTests : IDisposable
         Assert.Contains("train.csv: class 'train/1' (1 examples, train episodes need 2) has too few examples", err);
     }
 
+    [Fact]
+    public void Feature_vectors_take_an_mlp_and_refuse_image_networks_and_keys()
+    {
+        const string yaml = "name: t\ndata:\n  dataset: features\n  root: x.csv\n  split_ratio: [0.5, 0, 0.5]\nalgorithm:\n  name: maml\n";
+        Assert.Equal(ModelName.Auto, ConfigLoader.Parse(yaml, "x.yaml", []).Model.Name);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "x.yaml", ["model.name=conv4"]));
+        Assert.Contains("'model.name' is conv4, but data.dataset features is not images", e.Message);
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "x.yaml", ["data.channels=1"]));
+        Assert.Contains("'data.channels' is only for data.dataset folder", e.Message);
+        // A folder of split files is already split: a ratio as well is refused, naming the key.
+        File.WriteAllText(Path.Combine(dir, "train.csv"), "label,a\n0,1\n");
+        var data = new DataConfig { Dataset = Dataset.Features, Root = dir, SplitRatio = [0.5, 0, 0.5] };
+        Assert.StartsWith("data.split_ratio:", Assert.Throws<ConfigException>(() => TaskFamilies.Open(data, null, 1)).Message);
+    }
+
     [SkippableFact]
     public void Maml_trains_on_five_digits_and_classifies_five_unseen_ones_above_chance_through_the_cli()
     {
