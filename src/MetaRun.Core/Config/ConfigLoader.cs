@@ -104,7 +104,7 @@ public static class ConfigLoader
         var algorithmSection = Section("algorithm");
         foreach (var key in algorithmSection.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value!).ToList())
             if (!Algorithms.AlgorithmRegistry.OuterKeys.Contains(key) && !algorithm.Keys.Contains(key)) Drop(algorithmSection, key);
-        var model = config.Model.Name == ModelName.Auto ? (config.Data.IsRegression ? ModelName.Mlp : ModelName.Conv4) : config.Model.Name;
+        var model = config.Model.Name == ModelName.Auto ? (config.Data.Dataset.HasImages() ? ModelName.Conv4 : ModelName.Mlp) : config.Model.Name;
         if (model == ModelName.Mlp) Drop(Section("model"), "filters", "downsample");
         else Drop(Section("model"), model == ModelName.Conv4 ? ["hidden"] : ["hidden", "downsample"]);
         // A blank data.root was never read: the data came from --data-root, $METARUN_DATA_ROOT or the
@@ -308,8 +308,11 @@ public static class ConfigLoader
         if (c.Data.Dataset != Dataset.Folder)
         {
             if (c.Data.Channels != 0) throw new ConfigException($"{where("data.channels")}: 'data.channels' is only for data.dataset folder ({c.Data.Dataset.Yaml()} has fixed channels)");
-            if (c.Data.SplitRatio.Count > 0) throw new ConfigException($"{where("data.split_ratio")}: 'data.split_ratio' is only for data.dataset folder");
-            if (c.Data.SkipSmallClasses) throw new ConfigException($"{where("data.skip_small_classes")}: 'data.skip_small_classes' is only for data.dataset folder");
+            if (c.Data.Dataset != Dataset.Features)
+            {
+                if (c.Data.SplitRatio.Count > 0) throw new ConfigException($"{where("data.split_ratio")}: 'data.split_ratio' is only for data.dataset folder and features");
+                if (c.Data.SkipSmallClasses) throw new ConfigException($"{where("data.skip_small_classes")}: 'data.skip_small_classes' is only for data.dataset folder and features");
+            }
         }
         else if (c.Data.Channels == 2)
             throw new ConfigException($"{where("data.channels")}: 'data.channels' is 2; expected 1 (gray) or 3 (RGB)");
@@ -357,7 +360,7 @@ public static class ConfigLoader
             throw new ConfigException($"{where("output.dir")}: 'output.dir' is empty; give a folder (the default is runs)");
         if (c.Algorithm.OuterLr <= 0)
             throw new ConfigException($"{where("algorithm.outer_lr")}: 'algorithm.outer_lr' is {c.Algorithm.OuterLr.ToString(CultureInfo.InvariantCulture)}; it must be greater than 0 (0 never changes the model)");
-        var image = !c.Data.IsRegression;
+        var image = c.Data.Dataset.HasImages();
         if (c.Model.Name == ModelName.Mlp && image)
             throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset.Yaml()} is images; use conv4 or resnet12 (or auto)");
         if (c.Model.Name is ModelName.Conv4 or ModelName.ResNet12 && !image)

@@ -43,7 +43,7 @@ public sealed class DataConfig
 
     /// <summary>The regression task families (no classes: one "way" of K points, MSE).</summary>
     [YamlDotNet.Serialization.YamlIgnore] public bool IsRegression => Dataset.IsRegression();
-    /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default. For the folder data set: the folder of class subfolders itself (required).</summary>
+    /// <summary>Folder holding omniglot/ and miniimagenet/; null uses --data-root, METARUN_DATA_ROOT, then the default. For the folder data set: the folder of class subfolders itself (required); for features: the features file, or the folder of train/val/test files (required).</summary>
     public string? Root { get; set; }
     /// <summary>Folder data set: image channels fed to the model, 1 (gray) or 3 (RGB); 0 is 3. Omniglot is always 1 and miniImageNet 3.</summary>
     [Range(0, 3)] public int Channels { get; set; }

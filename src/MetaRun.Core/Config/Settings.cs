@@ -15,7 +15,7 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 
 public enum Execution { Auto, [EnumMember(Value = "per_task")] PerTask, Batched }
 
-public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Navigation2d }
+public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Navigation2d, Features }
 
 /// <summary>navigation2d: Finn et al.'s goals and reward (paper), or those of the authors' released code (official_code).</summary>
 public enum NavigationVariant { Paper, [EnumMember(Value = "official_code")] OfficialCode }
@@ -58,7 +58,6 @@ public static class Settings
     /// The one place that decides whether a data set is regression (one "way" of K points, scored by
     /// MSE) or classification (N-way episodes, scored by accuracy): the config checks, the task
     /// families, the objective and its headline metric, and the reports all ask here.
-    /// </summary>
     /// An environment family (navigation2d) counts as regression here: no classes, one task per
     /// episode, an MLP, and a loss (the negative return) where lower is better.
     /// </summary>
@@ -66,6 +65,9 @@ public static class Settings
 
     /// <summary>Whether a task of the data set is an environment to act in rather than labelled examples (meta-reinforcement learning).</summary>
     public static bool IsEnvironment(this Dataset dataset) => dataset is Dataset.Navigation2d;
+
+    /// <summary>Whether examples are images (conv4, resnet12) rather than vectors (mlp): regression points, environments and feature vectors are not.</summary>
+    public static bool HasImages(this Dataset dataset) => !dataset.IsRegression() && dataset != Dataset.Features;
 }
 
 /// <summary>Writes the enumerated settings with their YAML spelling, plain, as the strings they were before.</summary>

@@ -49,3 +49,14 @@ public interface ITaskFamily : IDisposable
     /// <summary>Episodes first .. first+tasks−1 of the split, stacked into one meta-batch.</summary>
     MetaBatch Sample(Split split, long first, int tasks, EpisodeShape shape);
 }
+
+/// <summary>A classification family whose splits' classes are known once opened (what the episode checks ask).</summary>
+public interface ISplitClasses
+{
+    string Name { get; }
+    int ClassCount(Split split);
+    /// <summary>The split's class with the fewest examples: its name and size.</summary>
+    (string Name, int Size) SmallestClass(Split split);
+    /// <summary>What an example is called in messages ("images").</summary>
+    string Unit => "images";
+}

@@ -21,7 +21,7 @@ public sealed record EpisodePlan(int[] Classes, int[][] Images);
 /// class: class 0's K supports, class 1's, …; queries likewise. Pixels become floats as
 /// byte × Scale[c] + Offset[c] per channel.
 /// </summary>
-public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource
+public sealed class ImageTaskFamily : ITaskFamily, IClassBatchSource, ISplitClasses
 {
     private readonly Dictionary<Split, SplitClass[]> splits;
     private readonly string[] sourceNames;

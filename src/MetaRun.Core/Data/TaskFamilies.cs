@@ -38,6 +38,9 @@ public static class TaskFamilies
             case Dataset.Folder:
                 // data.root is the image folder itself; --data-root names where the benchmarks live, not this.
                 return FolderDataset.Open(data, seed, options);
+            case Dataset.Features:
+                // Like a folder: data.root is the features file or folder itself.
+                return FeatureDataset.Open(data, seed, options);
             default:
                 throw new ArgumentOutOfRangeException(nameof(data), data.Dataset, null);
         }
@@ -100,7 +103,7 @@ public static class TaskFamilies
     /// </summary>
     public static void CheckEpisodes(RunConfig config, ITaskFamily family, DataOptions? options = null)
     {
-        if (family is not ImageTaskFamily images) return;
+        if (family is not ISplitClasses images) return;
         void Check(string section, EpisodeConfig e, params Split[] used)
         {
             var prefix = $"data.{section}.";
@@ -113,12 +116,13 @@ public static class TaskFamilies
                 if (e.Shots + e.Queries > size)
                 {
                     var key = prefix + (config.KeyLocations.ContainsKey(prefix + "queries") || !config.KeyLocations.ContainsKey(prefix + "shots") ? "queries" : "shots");
-                    throw new ConfigException($"{config.Where(key)}: '{key}': {prefix}shots + {prefix}queries is {e.Shots} + {e.Queries} = {e.Shots + e.Queries}, but {images.Name} class '{name}' ({ImageTaskFamily.Lower(split)} split) has {size} images");
+                    throw new ConfigException($"{config.Where(key)}: '{key}': {prefix}shots + {prefix}queries is {e.Shots} + {e.Queries} = {e.Shots + e.Queries}, but {images.Name} class '{name}' ({ImageTaskFamily.Lower(split)} split) has {size} {images.Unit}");
                 }
             }
         }
         if (TrainsOnEpisodes(config)) Check("train", config.Data.Train, Split.Train);
-        Check("test", config.Data.Test, Split.Val, Split.Test);
+        // Without validation (eval.interval 0) a data set needs no val classes (docs/own-data.md).
+        Check("test", config.Data.Test, config.Eval.Interval > 0 || images.ClassCount(Split.Val) > 0 ? [Split.Val, Split.Test] : [Split.Test]);
     }
 
     /// <summary>The episode shape of a split: data.train for meta-training, data.test for validation and meta-test.</summary>

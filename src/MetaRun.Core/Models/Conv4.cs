@@ -8,7 +8,7 @@ namespace MetaRun.Models;
 /// averaged over space) or 2×2 max-pooling (miniImageNet, features flattened); then a linear head.
 /// Batch norm always uses the current batch's statistics, as in the MAML reference code.
 /// </summary>
-public sealed class Conv4 : ModelBase
+public sealed class Conv4 : ModelBase, IDescribedModel
 {
     private const int Blocks = 4;
     private readonly bool maxPool;
@@ -33,6 +33,18 @@ public sealed class Conv4 : ModelBase
     }
 
     public override long Features { get; }
+
+    public IReadOnlyList<Layer> Body =>
+    [
+        .. Enumerable.Range(0, Blocks).SelectMany(b => (Layer[])
+        [
+            new ConvLayer($"block{b}.conv.weight", $"block{b}.conv.bias", Stride: maxPool ? 1 : 2, Padding: 1),
+            new BatchNormLayer($"block{b}.bn.weight", $"block{b}.bn.bias"),
+            new ReluLayer(),
+            .. maxPool ? new Layer[] { new MaxPoolLayer(2) } : [],
+        ]),
+        maxPool ? new FlattenLayer() : new GlobalAveragePoolLayer(),
+    ];
 
     protected override int ExampleRank => 3;
 

@@ -3,7 +3,7 @@ using LibTorch;
 namespace MetaRun.Models;
 
 /// <summary>A fully connected ReLU network (1-40-40-1 for sinusoid regression in Finn et al.).</summary>
-public sealed class Mlp : ModelBase
+public sealed class Mlp : ModelBase, IDescribedModel
 {
     private readonly int layers;
 
@@ -23,6 +23,8 @@ public sealed class Mlp : ModelBase
     }
     public override long Features { get; }
     protected override int ExampleRank => 1;
+
+    public IReadOnlyList<Layer> Body => [.. Enumerable.Range(0, layers - 1).SelectMany(i => (Layer[])[new LinearLayer($"layer{i}.weight", $"layer{i}.bias"), new ReluLayer()])];
 
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {

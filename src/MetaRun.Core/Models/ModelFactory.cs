@@ -9,7 +9,7 @@ public static class ModelFactory
     public static IModel Create(RunConfig config, long[] inputShape, int outputs, Device device, ulong seed)
     {
         using var g = new Generator(seed);
-        var name = config.Model.Name == ModelName.Auto ? (config.Data.IsRegression ? ModelName.Mlp : ModelName.Conv4) : config.Model.Name;
+        var name = config.Model.Name == ModelName.Auto ? (config.Data.Dataset.HasImages() ? ModelName.Conv4 : ModelName.Mlp) : config.Model.Name;
         switch (name)
         {
             case ModelName.Mlp:

@@ -11,7 +11,7 @@ namespace MetaRun.Models;
 /// the body has 12,424,320 weights (tests check the count). DropBlock, which MetaOptNet adds for
 /// regularization, is not included. Batch norm uses the current batch's statistics, as in Conv4.
 /// </summary>
-public sealed class ResNet12 : ModelBase
+public sealed class ResNet12 : ModelBase, IDescribedModel
 {
     private const int Blocks = 4, Convs = 3;
     private static readonly double[] Widths = [1, 2.5, 5, 10];
@@ -43,6 +43,17 @@ public sealed class ResNet12 : ModelBase
 
     public override long Features { get; }
     protected override int ExampleRank => 3;
+
+    public IReadOnlyList<Layer> Body =>
+    [
+        .. Enumerable.Range(0, Blocks).SelectMany(b =>
+        {
+            Layer[] ConvBn(string name, int padding) => [new ConvLayer($"{name}.weight", null, 1, padding), new BatchNormLayer($"{name}.bn.weight", $"{name}.bn.bias")];
+            var main = Enumerable.Range(0, Convs).SelectMany(c => c < Convs - 1 ? [.. ConvBn($"block{b}.conv{c}", 1), new LeakyReluLayer(0.1)] : ConvBn($"block{b}.conv{c}", 1));
+            return (Layer[])[new ResidualLayer([.. main], ConvBn($"block{b}.shortcut", 0)), new LeakyReluLayer(0.1), new MaxPoolLayer(2)];
+        }),
+        new GlobalAveragePoolLayer(),
+    ];
 
     /// <summary>One task [N, C, H, W] or a meta-batch [T, N, C, H, W] at once (grouped convolutions, batch norm per task).</summary>
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)

@@ -81,7 +81,7 @@ public static class Provenance
         var identity = new JsonObject { ["dataset"] = data.Dataset.Yaml() };
         if (data.IsRegression) return identity;
         string dir;
-        if (data.Dataset == Dataset.Folder)
+        if (data.Dataset is Dataset.Folder or Dataset.Features)
         {
             if (data.Root == null) return identity;
             dir = Path.GetFullPath(DataRoot.Resolve(null, data.Root));
@@ -91,6 +91,14 @@ public static class Provenance
             dir = Path.Combine(DataRoot.Resolve(dataRoot, data.Root), data.Dataset.Yaml());
         }
         identity["path"] = dir;
+        if (File.Exists(dir))
+        {
+            // A features file: its content is the data.
+            using var stream = File.OpenRead(dir);
+            identity["files"] = 1;
+            identity["fingerprint"] = Convert.ToHexString(SHA256.HashData(stream))[..16].ToLowerInvariant();
+            return identity;
+        }
         if (!Directory.Exists(dir)) return identity;
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var files = Directory.EnumerateFiles(dir, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })

@@ -104,7 +104,7 @@ public static class DataCommand
         var shape = TaskFamilies.ShapeOf(config.Data, split);
         using var family = TaskFamilies.Open(config.Data, dataRoot, config.Seed, options ?? new DataOptions { Log = Log });
         if (family is not ImageTaskFamily images)
-            throw new MetaRunException(ExitCodes.BadUsage, $"{configPath}: data show draws image episodes; {family.Name} is a regression data set");
+            throw new MetaRunException(ExitCodes.BadUsage, $"{configPath}: data show draws image episodes; {family.Name} has no images");
         using var scope = Torch.NewScope();
         using var batch = images.Sample(split, episode, 1, shape);
         var plan = images.Plan(split, episode, shape);

@@ -186,7 +186,7 @@ public class ConfigLoaderTests
             var keys = yaml.Split('\n').Select(l => l.Trim().Split(':')[0]).ToHashSet();
             if (config.Algorithm.Name != "adml") Assert.DoesNotContain("epsilon", keys);
             if (config.Algorithm.Name != "matchingnet") Assert.DoesNotContain("fce", keys);
-            if (!config.Data.IsRegression) Assert.DoesNotContain("hidden", keys);
+            if (config.Data.Dataset.HasImages()) Assert.DoesNotContain("hidden", keys);
         }
         var protonet = ConfigLoader.ToRunYaml(ConfigLoader.Load(Path.Combine(TestPaths.Configs, "omniglot", "protonet-5w1s.yaml"), []));
         Assert.DoesNotContain("inner_lr", protonet);
