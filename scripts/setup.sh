@@ -41,6 +41,9 @@ step() {
   tail -n 15 "$setup_log" | sed 's/^/  /' >&2
   exit 10
 }
+# npm fetches the report's chart library (uPlot) at build time; a Node.js from elsewhere
+# (NodeSource) brings its own npm, which Debian's npm package would conflict with.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     mkdir -p "$(dirname "$setup_log")"

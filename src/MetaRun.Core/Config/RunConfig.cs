@@ -148,6 +148,9 @@ public sealed class OutputConfig
 {
     /// <summary>Runs are written under this folder as DIR/NAME-TIMESTAMP unless --out names the run folder.</summary>
     public string Dir { get; set; } = "runs";
+
+    /// <summary>Write TensorBoard event files (events.out.tfevents.*) into the run folder as it trains and is evaluated.</summary>
+    public bool Tensorboard { get; set; } = true;
 }
 
 public sealed class CheckpointConfig

@@ -57,6 +57,7 @@ public static class EvaluationStore
             var tmp = path + ".tmp";
             File.WriteAllText(tmp, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
             File.Move(tmp, path, overwrite: true);
+            if (Path.GetDirectoryName(folder) is { } runDir) Training.TensorBoardLog.TryEvaluation(runDir, result, warn);
             return path;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

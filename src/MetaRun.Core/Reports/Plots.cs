@@ -58,7 +58,7 @@ public static class Plots
         // From zero: a constant rate would otherwise get an axis centred on nothing.
         lr.Plot.Axes.SetLimitsY(0, withMetrics.Max(r => r.Config.Algorithm.OuterLr) * 1.15);
         plots.Add(lr);
-        plots.Add(Lines("seconds", $"Seconds per iteration{smooth}", "seconds", withMetrics, colours, SecondsPerIteration, window));
+        plots.Add(Lines("seconds", $"Seconds per iteration{smooth}", "seconds", withMetrics, colours, r => SecondsPerIteration(r), window));
         return plots;
     }
 
@@ -110,14 +110,24 @@ public static class Plots
         }
     }
 
-    private static IEnumerable<(long, double)> SecondsPerIteration(RunFolder r)
+    /// <summary>
+    /// Seconds per outer step from metrics.csv's clock. A step right after a validation or a
+    /// checkpoint also paid for that work, so it is left out (kept only when every step is such
+    /// a step); a resume restarts the clock at 0, so that step has no duration either.
+    /// </summary>
+    public static IReadOnlyList<(long Iteration, double Seconds)> SecondsPerIteration(RunFolder r)
     {
-        // The clock restarts at 0 when a run resumes; that step has no duration to report.
+        var interval = r.Config.Checkpoint.Interval;
+        var all = new List<(long, double, bool)>();
         for (var i = 1; i < r.Metrics.Count; i++)
         {
-            var dt = (r.Metrics[i].Seconds - r.Metrics[i - 1].Seconds) / (r.Metrics[i].Iteration - r.Metrics[i - 1].Iteration);
-            if (dt >= 0 && double.IsFinite(dt)) yield return (r.Metrics[i].Iteration, dt);
+            var (prev, cur) = (r.Metrics[i - 1], r.Metrics[i]);
+            var dt = (cur.Seconds - prev.Seconds) / (cur.Iteration - prev.Iteration);
+            if (dt < 0 || !double.IsFinite(dt)) continue;
+            all.Add((cur.Iteration, dt, prev.ValLoss != null || prev.ValAccuracy != null || prev.Iteration % interval == 0));
         }
+        var clean = all.Where(x => !x.Item3).ToList();
+        return [.. (clean.Count > 0 ? clean : all).Select(x => (x.Item1, x.Item2))];
     }
 
     private static NamedPlot Lines(string id, string title, string yLabel, IReadOnlyList<RunFolder> runs, IReadOnlyDictionary<RunFolder, Color> colours, Func<RunFolder, IEnumerable<(long X, double Y)>> series, int window)

@@ -59,6 +59,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         if (writes) Directory.CreateDirectory(run.CheckpointDir);
         var traced = experiment.Learner as ITracesHyperparameters;
         using var metrics = writes ? new MetricsLog(run, start, traced?.TracedNames) : null;
+        using var tensorboard = writes ? TensorBoardLog.Open(run, config, start, traced?.TracedNames) : null;
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
@@ -68,15 +69,18 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
                 parallel.Rank, parallel.WorldSize, parallel.Backend.ToString(), parallel.Launch.MasterAddr, parallel.Launch.MasterPort, parallel.Timeout.TotalSeconds);
 
         using var prefetcher = new Prefetcher(experiment.TrainingBatch, start);
+        double stepSeconds;
         for (var it = start + 1; it <= total; it++)
         {
             MetricsRow row;
             bool stopAsked;
+            var stepStart = clock.Elapsed.TotalSeconds;
             using (var scope = Torch.NewScope())
             {
                 using var batch = prefetcher.Next();
                 var step = MetaIteration.Run(learner, config.Algorithm, optimizer, batch, it, experiment.Plan, parallel, Stop);
                 row = new MetricsRow(it, step.Loss, step.Accuracy, clock.Elapsed.TotalSeconds, Traced: traced?.Traced());
+                stepSeconds = row.Seconds - stepStart;
                 stopAsked = step.Stop;
             }
             if (!double.IsFinite(row.TrainLoss))
@@ -101,6 +105,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
                 log.Information("Iteration {Iteration}: validation loss {Loss:F4}, {Metric} {Mean:F4} ± {Ci:F4}{Best}", it, val.Loss.Mean, headline.Name, val.Headline.Mean, val.Headline.Ci95, isBest ? " (best)" : "");
             }
             metrics?.Write(row);
+            tensorboard?.Write(row, stepSeconds);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
             observer?.Iteration(row);
             var stopping = stopAsked && it < total;
