@@ -80,6 +80,14 @@ public sealed class ModelConfig
     public Downsample Downsample { get; set; } = Downsample.Auto;
     /// <summary>Hidden layer widths of the MLP.</summary>
     public List<int> Hidden { get; set; } = [40, 40];
+    /// <summary>A network as a list of layers (docs/models.md), in place of model.name: each entry a type name or a mapping with 'type'; the last is the head.</summary>
+    public List<object> Layers { get; set; } = [];
+    /// <summary>A safetensors state dict (PyTorch names) loaded into the body before training; the head always starts fresh.</summary>
+    public string? Init { get; set; }
+    /// <summary>Layers whose weights stay fixed: names or name prefixes (layer1 freezes layer1.0.conv1 …), or body for every layer before the head.</summary>
+    public List<string> Freeze { get; set; } = [];
+    /// <summary>Per-channel input normalization as the network's first layer: imagenet for a torchvision body pretrained on ImageNet.</summary>
+    public InputNormalization Normalize { get; set; } = InputNormalization.None;
 }
 
 public sealed class AlgorithmConfig

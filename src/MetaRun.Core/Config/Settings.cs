@@ -17,7 +17,10 @@ public enum Execution { Auto, [EnumMember(Value = "per_task")] PerTask, Batched 
 
 public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder }
 
-public enum ModelName { Auto, Conv4, Mlp, ResNet12 }
+public enum ModelName { Auto, Conv4, Mlp, ResNet12, ResNet18, ResNet50 }
+
+/// <summary>Input normalization a pretrained body expects, applied as the network's first layer.</summary>
+public enum InputNormalization { None, ImageNet }
 
 public enum Downsample { Auto, Stride, MaxPool }
 
