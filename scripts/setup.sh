@@ -7,9 +7,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # fonts-dejavu-core: the text of the plots (curves.png, metarun report).
 packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev fonts-dejavu-core)
 # What the tests start for real: a browser that opens the report, a one-node Slurm cluster
-# (scripts/slurm-local.sh). Only needed to build and run the tests, so only then installed;
+# (scripts/slurm-local.sh), Debian's torchvision for the ResNet parity test. Only needed to build and run the tests, so only then installed;
 # without root those tests skip and say why.
-test_packages=(chromium slurm-wlm munge)
+test_packages=(chromium slurm-wlm munge python3-torchvision)
 target="${1:-src/MetaRun/MetaRun.csproj}"
 missing=()
 for p in "${packages[@]}"; do

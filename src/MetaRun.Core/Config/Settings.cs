@@ -30,6 +30,9 @@ public enum OptimizerKind { Sgd, Adam }
 
 public enum LrSchedule { Constant, Linear, Cosine }
 
+/// <summary>What finetune trains on a test episode's support set: a new head on the fixed body, or the whole network.</summary>
+public enum FinetuneScope { Head, All }
+
 public static class Settings
 {
     private static readonly ConcurrentDictionary<Type, (Enum Value, string Yaml)[]> Spellings = new();

@@ -255,7 +255,10 @@ public sealed class LayerNetwork : ModelBase, IModel
         using (Torch.NoGrad())
         using (var s = x.Detach().To(ScalarType.Float64).Sum())
             sum = s.Item();
-        using var g = new Generator((ulong)BitConverter.DoubleToInt64Bits(sum) ^ (ulong)d.Name.GetHashCode(StringComparison.Ordinal));
+        // string.GetHashCode differs between processes; FNV-1a of the name does not.
+        var h = 14695981039346656037UL;
+        foreach (var ch in d.Name) h = (h ^ ch) * 1099511628211UL;
+        using var g = new Generator((ulong)BitConverter.DoubleToInt64Bits(sum) ^ h);
         return F.Dropout(x, d.P, training: true, g);
     }
 
