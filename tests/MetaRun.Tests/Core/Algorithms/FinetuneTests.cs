@@ -7,7 +7,7 @@ namespace MetaRun.Tests.Algorithms;
 
 public class FinetuneTests
 {
-    private static Finetune Make(Models.IModel model, int steps, FinetuneScope scope, double lr = 0.1) =>
+    private static Finetune Make(MetaRun.Models.IModel model, int steps, FinetuneScope scope, double lr = 0.1) =>
         new(model, new Objective(false), new Baseline(model, new Objective(false), null, 16, lr, steps, adam: false, cosine: false), lr, steps, adam: false, scope);
 
     [Fact]
