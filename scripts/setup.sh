@@ -8,9 +8,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev fonts-dejavu-core)
 # What the tests start for real: a browser that opens the report, a one-node Slurm cluster
 # (scripts/slurm-local.sh), a terminal (tmux) to read what a person sees, Debian's Python with
-# scikit-learn's digits and the onnx checker (the features and export tests). Only needed to
-# build and run the tests, so only then installed; without root those tests skip and say why.
-test_packages=(chromium slurm-wlm munge tmux python3-sklearn python3-onnx)
+# scikit-learn's digits, the onnx checker and torchvision (the features, export and ResNet
+# parity tests). Only needed to build and run the tests, so only then installed; without root
+# those tests skip and say why.
+test_packages=(chromium slurm-wlm munge tmux python3-sklearn python3-onnx python3-torchvision)
 target="${1:-src/MetaRun/MetaRun.csproj}"
 missing=()
 for p in "${packages[@]}"; do

@@ -92,6 +92,8 @@ public static class AlgorithmRegistry
             c => Baseline.From(c, cosine: false)),
         new("baseline++", "Chen, Liu, Kira, Wang and Huang 2019", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, [typeof(Baseline)],
             c => Baseline.From(c, cosine: true)),
+        new("finetune", "transfer learning (Chen, Liu, Kira, Wang and Huang 2019; Tian, Wang, Krishnan, Tenenbaum and Isola 2020)", HeadKind.PerTrainingClass, TrainsOn.OwnBatches, false, [typeof(Finetune)],
+            Finetune.From),
         new("mldg", "Li, Yang, Song and Hospedales 2018", HeadKind.None, TrainsOn.DomainEpisodes, false, [typeof(Mldg)],
             Mldg.From, ZeroTestStepsAdaptNothing: true),
         new("maml-rl", "Finn, Abbeel and Levine 2017 (reinforcement learning)", HeadKind.None, TrainsOn.Episodes, true, [typeof(MamlRl)],

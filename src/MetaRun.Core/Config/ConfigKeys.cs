@@ -20,7 +20,7 @@ public static class ConfigKeys
                     foreach (var (k, v) in m.Children) Walk(v, prefix.Length == 0 ? ((YamlScalarNode)k).Value! : $"{prefix}.{((YamlScalarNode)k).Value}");
                     break;
                 case YamlSequenceNode s:
-                    keys[prefix] = "[" + string.Join(", ", s.Children.Select(c => (c as YamlScalarNode)?.Value)) + "]";
+                    keys[prefix] = Text(s);
                     break;
                 case YamlScalarNode sc:
                     keys[prefix] = sc.Value ?? "";
@@ -30,6 +30,14 @@ public static class ConfigKeys
         Walk(stream.Documents[0].RootNode, "");
         return keys;
     }
+
+    /// <summary>A value as one line, lists and mappings (model.layers) included.</summary>
+    private static string Text(YamlNode node) => node switch
+    {
+        YamlSequenceNode s => "[" + string.Join(", ", s.Children.Select(Text)) + "]",
+        YamlMappingNode m => "{" + string.Join(", ", m.Children.Select(kv => $"{Text(kv.Key)}: {Text(kv.Value)}")) + "}",
+        _ => ((YamlScalarNode)node).Value ?? "",
+    };
 
     /// <summary>The keys whose values differ between two configs, with both values, in key order.</summary>
     public static IReadOnlyList<(string Key, string Was, string Now)> Differences(RunConfig was, RunConfig now)

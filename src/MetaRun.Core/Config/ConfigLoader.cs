@@ -105,8 +105,13 @@ public static class ConfigLoader
         foreach (var key in algorithmSection.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value!).ToList())
             if (!Algorithms.AlgorithmRegistry.OuterKeys.Contains(key) && !algorithm.Keys.Contains(key)) Drop(algorithmSection, key);
         var model = config.Model.Name == ModelName.Auto ? (config.Data.Dataset.HasImages() ? ModelName.Conv4 : ModelName.Mlp) : config.Model.Name;
-        if (model == ModelName.Mlp) Drop(Section("model"), "filters", "downsample");
+        if (config.Model.Layers.Count > 0) Drop(Section("model"), "filters", "downsample", "hidden");
+        else if (model == ModelName.Mlp) Drop(Section("model"), "filters", "downsample");
         else Drop(Section("model"), model == ModelName.Conv4 ? ["hidden"] : ["hidden", "downsample"]);
+        if (config.Model.Layers.Count == 0) Drop(Section("model"), "layers");
+        if (config.Model.Init == null) Drop(Section("model"), "init");
+        if (config.Model.Freeze.Count == 0) Drop(Section("model"), "freeze");
+        if (config.Model.Normalize == InputNormalization.None) Drop(Section("model"), "normalize");
         // A blank data.root was never read: the data came from --data-root, $METARUN_DATA_ROOT or the
         // default folder, and the run's history.jsonl names the folder it was.
         if (string.IsNullOrEmpty(config.Data.Root)) Drop(Section("data"), "root");
@@ -363,8 +368,9 @@ public static class ConfigLoader
         var image = c.Data.Dataset.HasImages();
         if (c.Model.Name == ModelName.Mlp && image)
             throw new ConfigException($"{where("model.name")}: 'model.name' is mlp, but data.dataset {c.Data.Dataset.Yaml()} is images; use conv4 or resnet12 (or auto)");
-        if (c.Model.Name is ModelName.Conv4 or ModelName.ResNet12 && !image)
+        if (c.Model.Name is ModelName.Conv4 or ModelName.ResNet12 or ModelName.ResNet18 or ModelName.ResNet50 && !image)
             throw new ConfigException($"{where("model.name")}: 'model.name' is {c.Model.Name.Yaml()}, but data.dataset {c.Data.Dataset.Yaml()} is not images; use mlp (or auto)");
+        Models.ModelFactory.CheckLayers(c, where);
         Data.TaskFamilies.CheckEpisodes(c, located, source);
     }
 
@@ -392,9 +398,37 @@ public static class ConfigLoader
                 Bind(prop.GetValue(target)!, section, path + ".", source, overridden, locations);
                 continue;
             }
+            if (prop.PropertyType == typeof(List<object>))
+            {
+                // model.layers: kept as plain YAML values (Models.LayerYaml reads them), every key's line remembered.
+                var seq = v as YamlSequenceNode ?? throw new ConfigException($"{where}: '{path}' must be a list of layers");
+                prop.SetValue(target, seq.Children.Select((c, i) => Raw(c, $"{path}[{i}]", source, overridden, locations)).ToList());
+                continue;
+            }
             var value = Convert(v, prop.PropertyType, path, where, MayBeEmpty(prop));
             Validate(prop, value, path, where);
             prop.SetValue(target, value);
+        }
+    }
+
+    /// <summary>A YAML node as strings, lists (List&lt;object&gt;) and mappings (Dictionary&lt;string, object&gt;), each place's line in <paramref name="locations"/>.</summary>
+    private static object Raw(YamlNode node, string path, string source, Dictionary<YamlNode, string> overridden, Dictionary<string, string> locations)
+    {
+        locations[path] = Where(node, source, overridden);
+        switch (node)
+        {
+            case YamlSequenceNode seq:
+                return seq.Children.Select((c, i) => Raw(c, $"{path}[{i}]", source, overridden, locations)).ToList();
+            case YamlMappingNode map:
+                var d = new Dictionary<string, object>();
+                foreach (var (k, v) in map.Children)
+                {
+                    var key = (k as YamlScalarNode)?.Value ?? throw new ConfigException($"{Where(k, source, overridden)}: keys must be plain names");
+                    d[key] = Raw(v, $"{path}.{key}", source, overridden, locations);
+                }
+                return d;
+            default:
+                return ((YamlScalarNode)node).Value ?? "";
         }
     }
 
@@ -406,6 +440,11 @@ public static class ConfigLoader
         {
             var seq = node as YamlSequenceNode ?? throw new ConfigException($"{where}: '{path}' must be a list of integers, like [40, 40]");
             return seq.Children.Select(c => (int)Convert(c, typeof(int), path, where)!).ToList();
+        }
+        if (type == typeof(List<string>))
+        {
+            var seq = node as YamlSequenceNode ?? throw new ConfigException($"{where}: '{path}' must be a list of names, like [conv1, layer1]");
+            return seq.Children.Select(c => (string)Convert(c, typeof(string), path, where)!).ToList();
         }
         if (type == typeof(List<double>))
         {

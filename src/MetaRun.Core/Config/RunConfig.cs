@@ -84,6 +84,14 @@ public sealed class ModelConfig
     public Downsample Downsample { get; set; } = Downsample.Auto;
     /// <summary>Hidden layer widths of the MLP.</summary>
     public List<int> Hidden { get; set; } = [40, 40];
+    /// <summary>A network as a list of layers (docs/models.md), in place of model.name: each entry a type name or a mapping with 'type'; the last is the head.</summary>
+    public List<object> Layers { get; set; } = [];
+    /// <summary>A safetensors state dict (PyTorch names) loaded into the body before training; the head always starts fresh.</summary>
+    public string? Init { get; set; }
+    /// <summary>Layers whose weights stay fixed: names or name prefixes (layer1 freezes layer1.0.conv1 …), or body for every layer before the head.</summary>
+    public List<string> Freeze { get; set; } = [];
+    /// <summary>Per-channel input normalization as the network's first layer: imagenet for a torchvision body pretrained on ImageNet.</summary>
+    public InputNormalization Normalize { get; set; } = InputNormalization.None;
 }
 
 public sealed class AlgorithmConfig
@@ -91,12 +99,12 @@ public sealed class AlgorithmConfig
     /// <summary>The meta-learner: a name in <see cref="MetaRun.Algorithms.AlgorithmRegistry"/> (checked there); see the README's Algorithms section.</summary>
     [ReadBy(typeof(IMetaLearner))] public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
     [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl)), Range(0, 100000)] public int TestInnerSteps { get; set; }
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
-    [ReadBy(typeof(Reptile), typeof(Baseline))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
+    [ReadBy(typeof(Reptile), typeof(Baseline), typeof(Finetune))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
     [ReadBy(typeof(Reptile)), Range(0, 100000)] public int InnerBatchSize { get; set; }
     [ReadBy(typeof(IMetaLearner))] public OptimizerKind OuterOptimizer { get; set; } = OptimizerKind.Adam;
@@ -116,7 +124,7 @@ public sealed class AlgorithmConfig
     /// <summary>MAML++ derivative-order annealing: first order for the first N iterations, second order after.</summary>
     [ReadBy(typeof(MamlPlusPlus)), Range(0, 100000000)] public int FirstOrderIterations { get; set; }
     /// <summary>Baseline: examples per pretraining mini-batch.</summary>
-    [ReadBy(typeof(Baseline)), Range(1, 100000)] public int BatchSize { get; set; } = 16;
+    [ReadBy(typeof(Baseline), typeof(Finetune)), Range(1, 100000)] public int BatchSize { get; set; } = 16;
     /// <summary>ADML: the L∞ size of its FGSM examples in pixel units (a fraction of the 0–255 range).</summary>
     [ReadBy(typeof(Adml)), Range(0.0, 1.0)] public double Epsilon { get; set; } = 0.1;
     /// <summary>Alpha MAML: the hypergradient step μ_α of the inner rate.</summary>
@@ -133,6 +141,9 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(Mldg)), Range(2, 10000)] public int Domains { get; set; } = 4;
     /// <summary>MLDG's β: weight of the held-out domain's loss after the meta-train step.</summary>
     [ReadBy(typeof(Mldg)), Range(0.0, 1e6)] public double MetaTestWeight { get; set; } = 1;
+
+    /// <summary>finetune: what a test episode's support set trains, a new head on the fixed body (head) or the whole network (all).</summary>
+    [ReadBy(typeof(Finetune))] public FinetuneScope Finetune { get; set; } = FinetuneScope.Head;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

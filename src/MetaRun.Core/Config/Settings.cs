@@ -20,7 +20,10 @@ public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Navigati
 /// <summary>navigation2d: Finn et al.'s goals and reward (paper), or those of the authors' released code (official_code).</summary>
 public enum NavigationVariant { Paper, [EnumMember(Value = "official_code")] OfficialCode }
 
-public enum ModelName { Auto, Conv4, Mlp, ResNet12 }
+public enum ModelName { Auto, Conv4, Mlp, ResNet12, ResNet18, ResNet50 }
+
+/// <summary>Input normalization a pretrained body expects, applied as the network's first layer.</summary>
+public enum InputNormalization { None, ImageNet }
 
 public enum Downsample { Auto, Stride, MaxPool }
 
@@ -29,6 +32,9 @@ public enum OmniglotSplit { Vinyals, Lake }
 public enum OptimizerKind { Sgd, Adam }
 
 public enum LrSchedule { Constant, Linear, Cosine }
+
+/// <summary>What finetune trains on a test episode's support set: a new head on the fixed body, or the whole network.</summary>
+public enum FinetuneScope { Head, All }
 
 public static class Settings
 {

@@ -105,7 +105,7 @@ public sealed class Experiment : IDisposable
         {
             TaskFamilies.CheckEpisodes(config, family, dataOptions);
             var objective = new Objective(family.IsRegression, family is IEnvironmentFamily ? HeadlineMetric.NegativeReturn : null);
-            var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed);
+            var model = ModelFactory.Create(config, family.InputShape, AlgorithmRegistry.Outputs(algorithm, config, family), plan.Device, (ulong)config.Seed, (dataOptions ?? DataOptions.Default).Log);
             var learner = algorithm.Create(new AlgorithmContext(config.Algorithm, model, objective, family, (ulong)config.Seed, TaskFamilies.ShapeOf(config.Data, Split.Train)));
             return new Experiment(config, algorithm, plan, family, model, learner, objective, parallel);
         }

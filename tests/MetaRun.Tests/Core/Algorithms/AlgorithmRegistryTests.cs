@@ -105,6 +105,7 @@ public class AlgorithmRegistryTests
             ["mldg"] = [.. inner, "domains", "meta_test_weight"],
             ["maml-rl"] = [.. inner, "trajectories", "trpo_max_kl"], ["fomaml-rl"] = [.. inner, "trajectories", "trpo_max_kl"],
             ["snail"] = [], ["mann"] = [], ["cnp"] = [],
+            ["finetune"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size", "finetune"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)
