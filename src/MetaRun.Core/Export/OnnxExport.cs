@@ -19,7 +19,7 @@ public sealed record ExportResult(string Path, string Model, ExportedOutput Outp
 /// <summary>
 /// `metarun export --onnx`: a checkpoint's network as an ONNX file that ONNX Runtime (or any
 /// ONNX consumer) runs without MetaRun. The graph is built from the model's
-/// <see cref="IDescribedModel.Body"/> (a list of <see cref="Layer"/>s), then the classifier:
+/// <see cref="IDescribedModel.Body"/> (a list of <see cref="GraphLayer"/>s), then the classifier:
 /// the linear head (the checkpoint's, or the adapted one given with --adapted), or for an
 /// adapted metric learner (ProtoNet's <c>prototypes</c>) −‖f(x) − c‖² to each prototype, or,
 /// for a metric learner without --adapted, the embeddings themselves. Batch norm normalises with
@@ -57,7 +57,7 @@ public static class OnnxExport
             switch (output)
             {
                 case ExportedOutput.Head:
-                    x = graph.Linear(new LinearLayer(model.HeadWeight, model.HeadBias), x);
+                    x = graph.Linear(new GraphLinear(model.HeadWeight, model.HeadBias), x);
                     outputs = graph.Shape(model.HeadWeight)[0];
                     break;
                 case ExportedOutput.Prototypes:
@@ -97,7 +97,7 @@ public static class OnnxExport
     }
 
     /// <summary>A network as the exporter sees it: its input, its body's layers and its head's weight names.</summary>
-    private sealed record Network(string Name, long[] InputShape, IReadOnlyList<Layer> Body, string HeadWeight, string HeadBias);
+    private sealed record Network(string Name, long[] InputShape, IReadOnlyList<GraphLayer> Body, string HeadWeight, string HeadBias);
 
     private static Network Describe(RunConfig config, IReadOnlyDictionary<string, Tensor> weights, string file)
     {
@@ -112,7 +112,7 @@ public static class OnnxExport
         var headBias = probe.ParameterNames[probe.IndicesOf(ParameterRole.HeadBias).Single()];
         if (images) return new Network(name, probeShape, described.Body, headWeight, headBias);
         // Vector inputs: their width is the first linear layer's.
-        var first = described.Body.OfType<LinearLayer>().Select(l => l.Weight).FirstOrDefault() ?? headWeight;
+        var first = described.Body.OfType<GraphLinear>().Select(l => l.Weight).FirstOrDefault() ?? headWeight;
         if (!weights.TryGetValue(first, out var w)) throw new CheckpointException($"{file}: parameter '{first}' is missing");
         return new Network(name, [w.Size(1)], described.Body, headWeight, headBias);
     }
@@ -158,7 +158,7 @@ public static class OnnxExport
         m["metarun.description"] = $"MetaRun {info.Name} {model.Name}: {m["metarun.output"]}. Input: {m["metarun.preprocessing"]}.";
     }
 
-    private static bool HasBatchNorm(Layer l) => l is BatchNormLayer || (l is ResidualLayer r && r.Main.Concat(r.Shortcut).Any(HasBatchNorm));
+    private static bool HasBatchNorm(GraphLayer l) => l is GraphBatchNorm || (l is GraphResidual r && r.Main.Concat(r.Shortcut).Any(HasBatchNorm));
 
     /// <summary>ONNX nodes and constants for a list of layers, one value name per intermediate result.</summary>
     private sealed class GraphBuilder(IReadOnlyDictionary<string, Tensor> weights, string file)
@@ -178,28 +178,28 @@ public static class OnnxExport
         public long[] Shape(string weight) { Get(weight); return shapes[weight]; }
 
         /// <summary>The layers applied to <paramref name="x"/> of rank <paramref name="rank"/> (4 for images, 2 for vectors).</summary>
-        public string Body(IReadOnlyList<Layer> layers, string x, int rank)
+        public string Body(IReadOnlyList<GraphLayer> layers, string x, int rank)
         {
             foreach (var layer in layers)
             {
                 (x, rank) = layer switch
                 {
-                    ConvLayer c => (Conv(c, x), 4),
-                    BatchNormLayer b => (BatchNorm(b, x, rank), rank),
-                    ReluLayer => (Op("Relu", [x]), rank),
-                    LeakyReluLayer l => (Op("LeakyRelu", [x], OnnxAttribute.Of("alpha", (float)l.Slope)), rank),
-                    MaxPoolLayer p => (Op("MaxPool", [x], OnnxAttribute.Of("kernel_shape", p.Size, p.Size), OnnxAttribute.Of("strides", p.Size, p.Size)), 4),
-                    GlobalAveragePoolLayer => (Op("ReduceMean", [x], OnnxAttribute.Of("axes", 2L, 3L), OnnxAttribute.Of("keepdims", 0L)), 2),
-                    FlattenLayer => (Op("Flatten", [x], OnnxAttribute.Of("axis", 1L)), 2),
-                    LinearLayer l => (Linear(l, x), 2),
-                    ResidualLayer r => (Op("Add", [Body(r.Main, x, rank), r.Shortcut.Count == 0 ? x : Body(r.Shortcut, x, rank)]), rank),
+                    GraphConv c => (Conv(c, x), 4),
+                    GraphBatchNorm b => (BatchNorm(b, x, rank), rank),
+                    GraphRelu => (Op("Relu", [x]), rank),
+                    GraphLeakyRelu l => (Op("LeakyRelu", [x], OnnxAttribute.Of("alpha", (float)l.Slope)), rank),
+                    GraphMaxPool p => (Op("MaxPool", [x], OnnxAttribute.Of("kernel_shape", p.Size, p.Size), OnnxAttribute.Of("strides", p.Size, p.Size)), 4),
+                    GraphGlobalAveragePool => (Op("ReduceMean", [x], OnnxAttribute.Of("axes", 2L, 3L), OnnxAttribute.Of("keepdims", 0L)), 2),
+                    GraphFlatten => (Op("Flatten", [x], OnnxAttribute.Of("axis", 1L)), 2),
+                    GraphLinear l => (Linear(l, x), 2),
+                    GraphResidual r => (Op("Add", [Body(r.Main, x, rank), r.Shortcut.Count == 0 ? x : Body(r.Shortcut, x, rank)]), rank),
                     _ => throw new NotSupportedException($"ONNX export of {layer.GetType().Name}"),
                 };
             }
             return x;
         }
 
-        public string Linear(LinearLayer l, string x)
+        public string Linear(GraphLinear l, string x)
         {
             Expect(l.Weight, 2);
             return Op("Gemm", [x, Weight(l.Weight), Weight(l.Bias)], OnnxAttribute.Of("transB", 1L));
@@ -215,7 +215,7 @@ public static class OnnxExport
             return Op("Neg", [Op("ReduceSum", [Op("Mul", [diff, diff]), Longs("axis2", 2)], OnnxAttribute.Of("keepdims", 0L))]);
         }
 
-        private string Conv(ConvLayer c, string x)
+        private string Conv(GraphConv c, string x)
         {
             Expect(c.Weight, 4);
             var k = shapes[c.Weight];
@@ -225,7 +225,7 @@ public static class OnnxExport
         }
 
         /// <summary>(x − mean) / √(var + ε) · γ + β with the batch's mean and biased variance per channel (over N, H, W).</summary>
-        private string BatchNorm(BatchNormLayer b, string x, int rank)
+        private string BatchNorm(GraphBatchNorm b, string x, int rank)
         {
             long[] axes = rank == 4 ? [0, 2, 3] : [0];
             var c = Shape(b.Weight)[0];

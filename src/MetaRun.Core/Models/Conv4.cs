@@ -34,16 +34,16 @@ public sealed class Conv4 : ModelBase, IDescribedModel
 
     public override long Features { get; }
 
-    public IReadOnlyList<Layer> Body =>
+    public IReadOnlyList<GraphLayer> Body =>
     [
-        .. Enumerable.Range(0, Blocks).SelectMany(b => (Layer[])
+        .. Enumerable.Range(0, Blocks).SelectMany(b => (GraphLayer[])
         [
-            new ConvLayer($"block{b}.conv.weight", $"block{b}.conv.bias", Stride: maxPool ? 1 : 2, Padding: 1),
-            new BatchNormLayer($"block{b}.bn.weight", $"block{b}.bn.bias"),
-            new ReluLayer(),
-            .. maxPool ? new Layer[] { new MaxPoolLayer(2) } : [],
+            new GraphConv($"block{b}.conv.weight", $"block{b}.conv.bias", Stride: maxPool ? 1 : 2, Padding: 1),
+            new GraphBatchNorm($"block{b}.bn.weight", $"block{b}.bn.bias"),
+            new GraphRelu(),
+            .. maxPool ? new GraphLayer[] { new GraphMaxPool(2) } : [],
         ]),
-        maxPool ? new FlattenLayer() : new GlobalAveragePoolLayer(),
+        maxPool ? new GraphFlatten() : new GraphGlobalAveragePool(),
     ];
 
     protected override int ExampleRank => 3;

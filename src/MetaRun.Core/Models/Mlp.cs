@@ -24,7 +24,7 @@ public sealed class Mlp : ModelBase, IDescribedModel
     public override long Features { get; }
     protected override int ExampleRank => 1;
 
-    public IReadOnlyList<Layer> Body => [.. Enumerable.Range(0, layers - 1).SelectMany(i => (Layer[])[new LinearLayer($"layer{i}.weight", $"layer{i}.bias"), new ReluLayer()])];
+    public IReadOnlyList<GraphLayer> Body => [.. Enumerable.Range(0, layers - 1).SelectMany(i => (GraphLayer[])[new GraphLinear($"layer{i}.weight", $"layer{i}.bias"), new GraphRelu()])];
 
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {

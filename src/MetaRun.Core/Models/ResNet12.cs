@@ -44,15 +44,15 @@ public sealed class ResNet12 : ModelBase, IDescribedModel
     public override long Features { get; }
     protected override int ExampleRank => 3;
 
-    public IReadOnlyList<Layer> Body =>
+    public IReadOnlyList<GraphLayer> Body =>
     [
         .. Enumerable.Range(0, Blocks).SelectMany(b =>
         {
-            Layer[] ConvBn(string name, int padding) => [new ConvLayer($"{name}.weight", null, 1, padding), new BatchNormLayer($"{name}.bn.weight", $"{name}.bn.bias")];
-            var main = Enumerable.Range(0, Convs).SelectMany(c => c < Convs - 1 ? [.. ConvBn($"block{b}.conv{c}", 1), new LeakyReluLayer(0.1)] : ConvBn($"block{b}.conv{c}", 1));
-            return (Layer[])[new ResidualLayer([.. main], ConvBn($"block{b}.shortcut", 0)), new LeakyReluLayer(0.1), new MaxPoolLayer(2)];
+            GraphLayer[] ConvBn(string name, int padding) => [new GraphConv($"{name}.weight", null, 1, padding), new GraphBatchNorm($"{name}.bn.weight", $"{name}.bn.bias")];
+            var main = Enumerable.Range(0, Convs).SelectMany(c => c < Convs - 1 ? [.. ConvBn($"block{b}.conv{c}", 1), new GraphLeakyRelu(0.1)] : ConvBn($"block{b}.conv{c}", 1));
+            return (GraphLayer[])[new GraphResidual([.. main], ConvBn($"block{b}.shortcut", 0)), new GraphLeakyRelu(0.1), new GraphMaxPool(2)];
         }),
-        new GlobalAveragePoolLayer(),
+        new GraphGlobalAveragePool(),
     ];
 
     /// <summary>One task [N, C, H, W] or a meta-batch [T, N, C, H, W] at once (grouped convolutions, batch norm per task).</summary>

@@ -5,36 +5,36 @@ namespace MetaRun.Models;
 /// naming the weights it reads by their parameter names. What leaves MetaRun (ONNX export)
 /// is written from this, never from a model's code, so a network only has to describe itself.
 /// </summary>
-public abstract record Layer;
+public abstract record GraphLayer;
 
 /// <summary>2-D convolution, square kernel from the weight's shape [out, in, k, k].</summary>
-public sealed record ConvLayer(string Weight, string? Bias, int Stride, int Padding) : Layer;
+public sealed record GraphConv(string Weight, string? Bias, int Stride, int Padding) : GraphLayer;
 
 /// <summary>Batch norm over [N, C, H, W] with the current batch's statistics (biased variance), then γ·x̂ + β.</summary>
-public sealed record BatchNormLayer(string Weight, string Bias, double Eps = 1e-5) : Layer;
+public sealed record GraphBatchNorm(string Weight, string Bias, double Eps = 1e-5) : GraphLayer;
 
-public sealed record ReluLayer : Layer;
+public sealed record GraphRelu : GraphLayer;
 
-public sealed record LeakyReluLayer(double Slope) : Layer;
+public sealed record GraphLeakyRelu(double Slope) : GraphLayer;
 
 /// <summary>Max-pooling with a square window and the same stride, no padding, rounding down.</summary>
-public sealed record MaxPoolLayer(int Size) : Layer;
+public sealed record GraphMaxPool(int Size) : GraphLayer;
 
 /// <summary>The mean over the spatial dimensions: [N, C, H, W] → [N, C].</summary>
-public sealed record GlobalAveragePoolLayer : Layer;
+public sealed record GraphGlobalAveragePool : GraphLayer;
 
 /// <summary>[N, ...] → [N, product of the rest], in row-major order.</summary>
-public sealed record FlattenLayer : Layer;
+public sealed record GraphFlatten : GraphLayer;
 
 /// <summary>x·Wᵀ + b with W [out, in].</summary>
-public sealed record LinearLayer(string Weight, string Bias) : Layer;
+public sealed record GraphLinear(string Weight, string Bias) : GraphLayer;
 
 /// <summary>Main(x) + Shortcut(x); an empty shortcut is the identity.</summary>
-public sealed record ResidualLayer(IReadOnlyList<Layer> Main, IReadOnlyList<Layer> Shortcut) : Layer;
+public sealed record GraphResidual(IReadOnlyList<GraphLayer> Main, IReadOnlyList<GraphLayer> Shortcut) : GraphLayer;
 
-/// <summary>A model whose body is a list of <see cref="Layer"/>s (the head is always the linear layer of its head weights).</summary>
+/// <summary>A model whose body is a list of <see cref="GraphLayer"/>s (the head is always the linear layer of its head weights).</summary>
 public interface IDescribedModel : IModel
 {
     /// <summary>The layers of <see cref="IModel.Embed"/> for one task's batch, in order.</summary>
-    IReadOnlyList<Layer> Body { get; }
+    IReadOnlyList<GraphLayer> Body { get; }
 }
