@@ -17,6 +17,15 @@ public sealed record EvaluationResult(
     /// <summary>Whether this process reports the result: every rank of a data-parallel evaluation holds the same one, and rank 0 alone prints and writes it.</summary>
     public bool Reporter { get; init; } = true;
 
+    /// <summary>A classification evaluation's calibration (NLL, ECE, Brier, the reliability histogram); null for regression and under attack.</summary>
+    public CalibrationSummary? Calibration { get; init; }
+
+    /// <summary>The out-of-distribution check of `eval --ood`, when asked for.</summary>
+    public OodSummary? Ood { get; init; }
+
+    /// <summary>A regression evaluation's predictive intervals, for a learner that predicts a variance.</summary>
+    public IntervalSummary? Intervals { get; init; }
+
     public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
 
     /// <summary>Why the scores are not numbers, when they are not.</summary>
@@ -39,6 +48,9 @@ public sealed record EvaluationResult(
                 ["mean"] = double.IsFinite(a.Mean) ? Math.Round(a.Mean, 6) : null,
                 ["ci95"] = double.IsFinite(a.Ci95) ? Math.Round(a.Ci95, 6) : null,
             };
+        if (Calibration != null) json["calibration"] = Calibration.ToJson();
+        if (Ood != null) json["ood"] = Ood.ToJson();
+        if (Intervals != null) json["intervals"] = Intervals.ToJson();
         return json;
     }
 

@@ -16,6 +16,7 @@ public static class HtmlReport
     {
         var comparisons = Comparison.PerMetric(runs);
         var plots = Plots.Curves(runs).ToList();
+        plots.AddRange(Plots.Reliability(runs));
         foreach (var comparison in comparisons.Reverse())
             if (Plots.TestResults(comparison) is { } bars) plots.Insert(0, bars);
 
