@@ -93,6 +93,8 @@ public static class AlgorithmRegistry
             c => Baseline.From(c, cosine: true)),
         new("mldg", "Li, Yang, Song and Hospedales 2018", HeadKind.None, TrainsOn.DomainEpisodes, false, [typeof(Mldg)],
             Mldg.From, ZeroTestStepsAdaptNothing: true),
+        new("abml", "Ravi and Beatson 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Abml)], Abml.From),
+        new("bmaml", "Yoon, Kim, Dia, Kim, Bengio and Ahn 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Bmaml)], Bmaml.From),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>

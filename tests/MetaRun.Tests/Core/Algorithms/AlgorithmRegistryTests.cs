@@ -103,6 +103,7 @@ public class AlgorithmRegistryTests
             ["protonet"] = [], ["matchingnet"] = ["fce"], ["relationnet"] = [],
             ["baseline"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"], ["baseline++"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             ["mldg"] = [.. inner, "domains", "meta_test_weight"],
+            ["abml"] = [.. inner, "samples", "test_samples", "kl_weight"], ["bmaml"] = [.. inner, "particles", "chaser_steps"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)
