@@ -52,6 +52,10 @@ public sealed class Abml : IMetaLearner, IIterationAware, IPredictiveGaussian
 
     public void SetIteration(long iteration) => this.iteration = iteration;
 
+    // Evaluation draws its own noise, the same at every iteration: validation during training and
+    // `eval` of the saved checkpoint score an episode with the same weight samples.
+    private const long EvaluationNoise = -1;
+
     /// <summary>KL(N(μq, σq²) ‖ N(μp, σp²)) summed over every weight: Σ log σp − log σq + (σq² + (μq − μp)²) / 2σp² − ½.</summary>
     public static Tensor Kl(IReadOnlyList<Tensor> muQ, IReadOnlyList<Tensor> logSigmaQ, IReadOnlyList<Tensor> muP, IReadOnlyList<Tensor> logSigmaP)
     {
@@ -115,7 +119,7 @@ public sealed class Abml : IMetaLearner, IIterationAware, IPredictiveGaussian
     /// <summary>Query outputs of test_samples weights drawn from the adapted posterior, and that posterior.</summary>
     private (Tensor[] Outputs, IReadOnlyList<Tensor> Mu, IReadOnlyList<Tensor> LogSigma) Predict(Episode task, Tensor? queryX = null)
     {
-        using var noise = Bayesian.NoiseFor(seed, iteration, task.SupportX);
+        using var noise = Bayesian.NoiseFor(seed, EvaluationNoise, task.SupportX);
         var (mu, logS) = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false, noise);
         (mu, logS) = ([.. mu.Select(m => m.Detach())], [.. logS.Select(l => l.Detach())]);
         var weights = Enumerable.Range(0, testSamples).Select(_ => Sample(mu, logS, noise)).ToArray();
@@ -139,7 +143,7 @@ public sealed class Abml : IMetaLearner, IIterationAware, IPredictiveGaussian
 
     public Func<Tensor, Tensor> Predictor(Episode task)
     {
-        using var noise = Bayesian.NoiseFor(seed, iteration, task.SupportX);
+        using var noise = Bayesian.NoiseFor(seed, EvaluationNoise, task.SupportX);
         var (mu, logS) = Adapt(task.SupportX, task.SupportY, testInnerSteps, createGraph: false, noise);
         var weights = Enumerable.Range(0, testSamples).Select(_ => Sample([.. mu.Select(m => m.Detach())], [.. logS.Select(l => l.Detach())], noise)).ToArray();
         return x => Bayesian.Average(objective, [.. weights.Select(w => model.Forward(x, w))]);
