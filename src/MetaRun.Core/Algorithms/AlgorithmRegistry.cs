@@ -104,6 +104,8 @@ public static class AlgorithmRegistry
         new("snail", "Mishra, Rohaninejad, Chen and Abbeel 2018", HeadKind.PerWay, TrainsOn.Episodes, false, [typeof(Snail)], Snail.From),
         new("cnp", "Garnelo, Rosenbaum, Maddison, Ramalho, Saxton, Shanahan, Teh, Rezende and Eslami 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Cnp)], Cnp.From),
         new("mann", "Santoro, Bartunov, Botvinick, Wierstra and Lillicrap 2016", HeadKind.PerWay, TrainsOn.Episodes, false, [typeof(Mann)], Mann.From),
+        new("abml", "Ravi and Beatson 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Abml)], Abml.From),
+        new("bmaml", "Yoon, Kim, Dia, Kim, Bengio and Ahn 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Bmaml)], Bmaml.From),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>

@@ -120,3 +120,14 @@ public interface IAdaptsPolicy
     /// </summary>
     IReadOnlyList<MetaRun.Data.Trajectories> AdaptationRollouts(Episode task, int steps, int trajectories, double firstLr, double laterLr);
 }
+
+/// <summary>
+/// Optional for a regression learner whose prediction is a distribution (ABML's and BMAML's
+/// average over weight samples or particles, with their observation noise): per query the mean
+/// and variance of a Gaussian summarising it, after adapting to the support set with the
+/// evaluation settings. `eval` reports their Gaussian NLL and 90%-interval coverage.
+/// </summary>
+public interface IPredictiveGaussian
+{
+    (Tensor Mean, Tensor Variance) PredictiveGaussian(Episode task);
+}

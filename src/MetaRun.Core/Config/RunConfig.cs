@@ -99,10 +99,10 @@ public sealed class AlgorithmConfig
     /// <summary>The meta-learner: a name in <see cref="MetaRun.Algorithms.AlgorithmRegistry"/> (checked there); see the README's Algorithms section.</summary>
     [ReadBy(typeof(IMetaLearner))] public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
-    [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune), typeof(Abml), typeof(Bmaml)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
+    [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl), typeof(Abml), typeof(Bmaml)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune)), Range(0, 100000)] public int TestInnerSteps { get; set; }
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune), typeof(Abml), typeof(Bmaml)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
     [ReadBy(typeof(Reptile), typeof(Baseline), typeof(Finetune))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
@@ -144,6 +144,16 @@ public sealed class AlgorithmConfig
 
     /// <summary>finetune: what a test episode's support set trains, a new head on the fixed body (head) or the whole network (all).</summary>
     [ReadBy(typeof(Finetune))] public FinetuneScope Finetune { get; set; } = FinetuneScope.Head;
+    /// <summary>ABML: weight samples from the adapted posterior for each task's query likelihood in training.</summary>
+    [ReadBy(typeof(Abml)), Range(1, 1000)] public int Samples { get; set; } = 2;
+    /// <summary>ABML: weight samples whose predictions are averaged at evaluation.</summary>
+    [ReadBy(typeof(Abml)), Range(1, 1000)] public int TestSamples { get; set; } = 10;
+    /// <summary>ABML's β: weight of KL(posterior ‖ prior) per support example in the inner and outer objectives.</summary>
+    [ReadBy(typeof(Abml)), Range(0.0, 1e6)] public double KlWeight { get; set; } = 0.1;
+    /// <summary>BMAML: particles (full copies of the network's weights) moved by SVGD.</summary>
+    [ReadBy(typeof(Bmaml)), Range(2, 100)] public int Particles { get; set; } = 5;
+    /// <summary>BMAML: the leader's extra SVGD steps on support and query beyond the chaser's inner_steps.</summary>
+    [ReadBy(typeof(Bmaml)), Range(1, 1000)] public int ChaserSteps { get; set; } = 1;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -12,14 +12,21 @@ using MetaRun.Training;
 
 namespace MetaRun.Evaluation;
 
-/// <summary>One query image's prediction: its file, its true class when the query folder has class subfolders, the predicted class and every class's probability.</summary>
-public sealed record Prediction(string Image, string? Truth, string Predicted, double Probability, double[] Probabilities);
+/// <summary>
+/// One query image's prediction: its file, its true class when the query folder has class
+/// subfolders, the predicted class and every class's probability; its predictive entropy (nats)
+/// and whether that is above the "uncertain" threshold.
+/// </summary>
+public sealed record Prediction(string Image, string? Truth, string Predicted, double Probability, double[] Probabilities, double Entropy = 0, bool Uncertain = false);
 
 /// <summary>What `metarun adapt` did: the support classes (label order), the predictions, and for a labelled query its accuracy and confusion table [true, predicted].</summary>
 public sealed record AdaptationResult(
     string Algorithm, string Checkpoint, string[] Classes, int[] Shots, int? Steps, IReadOnlyList<Prediction> Predictions,
     double? Accuracy, int[][]? Confusion, double Seconds)
 {
+    /// <summary>An image is flagged uncertain when its predictive entropy exceeds this share of the largest possible, ln(classes).</summary>
+    public double UncertainAbove { get; init; } = Adaptation.DefaultUncertainAbove;
+
     public JsonObject ToJson()
     {
         var json = new JsonObject
@@ -32,6 +39,23 @@ public sealed record AdaptationResult(
             ["queries"] = Predictions.Count,
             ["predicted"] = new JsonObject(Classes.Select(c => KeyValuePair.Create(c, (JsonNode?)Predictions.Count(p => p.Predicted == c)))),
             ["seconds"] = Math.Round(Seconds, 2),
+            ["uncertain"] = new JsonObject
+            {
+                ["measure"] = "predictive entropy in nats, −Σ p ln p over the classes",
+                ["above"] = UncertainAbove,
+                ["threshold"] = Math.Round(UncertainAbove * Math.Log(Classes.Length), 6),
+                ["rule"] = "an image is uncertain when its entropy exceeds above × ln(classes)",
+                ["count"] = Predictions.Count(p => p.Uncertain),
+            },
+            ["predictions"] = new JsonArray([.. Predictions.Select(p => (JsonNode)new JsonObject
+            {
+                ["image"] = p.Image,
+                ["predicted"] = p.Predicted,
+                ["probability"] = Math.Round(p.Probability, 6),
+                ["entropy"] = Math.Round(p.Entropy, 6),
+                ["uncertain"] = p.Uncertain,
+                ["true"] = p.Truth,
+            })]),
         };
         if (Accuracy is { } a)
         {
@@ -55,13 +79,17 @@ public sealed record AdaptationResult(
 /// </summary>
 public static class Adaptation
 {
+    /// <summary>The default of `adapt --uncertain-above`: half the entropy of a uniform guess.</summary>
+    public const double DefaultUncertainAbove = 0.5;
+
     /// <summary>
     /// Adapts and predicts, and writes the adapted tensors to <paramref name="saveAdapted"/> when
     /// given; a ConfigException (exit 2) for a support set the checkpoint's head cannot take, a
     /// DataException (exit 3) naming an empty class or an image that does not decode.
     /// </summary>
-    public static AdaptationResult Run(string checkpointPath, string supportDir, string? queryDir, int? steps, string? saveAdapted = null)
+    public static AdaptationResult Run(string checkpointPath, string supportDir, string? queryDir, int? steps, string? saveAdapted = null, double uncertainAbove = DefaultUncertainAbove)
     {
+        if (!(uncertainAbove >= 0 && uncertainAbove <= 1)) throw new ConfigException($"--uncertain-above is {uncertainAbove}; give a share of the largest entropy between 0 and 1");
         var clock = Stopwatch.StartNew();
         var file = RunDirectory.ResolveCheckpoint(checkpointPath);
         using var checkpoint = Checkpoint.Load(file);
@@ -119,7 +147,8 @@ public static class Adaptation
                 var p = probs.AsSpan(i * w, w).ToArray();
                 var best = 0;
                 for (var c = 1; c < w; c++) if (p[c] > p[best]) best = c;
-                predictions.Add(new Prediction(query[i].Name, query[i].Truth, classes[best], p[best], p));
+                var entropy = Calibration.Entropy(p);
+                predictions.Add(new Prediction(query[i].Name, query[i].Truth, classes[best], p[best], p, entropy, entropy > uncertainAbove * Math.Log(w)));
             }
             if (query.All(q => q.Truth != null))
             {
@@ -129,7 +158,7 @@ public static class Adaptation
             }
         }
         var result = new AdaptationResult(info.Name, Path.GetFullPath(file), classes, [.. support.Select(c => c.Files.Length)],
-            info.TakesTestSteps ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds);
+            info.TakesTestSteps ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds) { UncertainAbove = uncertainAbove };
         if (saveAdapted != null) SaveAdapted(result, adapted.State, saveAdapted);
         return result;
     }
@@ -203,16 +232,16 @@ public static class Adaptation
         }
     }
 
-    /// <summary>The predictions as CSV: image, predicted, probability, then one probability column per class (and truth when labelled).</summary>
+    /// <summary>The predictions as CSV: image, predicted, probability, then one probability column per class (and truth when labelled), predictive entropy and the uncertain flag.</summary>
     public static void WriteCsv(AdaptationResult result, string path)
     {
         using var writer = new StreamWriter(path);
         using var csv = CsvWriter.Create(writer, new CsvWriterOptions(), true);
         var labelled = result.Accuracy != null;
         static string F(double v) => v.ToString("0.000000", CultureInfo.InvariantCulture);
-        csv.WriteRecord(["image", "predicted", "probability", .. result.Classes, .. labelled ? new[] { "true" } : []]);
+        csv.WriteRecord(["image", "predicted", "probability", .. result.Classes, .. labelled ? new[] { "true" } : [], "entropy", "uncertain"]);
         foreach (var p in result.Predictions)
-            csv.WriteRecord([p.Image, p.Predicted, F(p.Probability), .. p.Probabilities.Select(F), .. labelled ? new[] { p.Truth! } : []]);
+            csv.WriteRecord([p.Image, p.Predicted, F(p.Probability), .. p.Probabilities.Select(F), .. labelled ? new[] { p.Truth! } : [], F(p.Entropy), p.Uncertain ? "yes" : "no"]);
     }
 
     public static void WriteJson(AdaptationResult result, string path) =>

@@ -54,6 +54,100 @@ public static class EpisodeScoring
     /// <summary>The standard normal's 95th percentile: μ ± Z90·σ holds 90% of a Gaussian.</summary>
     public const double Z90 = 1.6448536269514722;
 
+    /// <summary>
+    /// Each episode's query loss and accuracy and the calibration of its query predictions, from
+    /// one adaptation (<see cref="IMetaLearner.AdaptTo"/>, the call <see cref="IMetaLearner.Evaluate"/>
+    /// scores): the softmax of the query outputs is the predictive distribution — for a Bayesian
+    /// learner the outputs are already its log predictive probabilities.
+    /// </summary>
+    public static List<(TaskScore Score, EpisodeCalibration Calibration)> CalibratedScores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
+    {
+        (TaskScore, EpisodeCalibration) Score(Episode task, long _)
+        {
+            var logits = e.Learner.AdaptTo(task).Logits;
+            using var noGrad = Torch.NoGrad();
+            var (logp, labels, classes) = LogProbabilities(logits, task.QueryY);
+            return (e.Objective.Score(logits, task.QueryY), Calibration.OfLogProbabilities(logp, labels, classes));
+        }
+        const int width = 5 + 3 * Calibration.Bins;
+        return Gathered(e, split, count, e.TestShape, Score, width,
+            s => [s.Item1.Loss, s.Item1.Accuracy, s.Item2.Nll, s.Item2.Brier, s.Item2.Ece, .. s.Item2.Bins.Flatten()],
+            v => (new TaskScore(v[0], v[1]), new EpisodeCalibration(v[2], v[3], v[4], ReliabilityBins.Unflatten(v[5..]))), progress);
+    }
+
+    /// <summary>
+    /// The out-of-distribution check (`eval --ood`): episode i is the split's 2N-way episode i (a
+    /// pure function of seed, split and index like every episode); the learner adapts to the
+    /// support set of its first N classes and predicts the queries of all 2N at once, so the
+    /// queries of the last N are of classes it never saw in the support set. Per episode: the
+    /// accuracy on the in-episode queries, and each query's predictive entropy and top probability.
+    /// </summary>
+    public static List<OodEpisode> OodScores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
+    {
+        var shape = e.TestShape;
+        int n = shape.Ways, inSupport = shape.Ways * shape.Shots, inQuery = shape.Ways * shape.Queries;
+        OodEpisode Score(Episode wide, long _)
+        {
+            var task = new Episode(wide.SupportX.Narrow(0, 0, inSupport), wide.SupportY.Narrow(0, 0, inSupport), wide.QueryX, wide.QueryY);
+            var logits = e.Learner.AdaptTo(task).Logits;
+            using var noGrad = Torch.NoGrad();
+            var (logp, labels, classes) = LogProbabilities(logits, wide.QueryY);
+            var entropy = new double[labels.Length];
+            var top = new double[labels.Length];
+            var correct = 0;
+            var p = new double[classes];
+            for (var i = 0; i < labels.Length; i++)
+            {
+                var best = 0;
+                for (var c = 0; c < classes; c++)
+                {
+                    p[c] = Math.Exp(logp[i * classes + c]);
+                    if (p[c] > p[best]) best = c;
+                }
+                (entropy[i], top[i]) = (Calibration.Entropy(p), p[best]);
+                if (i < inQuery && best == labels[i]) correct++;
+            }
+            return new OodEpisode((double)correct / inQuery, entropy[..inQuery], top[..inQuery], entropy[inQuery..], top[inQuery..]);
+        }
+        var width = 1 + 4 * inQuery;
+        return Gathered(e, split, count, shape with { Ways = 2 * n }, Score, width,
+            o => [o.InAccuracy, .. o.InEntropy, .. o.InTop, .. o.OutEntropy, .. o.OutTop],
+            v => new OodEpisode(v[0], v[1..(1 + inQuery)], v[(1 + inQuery)..(1 + 2 * inQuery)], v[(1 + 2 * inQuery)..(1 + 3 * inQuery)], v[(1 + 3 * inQuery)..]), progress);
+    }
+
+    /// <summary>Each regression episode's query loss and the Gaussian NLL and 90%-interval coverage of the learner's predictive distribution.</summary>
+    public static List<(TaskScore Score, double Nll, double Coverage)> IntervalScores(Experiment e, IPredictiveGaussian learner, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
+    {
+        (TaskScore, double, double) Score(Episode task, long _)
+        {
+            var (mean, variance) = learner.PredictiveGaussian(task);
+            using var noGrad = Torch.NoGrad();
+            double[] Doubles(Tensor t) => t.To(Device.Cpu).To(ScalarType.Float64).Reshape(-1).ToArray<double>();
+            var (nll, coverage) = IntervalSummary.OfEpisode(Doubles(mean), Doubles(variance), Doubles(task.QueryY));
+            return (e.Objective.Score(mean, task.QueryY), nll, coverage);
+        }
+        return Gathered(e, split, count, e.TestShape, Score, 4, s => [s.Item1.Loss, s.Item1.Accuracy, s.Item2, s.Item3], v => (new TaskScore(v[0], v[1]), v[2], v[3]), progress);
+    }
+
+    /// <summary>log-softmax of [queries, classes] outputs and the labels, as float64 arrays.</summary>
+    private static (double[] LogP, long[] Labels, int Classes) LogProbabilities(Tensor logits, Tensor labels) =>
+        (F.LogSoftmax(logits, 1).To(Device.Cpu).To(ScalarType.Float64).ToArray<double>(), labels.To(Device.Cpu).To(ScalarType.Int64).ToArray<long>(), (int)logits.Size(1));
+
+    /// <summary>
+    /// score(episode) for episodes 0..count−1: this rank's share on the workers, then gathered as
+    /// <paramref name="width"/> numbers each so that every rank holds all of them, in episode order.
+    /// </summary>
+    private static List<T> Gathered<T>(Experiment e, Split split, int count, EpisodeShape shape, Func<Episode, long, T> score, int width, Func<T, double[]> encode, Func<double[], T> decode,
+        IProgress<(int Done, int Total)>? progress)
+    {
+        var parallel = e.Parallel;
+        var (first, mine) = parallel?.Share(0, count) ?? (0L, count);
+        var scores = ForEachEpisode(e.Family, split, first, mine, shape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress);
+        if (parallel == null) return scores;
+        var all = parallel.Gather(scores.SelectMany(encode).ToArray(), $"gathering the {split} scores");
+        return [.. Enumerable.Range(0, all.Length / width).Select(i => decode(all[(width * i)..(width * (i + 1))]))];
+    }
+
     /// <summary>score(episode, its index in the split) for episodes start..start+count−1, in order, on up to <paramref name="workers"/> threads.</summary>
     public static List<T> ForEachEpisode<T>(ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers, Func<Episode, long, T> score,
         IProgress<(int Done, int Total)>? progress = null)
@@ -87,3 +181,6 @@ public static class EpisodeScoring
         return [.. Enumerable.Range(0, all.Length / per).Select(i => Enumerable.Range(0, width).Select(j => new TaskScore(all[per * i + 2 * j], all[per * i + 2 * j + 1])).ToArray())];
     }
 }
+
+/// <summary>One episode of the out-of-distribution check: accuracy on its in-episode queries; predictive entropy and top probability of each in-episode and each out-of-episode query.</summary>
+public sealed record OodEpisode(double InAccuracy, double[] InEntropy, double[] InTop, double[] OutEntropy, double[] OutTop);

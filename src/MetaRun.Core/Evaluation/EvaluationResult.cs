@@ -20,6 +20,15 @@ public sealed record EvaluationResult(
     /// <summary>For a learner with a predictive distribution (CNP on regression): its Gaussian NLL and 90%-interval coverage over the same episodes.</summary>
     public PredictiveSummary? Predictive { get; init; }
 
+    /// <summary>A classification evaluation's calibration (NLL, ECE, Brier, the reliability histogram); null for regression and under attack.</summary>
+    public CalibrationSummary? Calibration { get; init; }
+
+    /// <summary>The out-of-distribution check of `eval --ood`, when asked for.</summary>
+    public OodSummary? Ood { get; init; }
+
+    /// <summary>A regression evaluation's predictive intervals, for a learner that predicts a variance.</summary>
+    public IntervalSummary? Intervals { get; init; }
+
     public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
 
     /// <summary>Why the scores are not numbers, when they are not.</summary>
@@ -47,6 +56,9 @@ public sealed record EvaluationResult(
             json["gaussian_nll"] = new JsonObject { ["mean"] = Math.Round(p.Nll.Mean, 6), ["ci95"] = Math.Round(p.Nll.Ci95, 6) };
             json["coverage90"] = new JsonObject { ["mean"] = Math.Round(p.Coverage90.Mean, 6), ["ci95"] = Math.Round(p.Coverage90.Ci95, 6) };
         }
+        if (Calibration != null) json["calibration"] = Calibration.ToJson();
+        if (Ood != null) json["ood"] = Ood.ToJson();
+        if (Intervals != null) json["intervals"] = Intervals.ToJson();
         return json;
     }
 

@@ -16,6 +16,19 @@ public sealed record StoredEvaluation(
     /// <summary>The headline number of this evaluation: under attack, the attacked score; otherwise the clean one.</summary>
     public double? Value => Attack == null ? Mean : AttackedMean;
     public double? ValueCi95 => Attack == null ? Ci95 : AttackedCi95;
+
+    /// <summary>A classification evaluation's query NLL, pooled ECE and Brier score (null where it has none: regression, under attack, or recorded before calibration was).</summary>
+    public double? Nll { get; init; }
+    public double? Ece { get; init; }
+    public double? Brier { get; init; }
+    /// <summary>The pooled reliability histogram behind <see cref="Ece"/>.</summary>
+    public ReliabilityBins? Reliability { get; init; }
+    /// <summary>`eval --ood`'s AUROC of predictive entropy and of top probability at telling out-of-episode queries apart.</summary>
+    public double? OodAurocEntropy { get; init; }
+    public double? OodAurocMaxProbability { get; init; }
+    /// <summary>A regression evaluation's Gaussian NLL and 90%-interval coverage, for a learner with predictive intervals.</summary>
+    public double? GaussianNll { get; init; }
+    public double? Coverage90 { get; init; }
 }
 
 /// <summary>
@@ -101,6 +114,9 @@ public static class EvaluationStore
             (attackedMean, attackedCi) = (D(a, "mean"), D(a, "ci95"));
         }
         var checkpoint = r.GetProperty("checkpoint").GetString()!;
+        var calibration = r.TryGetProperty("calibration", out var cal) && cal.ValueKind == JsonValueKind.Object ? cal : (JsonElement?)null;
+        var ood = r.TryGetProperty("ood", out var o) && o.ValueKind == JsonValueKind.Object ? o : (JsonElement?)null;
+        var intervals = r.TryGetProperty("intervals", out var iv) && iv.ValueKind == JsonValueKind.Object ? iv : (JsonElement?)null;
         return new StoredEvaluation(
             file,
             r.TryGetProperty("checkpoint_name", out var cn) ? cn.GetString()! : CheckpointName(checkpoint),
@@ -114,7 +130,18 @@ public static class EvaluationStore
             r.GetProperty("metric").GetString()!,
             D(r, "mean"), D(r, "ci95"), attackedMean, attackedCi,
             r.GetProperty("iteration").GetInt64(),
-            r.TryGetProperty("recorded", out var rec) && DateTimeOffset.TryParse(rec.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t) ? t : System.IO.File.GetLastWriteTimeUtc(file));
+            r.TryGetProperty("recorded", out var rec) && DateTimeOffset.TryParse(rec.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t) ? t : System.IO.File.GetLastWriteTimeUtc(file))
+        {
+            Nll = calibration is { } c1 ? D(c1, "nll") : null,
+            Ece = calibration is { } c2 ? D(c2, "ece") : null,
+            Brier = calibration is { } c3 ? D(c3, "brier") : null,
+            Reliability = calibration is { } c4 && c4.TryGetProperty("reliability", out var bins) && bins.ValueKind == JsonValueKind.Array
+                ? ReliabilityBins.FromJson(System.Text.Json.Nodes.JsonNode.Parse(bins.GetRawText())!.AsArray()) : null,
+            OodAurocEntropy = ood is { } o1 ? D(o1, "auroc_entropy") : null,
+            OodAurocMaxProbability = ood is { } o2 ? D(o2, "auroc_max_probability") : null,
+            GaussianNll = intervals is { } i1 ? D(i1, "gaussian_nll") : null,
+            Coverage90 = intervals is { } i2 ? D(i2, "coverage90") : null,
+        };
     }
 
     public static string AttackLabel(string kind, double epsilon, int steps) =>

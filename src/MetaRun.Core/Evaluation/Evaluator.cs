@@ -33,7 +33,7 @@ public static class Evaluator
     /// <param name="attack">Also score every episode's query set perturbed by this attack against the adapted model.</param>
     /// <param name="progress">Told (episodes scored, of how many) as scoring goes, on rank 0 only.</param>
     public static EvaluationResult Run(string checkpointPath, Split split, int episodes, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null, Attack? attack = null,
-        IProgress<(int Done, int Total)>? progress = null)
+        IProgress<(int Done, int Total)>? progress = null, bool ood = false)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
         foreach (var s in sets)
@@ -55,9 +55,27 @@ public static class Evaluator
         List<TaskScore> scores;
         Summary? attacked = null;
         PredictiveSummary? uncertainty = null;
+        CalibrationSummary? calibration = null;
+        OodSummary? oodSummary = null;
+        IntervalSummary? intervals = null;
+        if (ood && experiment.Family.IsRegression)
+            throw new ConfigException($"--ood: the checkpoint was trained on {config.Data.Dataset.Yaml()} regression; the out-of-distribution check scores classes outside an episode");
         try
         {
-            if (attack == null)
+            if (attack == null && !experiment.Family.IsRegression)
+            {
+                var calibrated = EpisodeScoring.CalibratedScores(experiment, split, episodes, progress);
+                scores = [.. calibrated.Select(c => c.Score)];
+                calibration = CalibrationSummary.Of([.. calibrated.Select(c => c.Calibration)]);
+                if (ood) oodSummary = OodSummary.Of(EpisodeScoring.OodScores(experiment, split, episodes, progress));
+            }
+            else if (attack == null && experiment.Learner is IPredictiveGaussian gaussian)
+            {
+                var scored = EpisodeScoring.IntervalScores(experiment, gaussian, split, episodes, progress);
+                scores = [.. scored.Select(s => s.Score)];
+                intervals = new IntervalSummary(Summary.Of(scored.Select(s => s.Nll).ToArray()), Summary.Of(scored.Select(s => s.Coverage).ToArray()));
+            }
+            else if (attack == null)
             {
                 scores = EpisodeScoring.Scores(experiment, split, episodes, progress);
             }
@@ -81,7 +99,7 @@ public static class Evaluator
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
             experiment.Family.IsRegression, AlgorithmRegistry.Get(config.Algorithm.Name).TestInnerSteps(config.Algorithm), config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds,
-            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 }, Predictive = uncertainty };
+            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 }, Predictive = uncertainty, Calibration = calibration, Ood = oodSummary, Intervals = intervals };
     }
 
     /// <summary>

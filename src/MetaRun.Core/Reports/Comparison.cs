@@ -18,6 +18,13 @@ public sealed record ComparisonRow(
     IReadOnlyList<double?>? VariantMeans = null)
 {
     public int Seeds => Runs.Count;
+
+    /// <summary>
+    /// The headline evaluations' calibration and uncertainty figures, means over the seeds that
+    /// have them, in <see cref="Comparison.UncertaintyHeaders"/>' order (NLL, ECE, Brier, OOD
+    /// AUROC by entropy; Gaussian NLL and 90% coverage for regression).
+    /// </summary>
+    public IReadOnlyList<double?> Uncertainty { get; init; } = [];
     public string Label(IReadOnlyList<string> keys) =>
         keys.Count == 0 ? Runs[0].Config.Name : string.Join(" ", keys.Select((k, i) => $"{k.Split('.')[^1]}={KeyValues[i]}"));
 }
@@ -73,11 +80,24 @@ public sealed class Comparison
                     tests.Count > 0 ? tests.Average(t => t.Mean) : null,
                     tests.Count > 0 ? tests.Average(t => t.Ci95) : null,
                     tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null,
-                    variants.Select(v => group.Select(r => r.Variants.GetValueOrDefault(v)?.Value).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } xs ? xs.Average() : (double?)null).ToList());
+                    variants.Select(v => group.Select(r => r.Variants.GetValueOrDefault(v)?.Value).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } xs ? xs.Average() : (double?)null).ToList())
+                {
+                    Uncertainty = [.. UncertaintyOf.Select(f => group.Select(r => r.Headline is { } h ? f(h) : null).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } us ? us.Average() : (double?)null)],
+                };
             })
             .ToList();
-        return new Comparison { Keys = keys, Rows = rows, Headline = runs[0].Metric, Variants = variants };
+        // Columns only for the figures some run has, so older runs' tables stay as they were.
+        var present = Enumerable.Range(0, UncertaintyOf.Length).Where(i => rows.Any(r => r.Uncertainty[i] != null)).ToList();
+        rows = [.. rows.Select(r => r with { Uncertainty = [.. present.Select(i => r.Uncertainty[i])] })];
+        return new Comparison { Keys = keys, Rows = rows, Headline = runs[0].Metric, Variants = variants, UncertaintyHeaders = [.. present.Select(i => UncertaintyNames[i])] };
     }
+
+    private static readonly string[] UncertaintyNames = ["test NLL", "test ECE", "test Brier", "OOD AUROC (entropy)", "test Gaussian NLL", "test 90% coverage"];
+    private static readonly Func<Evaluation.StoredEvaluation, double?>[] UncertaintyOf =
+        [e => e.Nll, e => e.Ece, e => e.Brier, e => e.OodAurocEntropy, e => e.GaussianNll, e => e.Coverage90];
+
+    /// <summary>The calibration and uncertainty columns some run of the table has (<see cref="ComparisonRow.Uncertainty"/>).</summary>
+    public IReadOnlyList<string> UncertaintyHeaders { get; init; } = [];
 
     private static double StdDev(IReadOnlyList<double> xs)
     {
@@ -89,7 +109,7 @@ public sealed class Comparison
     public int LabelColumns => Keys.Count + 1;
 
     public IReadOnlyList<string> Headers =>
-        ["runs", .. Keys, $"best val {(Headline.HigherIsBetter ? "accuracy" : "loss")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})")];
+        ["runs", .. Keys, $"best val {(Headline.HigherIsBetter ? "accuracy" : "loss")}", $"test {Metric}", "±95% CI", "seed sd", "seeds", .. Variants.Select(v => $"{Metric} ({v})"), .. UncertaintyHeaders];
 
     /// <summary>Which evaluation the test column holds, for a footnote.</summary>
     public string TestColumnNote =>
@@ -99,7 +119,7 @@ public sealed class Comparison
     /// <summary>The table as text cells: the run folders' names (a row's seeds), the keys, then numbers to 4 decimals (empty where not measured).</summary>
     public IReadOnlyList<IReadOnlyList<string>> Cells() =>
         Rows.Select(r => (IReadOnlyList<string>)[string.Join(" ", r.Runs.Select(x => Path.GetFileName(x.Dir.TrimEnd('/')))), .. r.KeyValues, F(r.BestValidation), F(r.TestMean), F(r.TestCi95), F(r.SeedSpread), r.Seeds.ToString(CultureInfo.InvariantCulture),
-            .. (r.VariantMeans ?? []).Select(F)]).ToList();
+            .. (r.VariantMeans ?? []).Select(F), .. r.Uncertainty.Select(F)]).ToList();
 
     private static string F(double? v) => v is { } x ? x.ToString("0.0000", CultureInfo.InvariantCulture) : "";
 
@@ -141,6 +161,7 @@ public sealed class Comparison
                 ["seed_sd"] = N(r.SeedSpread),
                 ["seeds"] = r.Seeds,
                 ["other_evaluations"] = new JsonObject([.. Variants.Select((v, i) => KeyValuePair.Create(v, N(r.VariantMeans?[i])))]),
+                ["uncertainty"] = new JsonObject([.. UncertaintyHeaders.Select((h, i) => KeyValuePair.Create(h, N(r.Uncertainty[i])))]),
                 ["runs"] = new JsonArray([.. r.Runs.Select(x => (JsonNode)JsonValue.Create(x.Dir))]),
             });
         }

@@ -78,6 +78,39 @@ public static class Plots
         return new NamedPlot("test", plot.Axes.Title.Label.Text, plot);
     }
 
+    /// <summary>
+    /// A reliability diagram per run with a calibrated headline evaluation: per confidence bin the
+    /// share of right predictions (bars) against the diagonal of perfect calibration, the bin's
+    /// mean confidence marked; the ECE in the title.
+    /// </summary>
+    public static IReadOnlyList<NamedPlot> Reliability(IReadOnlyList<RunFolder> runs)
+    {
+        var plots = new List<NamedPlot>();
+        foreach (var r in runs)
+        {
+            if (r.Headline is not { Reliability: { } bins } h) continue;
+            var width = 1.0 / Evaluation.Calibration.Bins;
+            var occupied = Enumerable.Range(0, Evaluation.Calibration.Bins).Where(b => bins.Counts[b] > 0).ToList();
+            var title = $"Reliability: {r.Name} (ECE {h.Ece:0.0000}, {bins.Total} test queries)";
+            var plot = new Plot();
+            plot.Title(title);
+            plot.XLabel("confidence (top class probability)");
+            plot.YLabel("accuracy");
+            var bars = plot.Add.Bars(occupied.Select(b => (b + 0.5) * width).ToArray(), occupied.Select(b => bins.Bin(b).Accuracy).ToArray());
+            foreach (var bar in bars.Bars) bar.Size = width * 0.9;
+            bars.LegendText = "accuracy in the bin";
+            var mean = plot.Add.ScatterPoints(occupied.Select(b => bins.Bin(b).Confidence).ToArray(), occupied.Select(b => bins.Bin(b).Accuracy).ToArray());
+            mean.LegendText = "at the bin's mean confidence";
+            var diagonal = plot.Add.Line(0, 0, 1, 1);
+            diagonal.LinePattern = LinePattern.Dashed;
+            diagonal.LegendText = "perfect calibration";
+            plot.Axes.SetLimits(0, 1, 0, 1);
+            plot.ShowLegend(Edge.Right);
+            plots.Add(new NamedPlot($"reliability-{r.Name}", title, plot));
+        }
+        return plots;
+    }
+
     /// <summary>Writes curves.png into a run folder: its learning curves on one image.</summary>
     public static string WriteCurves(RunDirectory run)
     {

@@ -17,15 +17,16 @@ public static class AdaptCommand
         var steps = NumberOptions.OptionalInt("--steps", "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)", 1, 100_000);
         var output = new Option<string>("--out") { Description = "Predictions CSV; the JSON summary goes beside it (same name, .json)", DefaultValueFactory = _ => "predictions.csv" };
         var save = new Option<string?>("--save-adapted") { Description = "Write the adapted weights (fast weights, prototypes or head) as safetensors, class names in its metadata" };
+        var uncertain = NumberOptions.OptionalDouble("--uncertain-above", "Flag a query image uncertain when its predictive entropy exceeds this share of the largest possible, ln(classes)" + $" (default {Adaptation.DefaultUncertainAbove})", 0, 1);
         var command = new Command("adapt", "Adapt a checkpoint to your own labelled images (few per class) and classify new ones (see docs/own-data.md)")
         {
-            checkpoint, support, query, steps, output, save,
+            checkpoint, support, query, steps, output, save, uncertain,
         };
-        command.SetAction(r => Run(r.GetValue(checkpoint)!, r.GetValue(support)!, r.GetValue(query), r.GetValue(steps), r.GetValue(output)!, r.GetValue(save)));
+        command.SetAction(r => Run(r.GetValue(checkpoint)!, r.GetValue(support)!, r.GetValue(query), r.GetValue(steps), r.GetValue(output)!, r.GetValue(save), r.GetValue(uncertain) ?? Adaptation.DefaultUncertainAbove));
         return command;
     }
 
-    private static int Run(string checkpoint, string support, string? query, int? steps, string csvPath, string? saveAdapted)
+    private static int Run(string checkpoint, string support, string? query, int? steps, string csvPath, string? saveAdapted, double uncertainAbove)
     {
         if (query == null && saveAdapted == null)
             throw new ConfigException("adapt: nothing to do; give --query (images to classify) and/or --save-adapted (where to write the adapted weights)");
@@ -33,7 +34,7 @@ public static class AdaptCommand
         OutputGuard.Check(
             [.. query != null ? new[] { ("--out", csvPath), ("--out (its JSON)", Path.ChangeExtension(csvPath, ".json")) } : [], .. saveAdapted != null ? new[] { ("--save-adapted", saveAdapted) } : []],
             [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpoint))], [("--support", support), .. query != null ? new[] { ("--query", query) } : []]);
-        var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted);
+        var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted, uncertainAbove);
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}{(ModelBased(r.Algorithm) ? " with no gradient step: the support set is the context of one forward pass" : "")}");
         if (query != null)
@@ -51,6 +52,7 @@ public static class AdaptCommand
             {
                 Console.WriteLine($"{r.Predictions.Count} query images: {string.Join(", ", r.Classes.Select(c => $"{c} {r.Predictions.Count(p => p.Predicted == c)}"))}");
             }
+            Console.WriteLine($"{r.Predictions.Count(p => p.Uncertain)} of {r.Predictions.Count} query images uncertain (predictive entropy above {r.UncertainAbove.ToString("0.###", inv)} × ln {r.Classes.Length} = {(r.UncertainAbove * Math.Log(r.Classes.Length)).ToString("0.000", inv)} nats)");
             // Printed first, as eval does: an unwritable --out loses no result.
             Adaptation.WriteResults(r, csvPath, jsonPath);
             Console.WriteLine($"written to {Path.GetFullPath(csvPath)} and {Path.GetFullPath(jsonPath)}");

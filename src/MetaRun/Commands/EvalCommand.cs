@@ -25,7 +25,8 @@ public static class EvalCommand
         var epsilon = NumberOptions.OptionalDouble("--epsilon", "The attack's L∞ size in pixel units: a fraction of the 0–255 range (e.g. 0.1)", 0, 1);
         var steps = NumberOptions.OptionalInt("--steps", $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)", 1, 100_000);
         var baseline = new Option<string[]>("--baseline") { Description = "Meta-RL: another run (pretrained, oracle) evaluated on the same goals, its curve beside the run's", AllowMultipleArgumentsPerToken = false };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval; for a meta-RL run, the return after 0-3 adaptation steps") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, baseline, Nproc.Option, Nproc.Oversubscribe };
+        var ood = new Option<bool>("--ood") { Description = "Also score queries of classes outside each episode's support set beside in-episode ones: the AUROC of predictive entropy and of top probability at telling them apart" };
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval and, for classification, its calibration (NLL, ECE, Brier); for a meta-RL run, the return after 0-3 adaptation steps") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, baseline, ood, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
             : PolicyEvaluation.Applies(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)))
@@ -33,7 +34,7 @@ public static class EvalCommand
                 r.GetValue(attack) != null || (r.GetValue(set) ?? []).Length > 0 || r.GetValue(split) != "test")
             : (r.GetValue(baseline) ?? []).Length > 0 ? throw new ConfigException("--baseline is for meta-RL runs (data.dataset navigation2d)")
             : Run(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
-                AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps))));
+                AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps)), r.GetValue(ood)));
         return command;
     }
 
@@ -64,11 +65,12 @@ public static class EvalCommand
         return ExitCodes.Success;
     }
 
-    private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack)
+    private static int Run(string checkpointPath, int episodes, string splitName, string[] sets, string? outPath, string? dataRoot, Attack? attack, bool ood)
     {
+        if (ood && attack != null) throw new ConfigException("--ood and --attack: give one of them; each scores its own query sets");
         using var interruption = Interruption.During("eval");
         if (outPath != null) OutputGuard.Check([("--out", outPath)], [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpointPath))]);
-        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack, EpisodeProgress.OnStderr());
+        var r = Evaluator.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}"), attack, EpisodeProgress.OnStderr(), ood);
         if (!r.Reporter) return ExitCodes.Success;
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
@@ -79,6 +81,12 @@ public static class EvalCommand
             Console.WriteLine($"{what} {a.Mean.ToString("0.0000", inv)} ± {a.Ci95.ToString("0.0000", inv)} (95% CI) under {r.Attack} on the query sets, same episodes");
         if (r.Predictive is { } p)
             Console.WriteLine($"gaussian nll {p.Nll.Mean.ToString("0.0000", inv)} ± {p.Nll.Ci95.ToString("0.0000", inv)}, 90% interval coverage {p.Coverage90.Mean.ToString("0.0000", inv)} ± {p.Coverage90.Ci95.ToString("0.0000", inv)} (95% CI), same episodes");
+        if (r.Calibration is { } c)
+            Console.WriteLine($"calibration: NLL {c.Nll.Mean.ToString("0.0000", inv)} ± {c.Nll.Ci95.ToString("0.0000", inv)}, ECE {c.Ece.ToString("0.0000", inv)} ({Calibration.Bins} bins, pooled; per episode {c.EpisodeEce.Mean.ToString("0.0000", inv)} ± {c.EpisodeEce.Ci95.ToString("0.0000", inv)}), Brier {c.Brier.Mean.ToString("0.0000", inv)} ± {c.Brier.Ci95.ToString("0.0000", inv)}");
+        if (r.Ood is { } o)
+            Console.WriteLine($"out-of-episode queries: AUROC {o.AurocEntropy.ToString("0.0000", inv)} by predictive entropy, {o.AurocMaxProbability.ToString("0.0000", inv)} by top probability ({o.OutQueries} out-of-episode beside {o.InQueries} in-episode queries, {o.InAccuracy.Count} {2 * r.Shape.Ways}-way episodes; in-episode accuracy {o.InAccuracy.Mean.ToString("0.0000", inv)})");
+        if (r.Intervals is { } iv)
+            Console.WriteLine($"predictive intervals: Gaussian NLL {iv.GaussianNll.Mean.ToString("0.0000", inv)} ± {iv.GaussianNll.Ci95.ToString("0.0000", inv)}, 90% interval coverage {iv.Coverage90.Mean.ToString("0.0000", inv)} ± {iv.Coverage90.Ci95.ToString("0.0000", inv)}");
         if (r.NonFiniteReason is { } why) Console.Error.WriteLine($"metarun: {why}");
         Console.WriteLine($"written to {Evaluator.Write(r, outPath, m => Console.Error.WriteLine($"metarun: {m}"))}");
         return r.Finite ? ExitCodes.Success : ExitCodes.Failure;

@@ -106,6 +106,7 @@ public class AlgorithmRegistryTests
             ["maml-rl"] = [.. inner, "trajectories", "trpo_max_kl"], ["fomaml-rl"] = [.. inner, "trajectories", "trpo_max_kl"],
             ["snail"] = [], ["mann"] = [], ["cnp"] = [],
             ["finetune"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size", "finetune"],
+            ["abml"] = [.. inner, "samples", "test_samples", "kl_weight"], ["bmaml"] = [.. inner, "particles", "chaser_steps"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)

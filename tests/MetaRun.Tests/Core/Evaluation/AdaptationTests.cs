@@ -95,6 +95,30 @@ public class AdaptationTests
         Assert.Equal(evalAccuracy, summary.GetProperty("accuracy").GetDouble(), 6);
         var predicted = File.ReadAllLines(csv).Skip(1).Select(l => l.Split(',')[1]).ToArray();
         Assert.Equal(expected.Select(e => $"c{e}"), predicted);
+
+        // Each image's predictive entropy is that of its probability columns; "uncertain" is above half of ln(ways).
+        var lines = File.ReadAllLines(csv);
+        var header = lines[0].Split(',');
+        var (entropyAt, uncertainAt) = (Array.IndexOf(header, "entropy"), Array.IndexOf(header, "uncertain"));
+        foreach (var line in lines.Skip(1).Select(l => l.Split(',')))
+        {
+            var p = line[3..(3 + shape.Ways)].Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            var entropy = double.Parse(line[entropyAt], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(-p.Where(x => x > 0).Sum(x => x * Math.Log(x)), entropy, 4);
+            Assert.Equal(entropy > 0.5 * Math.Log(shape.Ways) ? "yes" : "no", line[uncertainAt]);
+        }
+        Assert.Equal(lines.Length - 1, summary.GetProperty("predictions").GetArrayLength());
+        Assert.Equal(lines.Skip(1).Count(l => l.EndsWith(",yes", StringComparison.Ordinal)), summary.GetProperty("uncertain").GetProperty("count").GetInt32());
+
+        // eval's calibration of episode 0 is that of the same predictions.
+        var calibration = JsonDocument.Parse(File.ReadAllText(evalJson)).RootElement.GetProperty("calibration");
+        using (var scope = Torch.NewScope())
+        using (var batch = family.Sample(Split.Test, 0, 1, shape))
+        {
+            var logits = experiment.Learner.AdaptTo(new Episode(batch.SupportX[0], batch.SupportY[0], batch.QueryX[0], batch.QueryY[0])).Logits;
+            var nll = F.CrossEntropy(logits, batch.QueryY[0]).Item();
+            Assert.Equal(nll, calibration.GetProperty("nll").GetDouble(), 4);
+        }
         Directory.Delete(dir, recursive: true);
     }
 }

@@ -35,6 +35,8 @@ public class CheckpointEvalTests
     [InlineData("baseline", "algorithm.test_inner_steps=10", "algorithm.inner_lr=0.01")]
     [InlineData("baseline++", "algorithm.test_inner_steps=10", "algorithm.inner_lr=0.01", "algorithm.inner_optimizer=adam")]
     [InlineData("finetune", "algorithm.test_inner_steps=3", "algorithm.inner_lr=0.01", "algorithm.finetune=all")]
+    [InlineData("abml", "algorithm.test_inner_steps=1", "algorithm.test_samples=3")]
+    [InlineData("bmaml", "algorithm.particles=2", "algorithm.test_inner_steps=2")]
     [InlineData("mldg", "data.split=lake", "algorithm.inner_lr=0.1", "algorithm.test_inner_steps=2")]
     [InlineData("mldg", "data.split=lake", "algorithm.inner_lr=0.1", "algorithm.domains=2", "algorithm.meta_test_weight=0.5", "algorithm.test_inner_steps=0")]
     public void EvalOfTheBestCheckpointReproducesTheLoggedValidation(string algorithm, params string[] extra)

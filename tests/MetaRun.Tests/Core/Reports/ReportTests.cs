@@ -44,7 +44,7 @@ public sealed class ReportTests(OmniglotSweepFixture sweep) : IClassFixture<Omni
         var (code, csv) = SweepTestSupport.RunToEnd(sweep.Dir, TimeSpan.FromMinutes(1), "compare", sweep.Folder, "--format", "csv");
         Assert.True(code == 0, csv);
         var lines = csv.Trim().Split('\n').Select(l => l.TrimEnd('\r')).ToList();
-        Assert.Equal("runs,algorithm.inner_lr,best val accuracy,test accuracy,±95% CI,seed sd,seeds", lines[0]);
+        Assert.Equal("runs,algorithm.inner_lr,best val accuracy,test accuracy,±95% CI,seed sd,seeds,test NLL,test ECE,test Brier", lines[0]);
         Assert.Equal(3, lines.Count);
         var manifest = SweepManifest.Read(sweep.Folder)!;
         foreach (var lr in new[] { "0.4", "0.1" })
