@@ -150,7 +150,38 @@ public static class ConfigLoader
         copy.Workers = 0;
         copy.Threads = 0;
         copy.Distributed = new DistributedConfig();
-        return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ToYaml(copy))))[..16].ToLowerInvariant();
+        return System.Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(WithoutLaterKeysAtDefault(ToYaml(copy)))))[..16].ToLowerInvariant();
+    }
+
+    // Keys added after configs were first hashed. At their defaults they are left out of the hash,
+    // so every config hashes as it did before they existed and older checkpoints still resume.
+    private static readonly string[] LaterKeys =
+    [
+        "data.navigation", "data.observe_goal", "model.layers", "model.init", "model.freeze", "model.normalize",
+        "algorithm.trajectories", "algorithm.trpo_max_kl", "algorithm.finetune", "algorithm.samples", "algorithm.test_samples",
+        "algorithm.kl_weight", "algorithm.particles", "algorithm.chaser_steps", "output.tensorboard",
+    ];
+
+    private static string WithoutLaterKeysAtDefault(string yaml)
+    {
+        var defaults = ToYaml(new RunConfig()).Split('\n').ToList();
+        var lines = yaml.Split('\n').ToList();
+        static int Find(List<string> ls, string section, string name)
+        {
+            var start = ls.IndexOf(section + ":");
+            if (start < 0) return -1;
+            for (var i = start + 1; i < ls.Count && ls[i].StartsWith("  ", StringComparison.Ordinal); i++)
+                if (ls[i].StartsWith($"  {name}:", StringComparison.Ordinal)) return i;
+            return -1;
+        }
+        foreach (var key in LaterKeys)
+        {
+            var (section, name) = (key[..key.IndexOf('.')], key[(key.IndexOf('.') + 1)..]);
+            int at = Find(lines, section, name), d = Find(defaults, section, name);
+            // A value at its default is one line equal to the default's (a list or mapping set by the user is longer).
+            if (at >= 0 && d >= 0 && lines[at] == defaults[d]) lines.RemoveAt(at);
+        }
+        return string.Join('\n', lines);
     }
 
     private static YamlMappingNode ParseMapping(string yaml, string source)

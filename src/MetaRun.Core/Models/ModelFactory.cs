@@ -6,7 +6,7 @@ namespace MetaRun.Models;
 public static class ModelFactory
 {
     /// <summary>Builds the configured model with weights drawn from <paramref name="seed"/>.</summary>
-    /// <param name="say">Where the model's description (parameter count, model.init's mapping report) goes; null: nowhere.</param>
+    /// <param name="say">Where a model.layers network's description (parameter count, model.init's mapping report) goes; null: nowhere.</param>
     public static IModel Create(RunConfig config, long[] inputShape, int outputs, Device device, ulong seed, Action<string>? say = null)
     {
         using var g = new Generator(seed);
@@ -32,7 +32,8 @@ public static class ModelFactory
             default:
                 throw new ArgumentOutOfRangeException(nameof(config), name, null);
         }
-        say?.Invoke($"model: {name.Yaml()}, {model.Parameters.Sum(p => p.NumElements):N0} parameters");
+        // A built-in network's size is in docs (README's model keys); a line for it on every start
+        // would be a second line beside a one-line error. A model.layers network says its size.
         return model;
     }
 

@@ -81,21 +81,12 @@ public sealed class MetaRlTrainingTests
     }
 
     [Fact]
-    public void Two_processes_match_one_within_a_millionth()
+    public void Data_parallel_training_is_refused_naming_the_algorithm()
     {
         var (_, path) = TestConfigs.Write(TinyNavigation);
-        var one = TestPaths.NewTempDir("rl-one");
-        var (code, output) = Metarun.Run(["train", path, "--set", "algorithm.iterations=4", "--set", "workers=1", "--out", one]);
-        Assert.True(code == 0, output);
         var two = TestPaths.NewTempDir("rl-two");
-        (code, output) = Metarun.Run(["train", path, "--set", "algorithm.iterations=4", "--set", "workers=1", "--set", "distributed.timeout=60", "--out", two, "--nproc", "2"]);
-        Assert.True(code == 0, output);
-        var (a, b) = (Weights(one), Weights(two));
-        foreach (var k in a.Keys)
-        {
-            var diff = a[k].Zip(b[k], (x, y) => Math.Abs(x - y)).Max();
-            var scale = a[k].Max(Math.Abs);
-            Assert.True(diff <= 1e-6 * Math.Max(1, scale), $"{k}: largest difference {diff}");
-        }
+        var (code, output) = Metarun.Run(["train", path, "--set", "algorithm.iterations=4", "--set", "workers=1", "--set", "distributed.timeout=60", "--out", two, "--nproc", "2"]);
+        Assert.True(code == 2, output);
+        Assert.Contains("does not train data-parallel yet", output);
     }
 }
