@@ -178,7 +178,9 @@ public class ConfigLoaderTests
     [Fact]
     public void ARunsConfigHoldsOnlyTheKeysItReadsAndLoadsBackTheSame()
     {
-        foreach (var file in Directory.EnumerateFiles(TestPaths.Configs, "*.yaml", SearchOption.AllDirectories).Where(f => !f.Contains("/sweeps/")))
+        foreach (var file in Directory.EnumerateFiles(TestPaths.Configs, "*.yaml", SearchOption.AllDirectories).Where(f => !f.Contains("/sweeps/"))
+                     // A recipe that names weights the user downloads (model.init) loads only where they are.
+                     .Where(f => !File.ReadAllText(f).Contains("\n  init:")))
         {
             var config = ConfigLoader.Load(file, []);
             var yaml = ConfigLoader.ToRunYaml(config);

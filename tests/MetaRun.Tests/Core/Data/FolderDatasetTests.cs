@@ -120,7 +120,7 @@ public sealed class FolderDatasetTests : IDisposable
         (code, output, err) = CliRunner.Run("adapt", "--checkpoint", Path.Combine(dir, "proto"), "--support", support, "--query", query, "--out", csv);
         Assert.True(code == 0, err);
         var lines = File.ReadAllLines(csv);
-        Assert.Equal("image,predicted,probability,shape10,shape11,shape12,shape13,shape9,true", lines[0]);
+        Assert.Equal("image,predicted,probability,shape10,shape11,shape12,shape13,shape9,true,entropy,uncertain", lines[0]);
         Assert.Equal(16, lines.Length);
         var json = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(csv, ".json"))).RootElement;
         var counts = json.GetProperty("confusion").GetProperty("counts").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt32()).ToArray()).ToArray();

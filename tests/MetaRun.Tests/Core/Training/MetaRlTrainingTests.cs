@@ -6,6 +6,7 @@ using Serilog.Core;
 namespace MetaRun.Tests.Training;
 
 /// <summary>Meta-RL through the ordinary trainer: TRPO and the optimizer outer step learn, resume bit for bit, and two processes match one.</summary>
+[Collection(MetaRun.Tests.Cli.ProcessWideCollection.Name)]
 public sealed class MetaRlTrainingTests
 {
     public const string TinyNavigation = """
