@@ -27,21 +27,29 @@ public sealed class SupervisorTests
         catch (IOException) { return false; }
     }
 
-    [Fact]
-    public void KillingTheSupervisorWithSigkillTakesItsRanksWithIt()
+    /// <summary>A `--nproc 2` training whose first checkpoint is written: the supervisor, checkpoints/last and the two ranks' process ids.</summary>
+    private static (Metarun Supervisor, string Last, int[] Ranks) StartTwoRanksUntilTheyHaveSaved(string dir)
     {
-        var dir = TestPaths.NewTempDir("dp-orphans");
-        using var supervisor = Metarun.Start(["train", Config, .. Settings, "--out", dir, "--nproc", "2"]);
+        var supervisor = Metarun.Start(["train", Config, .. Settings, "--out", dir, "--nproc", "2"]);
         var last = Path.Combine(dir, "checkpoints", "last.safetensors");
         var clock = Stopwatch.StartNew();
         while (!File.Exists(last) && clock.Elapsed < TimeSpan.FromSeconds(90) && !supervisor.HasExited) Thread.Sleep(50);
         Assert.True(File.Exists(last), supervisor.Output);
         var ranks = Children(supervisor.Id);
         Assert.Equal(2, ranks.Length);
+        return (supervisor, last, ranks);
+    }
+
+    [Fact]
+    public void KillingTheSupervisorWithSigkillTakesItsRanksWithIt()
+    {
+        var dir = TestPaths.NewTempDir("dp-orphans");
+        var (started, _, ranks) = StartTwoRanksUntilTheyHaveSaved(dir);
+        using var supervisor = started;
 
         Process.GetProcessById(supervisor.Id).Kill(); // SIGKILL, the supervisor alone
         Assert.True(supervisor.WaitForExit(TimeSpan.FromSeconds(30)));
-        clock.Restart();
+        var clock = Stopwatch.StartNew();
         while (ranks.Any(Alive) && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(100);
         var left = ranks.Where(Alive).ToArray();
         foreach (var pid in left) try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { }
@@ -56,13 +64,8 @@ public sealed class SupervisorTests
     public void CtrlCStopsEveryRankAtASavedIterationAndSaysHowToResume()
     {
         var dir = TestPaths.NewTempDir("dp-stop");
-        using var supervisor = Metarun.Start(["train", Config, .. Settings, "--out", dir, "--nproc", "2"]);
-        var last = Path.Combine(dir, "checkpoints", "last.safetensors");
-        var clock = Stopwatch.StartNew();
-        while (!File.Exists(last) && clock.Elapsed < TimeSpan.FromSeconds(90) && !supervisor.HasExited) Thread.Sleep(50);
-        Assert.True(File.Exists(last), supervisor.Output);
-        var ranks = Children(supervisor.Id);
-        Assert.Equal(2, ranks.Length);
+        var (started, last, ranks) = StartTwoRanksUntilTheyHaveSaved(dir);
+        using var supervisor = started;
 
         // A terminal's Ctrl-C signals the whole process group: the supervisor and both ranks.
         using (var kill = Process.Start("kill", ["-INT", .. new[] { supervisor.Id }.Concat(ranks).Select(p => p.ToString(CultureInfo.InvariantCulture))])!) kill.WaitForExit();
