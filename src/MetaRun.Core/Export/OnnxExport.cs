@@ -23,8 +23,8 @@ public sealed record ExportResult(string Path, string Model, ExportedOutput Outp
 /// the linear head (the checkpoint's, or the adapted one given with --adapted), or for an
 /// adapted metric learner (ProtoNet's <c>prototypes</c>) −‖f(x) − c‖² to each prototype, or,
 /// for a metric learner without --adapted, the embeddings themselves. Batch norm normalises with
-/// the statistics of the batch it is given, as in MetaRun; the input preprocessing goes into the
-/// file's metadata (metarun.*).
+/// the statistics of the batch it is given, as in MetaRun, or with a model.layers network's
+/// running statistics where it uses them; the input preprocessing goes into the file's metadata (metarun.*).
 /// </summary>
 public static class OnnxExport
 {
@@ -37,6 +37,7 @@ public static class OnnxExport
         var weights = new Dictionary<string, Tensor>(checkpoint.Parameters);
         var metadata = new Dictionary<string, string>();
         TensorFile? adapted = null;
+        var constants = new List<Tensor>();
         try
         {
             if (adaptedPath != null)
@@ -46,7 +47,7 @@ public static class OnnxExport
                 foreach (var (name, t) in adapted.Tensors) weights[name] = t;
                 if (adapted.Metadata.TryGetValue("classes", out var classes)) metadata["metarun.classes"] = classes;
             }
-            var model = Describe(config, weights, file);
+            var model = Describe(config, weights, constants, file);
             var output = adapted?.Tensors.ContainsKey("prototypes") == true ? ExportedOutput.Prototypes
                 : info.Head == HeadKind.None ? ExportedOutput.Embeddings : ExportedOutput.Head;
             if (info.Head == HeadKind.None && adapted != null && output != ExportedOutput.Prototypes)
@@ -93,13 +94,15 @@ public static class OnnxExport
         finally
         {
             adapted?.Dispose();
+            foreach (var t in constants) t.Dispose();
         }
     }
 
     /// <summary>A network as the exporter sees it: its input, its body's layers and its head's weight names.</summary>
     private sealed record Network(string Name, long[] InputShape, IReadOnlyList<GraphLayer> Body, string HeadWeight, string HeadBias);
 
-    private static Network Describe(RunConfig config, IReadOnlyDictionary<string, Tensor> weights, string file)
+    /// <param name="constants">Receives copies of the tensors the model holds that the checkpoint does not (a model.layers network's frozen weights and running statistics, read again from model.init); they join <paramref name="weights"/>.</param>
+    private static Network Describe(RunConfig config, Dictionary<string, Tensor> weights, List<Tensor> constants, string file)
     {
         var images = config.Data.Dataset.HasImages();
         // The model is built only for its description and weight names; the weights come from the files.
@@ -107,7 +110,15 @@ public static class OnnxExport
         using var probe = ModelFactory.Create(config, probeShape, 1, Device.Cpu, 0);
         var described = probe as IDescribedModel
             ?? throw new ConfigException($"{file}: {probe.GetType().Name} does not describe its layers, so it cannot be exported");
-        var name = probe.GetType().Name.ToLowerInvariant();
+        var name = probe is LayerNetwork ? "layers" : probe.GetType().Name.ToLowerInvariant();
+        if (probe is LayerNetwork net)
+            foreach (var (key, t) in net.Constants)
+                if (!weights.ContainsKey(key))
+                {
+                    var copy = t.Detach().Clone().DetachFromScope();
+                    constants.Add(copy);
+                    weights[key] = copy;
+                }
         var headWeight = probe.ParameterNames[probe.IndicesOf(ParameterRole.HeadWeight).Single()];
         var headBias = probe.ParameterNames[probe.IndicesOf(ParameterRole.HeadBias).Single()];
         if (images) return new Network(name, probeShape, described.Body, headWeight, headBias);
@@ -158,7 +169,7 @@ public static class OnnxExport
         m["metarun.description"] = $"MetaRun {info.Name} {model.Name}: {m["metarun.output"]}. Input: {m["metarun.preprocessing"]}.";
     }
 
-    private static bool HasBatchNorm(GraphLayer l) => l is GraphBatchNorm || (l is GraphResidual r && r.Main.Concat(r.Shortcut).Any(HasBatchNorm));
+    private static bool HasBatchNorm(GraphLayer l) => l is GraphBatchNorm { RunningMean: null } || (l is GraphResidual r && r.Main.Concat(r.Shortcut).Any(HasBatchNorm));
 
     /// <summary>ONNX nodes and constants for a list of layers, one value name per intermediate result.</summary>
     private sealed class GraphBuilder(IReadOnlyDictionary<string, Tensor> weights, string file)
@@ -188,7 +199,10 @@ public static class OnnxExport
                     GraphBatchNorm b => (BatchNorm(b, x, rank), rank),
                     GraphRelu => (Op("Relu", [x]), rank),
                     GraphLeakyRelu l => (Op("LeakyRelu", [x], OnnxAttribute.Of("alpha", (float)l.Slope)), rank),
-                    GraphMaxPool p => (Op("MaxPool", [x], OnnxAttribute.Of("kernel_shape", p.Size, p.Size), OnnxAttribute.Of("strides", p.Size, p.Size)), 4),
+                    GraphSigmoid => (Op("Sigmoid", [x]), rank),
+                    GraphTanh => (Op("Tanh", [x]), rank),
+                    GraphPool p => (Pool(p, x), 4),
+                    GraphAffine a => (Affine(a, x), rank),
                     GraphGlobalAveragePool => (Op("ReduceMean", [x], OnnxAttribute.Of("axes", 2L, 3L), OnnxAttribute.Of("keepdims", 0L)), 2),
                     GraphFlatten => (Op("Flatten", [x], OnnxAttribute.Of("axis", 1L)), 2),
                     GraphLinear l => (Linear(l, x), 2),
@@ -202,7 +216,7 @@ public static class OnnxExport
         public string Linear(GraphLinear l, string x)
         {
             Expect(l.Weight, 2);
-            return Op("Gemm", [x, Weight(l.Weight), Weight(l.Bias)], OnnxAttribute.Of("transB", 1L));
+            return Op("Gemm", l.Bias == null ? [x, Weight(l.Weight)] : [x, Weight(l.Weight), Weight(l.Bias)], OnnxAttribute.Of("transB", 1L));
         }
 
         /// <summary>−Σ_f (x_f − c_{k,f})² for every row x and prototype c_k, computed as MetaRun does (differences, not the expanded square).</summary>
@@ -221,12 +235,30 @@ public static class OnnxExport
             var k = shapes[c.Weight];
             string[] inputs = c.Bias == null ? [x, Weight(c.Weight)] : [x, Weight(c.Weight), Weight(c.Bias)];
             return Op("Conv", inputs, OnnxAttribute.Of("kernel_shape", k[2], k[3]), OnnxAttribute.Of("strides", c.Stride, c.Stride),
-                OnnxAttribute.Of("pads", c.Padding, c.Padding, c.Padding, c.Padding));
+                OnnxAttribute.Of("pads", c.Padding, c.Padding, c.Padding, c.Padding), OnnxAttribute.Of("group", (long)c.Groups));
+        }
+
+        private string Pool(GraphPool p, string x)
+        {
+            OnnxAttribute[] window = [OnnxAttribute.Of("kernel_shape", p.Kernel, p.Kernel), OnnxAttribute.Of("strides", p.Stride, p.Stride),
+                OnnxAttribute.Of("pads", p.Padding, p.Padding, p.Padding, p.Padding)];
+            // ONNX leaves the padding out of an average's divisor unless told; PyTorch counts it.
+            return p.Average ? Op("AveragePool", [x], [.. window, OnnxAttribute.Of("count_include_pad", 1L)]) : Op("MaxPool", [x], window);
+        }
+
+        private string Affine(GraphAffine a, string x)
+        {
+            long[] perChannel = [1, a.Scale.Count, 1, 1];
+            var scale = Const($"affine{next++}.scale", perChannel, [.. a.Scale]);
+            var shift = Const($"affine{next++}.shift", perChannel, [.. a.Shift]);
+            return Op("Add", [Op("Mul", [x, scale]), shift]);
         }
 
         /// <summary>(x − mean) / √(var + ε) · γ + β with the batch's mean and biased variance per channel (over N, H, W).</summary>
         private string BatchNorm(GraphBatchNorm b, string x, int rank)
         {
+            if (b.RunningMean != null)
+                return Op("BatchNormalization", [x, Weight(b.Weight), Weight(b.Bias), Weight(b.RunningMean), Weight(b.RunningVar!)], OnnxAttribute.Of("epsilon", (float)b.Eps));
             long[] axes = rank == 4 ? [0, 2, 3] : [0];
             var c = Shape(b.Weight)[0];
             long[] perChannel = rank == 4 ? [1, c, 1, 1] : [1, c];

@@ -41,7 +41,7 @@ public sealed class Conv4 : ModelBase, IDescribedModel
             new GraphConv($"block{b}.conv.weight", $"block{b}.conv.bias", Stride: maxPool ? 1 : 2, Padding: 1),
             new GraphBatchNorm($"block{b}.bn.weight", $"block{b}.bn.bias"),
             new GraphRelu(),
-            .. maxPool ? new GraphLayer[] { new GraphMaxPool(2) } : [],
+            .. maxPool ? new GraphLayer[] { GraphPool.Max(2) } : [],
         ]),
         maxPool ? new GraphFlatten() : new GraphGlobalAveragePool(),
     ];

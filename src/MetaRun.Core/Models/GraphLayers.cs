@@ -7,18 +7,31 @@ namespace MetaRun.Models;
 /// </summary>
 public abstract record GraphLayer;
 
-/// <summary>2-D convolution, square kernel from the weight's shape [out, in, k, k].</summary>
-public sealed record GraphConv(string Weight, string? Bias, int Stride, int Padding) : GraphLayer;
+/// <summary>2-D convolution, square kernel from the weight's shape [out, in / groups, k, k].</summary>
+public sealed record GraphConv(string Weight, string? Bias, int Stride, int Padding, int Groups = 1) : GraphLayer;
 
-/// <summary>Batch norm over [N, C, H, W] with the current batch's statistics (biased variance), then γ·x̂ + β.</summary>
-public sealed record GraphBatchNorm(string Weight, string Bias, double Eps = 1e-5) : GraphLayer;
+/// <summary>
+/// Batch norm over [N, C, H, W] or [N, C], then γ·x̂ + β: with the current batch's statistics
+/// (biased variance), or, where <paramref name="RunningMean"/> is given, with fixed running statistics (PyTorch's eval mode).
+/// </summary>
+public sealed record GraphBatchNorm(string Weight, string Bias, double Eps = 1e-5, string? RunningMean = null, string? RunningVar = null) : GraphLayer;
 
 public sealed record GraphRelu : GraphLayer;
 
 public sealed record GraphLeakyRelu(double Slope) : GraphLayer;
 
-/// <summary>Max-pooling with a square window and the same stride, no padding, rounding down.</summary>
-public sealed record GraphMaxPool(int Size) : GraphLayer;
+public sealed record GraphSigmoid : GraphLayer;
+
+public sealed record GraphTanh : GraphLayer;
+
+/// <summary>Max- or average pooling with a square window, rounding down; average pooling counts the zero padding in its divisor (PyTorch's default).</summary>
+public sealed record GraphPool(bool Average, int Kernel, int Stride, int Padding) : GraphLayer
+{
+    public static GraphPool Max(int size) => new(false, size, size, 0);
+}
+
+/// <summary>Per-channel x · scale + shift with fixed values (an input normalisation, (x − mean) / std).</summary>
+public sealed record GraphAffine(IReadOnlyList<float> Scale, IReadOnlyList<float> Shift) : GraphLayer;
 
 /// <summary>The mean over the spatial dimensions: [N, C, H, W] → [N, C].</summary>
 public sealed record GraphGlobalAveragePool : GraphLayer;
@@ -26,8 +39,8 @@ public sealed record GraphGlobalAveragePool : GraphLayer;
 /// <summary>[N, ...] → [N, product of the rest], in row-major order.</summary>
 public sealed record GraphFlatten : GraphLayer;
 
-/// <summary>x·Wᵀ + b with W [out, in].</summary>
-public sealed record GraphLinear(string Weight, string Bias) : GraphLayer;
+/// <summary>x·Wᵀ + b with W [out, in]; no b where <paramref name="Bias"/> is null.</summary>
+public sealed record GraphLinear(string Weight, string? Bias) : GraphLayer;
 
 /// <summary>Main(x) + Shortcut(x); an empty shortcut is the identity.</summary>
 public sealed record GraphResidual(IReadOnlyList<GraphLayer> Main, IReadOnlyList<GraphLayer> Shortcut) : GraphLayer;

@@ -12,7 +12,7 @@ namespace MetaRun.Models;
 /// Weights named in <c>model.init</c> start from that file; frozen layers' weights and batch
 /// norm's running statistics are constants: no algorithm sees them, none changes them.
 /// </summary>
-public sealed class LayerNetwork : ModelBase, IModel
+public sealed class LayerNetwork : ModelBase, IDescribedModel
 {
     /// <summary>Where one of a layer's tensors lives: a parameter index (trained) or a constant.</summary>
     private readonly record struct Slot(int Index, Tensor? Constant, long[] Shape);
@@ -211,10 +211,8 @@ public sealed class LayerNetwork : ModelBase, IModel
             case NormalizeLayer nz:
             {
                 var c = nz.Mean.Count;
-                var scale = nz.Std.Select(s => (float)(1 / s)).ToArray();
-                var shift = nz.Mean.Select((m, i) => (float)(-m / nz.Std[i])).ToArray();
-                using var s = Torch.From(scale, 1, c, 1, 1);
-                using var b = Torch.From(shift, 1, c, 1, 1);
+                using var s = Torch.From(nz.Scale, 1, c, 1, 1);
+                using var b = Torch.From(nz.Shift, 1, c, 1, 1);
                 var (sd, bd) = (s.To(x.Device), b.To(x.Device));
                 return tasks == 1 ? x * sd + bd : x * sd.Repeat([1, tasks, 1, 1]) + bd.Repeat([1, tasks, 1, 1]);
             }
@@ -239,6 +237,57 @@ public sealed class LayerNetwork : ModelBase, IModel
             }
             default:
                 throw new InvalidOperationException($"layer type {layer.Type} has no forward pass");
+        }
+    }
+
+    /// <summary>The body as the exporter reads it: what <see cref="Embed"/> runs on one task when no gradient is taken (so no dropout).</summary>
+    public IReadOnlyList<GraphLayer> Body => Describe(Spec.Body);
+
+    private IReadOnlyList<GraphLayer> Describe(IEnumerable<Layer> layers) => [.. layers.SelectMany(Describe)];
+
+    private IEnumerable<GraphLayer> Describe(Layer layer)
+    {
+        string? Name(string suffix) => slots.ContainsKey((layer, suffix)) ? $"{layer.Name}.{suffix}" : null;
+        switch (layer)
+        {
+            case ConvLayer c:
+                yield return new GraphConv(Name("weight")!, Name("bias"), c.Stride, c.Padding, c.Groups);
+                break;
+            case BatchNormLayer bn:
+                var running = runningStats.Contains(bn);
+                yield return new GraphBatchNorm(Name("weight")!, Name("bias")!, bn.Eps, running ? Name("running_mean") : null, running ? Name("running_var") : null);
+                break;
+            case ActivationLayer a:
+                yield return a.Kind switch
+                {
+                    ActivationKind.Relu => new GraphRelu(),
+                    ActivationKind.LeakyRelu => new GraphLeakyRelu(a.Slope),
+                    ActivationKind.Sigmoid => new GraphSigmoid(),
+                    _ => new GraphTanh(),
+                };
+                break;
+            case PoolLayer p:
+                yield return new GraphPool(p.Kind == PoolKind.Avg, p.Kernel, p.Stride, p.Padding);
+                break;
+            case DropoutLayer:
+                break;
+            case NormalizeLayer nz:
+                yield return new GraphAffine(nz.Scale, nz.Shift);
+                break;
+            case FlattenLayer:
+                yield return new GraphFlatten();
+                break;
+            case GlobalAvgPoolLayer:
+                yield return new GraphGlobalAveragePool();
+                break;
+            case LinearLayer lin:
+                yield return new GraphLinear(Name("weight")!, Name("bias"));
+                break;
+            case ResidualLayer r:
+                yield return new GraphResidual(Describe(r.Body), Describe(r.Shortcut));
+                break;
+            default:
+                throw new InvalidOperationException($"layer type {layer.Type} has no description");
         }
     }
 

@@ -91,6 +91,10 @@ public sealed record LinearLayer(string Name, int Out, bool Bias, WeightInit Ini
 public sealed record NormalizeLayer(string Name, IReadOnlyList<double> Mean, IReadOnlyList<double> Std) : Layer(Name)
 {
     public override string Type => "normalize";
+
+    /// <summary>The normalisation as x · Scale + Shift per channel, in float32, as the network and its ONNX export compute it.</summary>
+    public float[] Scale => [.. Std.Select(s => (float)(1 / s))];
+    public float[] Shift => [.. Mean.Select((m, i) => (float)(-m / Std[i]))];
 }
 
 /// <summary>body(x) + shortcut(x); an empty shortcut is the identity. An activation after the sum is the next layer.</summary>

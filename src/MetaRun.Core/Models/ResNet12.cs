@@ -50,7 +50,7 @@ public sealed class ResNet12 : ModelBase, IDescribedModel
         {
             GraphLayer[] ConvBn(string name, int padding) => [new GraphConv($"{name}.weight", null, 1, padding), new GraphBatchNorm($"{name}.bn.weight", $"{name}.bn.bias")];
             var main = Enumerable.Range(0, Convs).SelectMany(c => c < Convs - 1 ? [.. ConvBn($"block{b}.conv{c}", 1), new GraphLeakyRelu(0.1)] : ConvBn($"block{b}.conv{c}", 1));
-            return (GraphLayer[])[new GraphResidual([.. main], ConvBn($"block{b}.shortcut", 0)), new GraphLeakyRelu(0.1), new GraphMaxPool(2)];
+            return (GraphLayer[])[new GraphResidual([.. main], ConvBn($"block{b}.shortcut", 0)), new GraphLeakyRelu(0.1), GraphPool.Max(2)];
         }),
         new GraphGlobalAveragePool(),
     ];

@@ -32,13 +32,17 @@ public sealed class OnnxExportTests : IDisposable
     [InlineData("maml", "conv4")]
     [InlineData("maml", "resnet12")]
     [InlineData("protonet", "conv4")]
+    [InlineData("maml", "layers")]
+    [InlineData("protonet", "layers")]
     public void The_exported_classifier_gives_metaruns_logits_on_real_omniglot_images(string algorithm, string model)
     {
         var run = Path.Combine(dir, "run");
-        var args = new List<string> { "train", Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml"), "--out", run, "--data-root", TestPaths.SharedDatasets };
-        string[] sets = [$"algorithm.name={algorithm}", $"model.name={model}", "data.split=lake", "algorithm.iterations=2", "algorithm.meta_batch_size=1",
-            "model.filters=8", "eval.interval=0", "data.train.queries=2", "data.test.queries=3", "threads=1", "workers=1",
-            algorithm == "protonet" ? "algorithm.test_inner_steps=0" : "algorithm.test_inner_steps=2"];
+        var configFile = model == "layers" ? EveryLayerConfig() : Path.Combine(TestPaths.Configs, "omniglot", "maml-5w1s.yaml");
+        var args = new List<string> { "train", configFile, "--out", run, "--data-root", TestPaths.SharedDatasets };
+        string[] sets = [$"algorithm.name={algorithm}", "data.split=lake", "algorithm.iterations=2", "algorithm.meta_batch_size=1",
+            "eval.interval=0", "data.train.queries=2", "data.test.queries=3", "threads=1", "workers=1",
+            algorithm == "protonet" ? "algorithm.test_inner_steps=0" : "algorithm.test_inner_steps=2",
+            .. model == "layers" ? (string[])[] : [$"model.name={model}", "model.filters=8"]];
         foreach (var s in sets) args.AddRange(["--set", s]);
         var (code, _, err) = CliRunner.Run([.. args]);
         Assert.True(code == 0, err);
@@ -86,6 +90,57 @@ public sealed class OnnxExportTests : IDisposable
             var expected = algorithm == "protonet" ? model0.Embed(episode.QueryX, model0.Parameters) : model0.Forward(episode.QueryX, model0.Parameters);
             AssertClose(expected.ToArray<float>(), RunOnnx(plain, episode.QueryX).Logits);
         }
+    }
+
+    /// <summary>
+    /// A model.layers network with every layer type the exporter writes: an input normalisation,
+    /// a frozen convolution and batch norm running statistics from model.init (constants the
+    /// checkpoint does not hold), a grouped convolution, batch statistics, leaky ReLU, sigmoid,
+    /// tanh, average pooling with padding, max pooling, an identity-shortcut residual, dropout,
+    /// flatten and a linear layer without bias before the head.
+    /// </summary>
+    private string EveryLayerConfig()
+    {
+        using (var scope = Torch.NewScope())
+        using (var g = new Generator(3))
+            Safetensors.Save(Path.Combine(dir, "init.safetensors"), new Dictionary<string, Tensor>
+            {
+                ["conv1.weight"] = Torch.Randn([8, 1, 3, 3], generator: g) * 0.3, ["conv1.bias"] = Torch.Randn([8], generator: g) * 0.1,
+                ["bn1.running_mean"] = Torch.Randn([8], generator: g) * 0.1, ["bn1.running_var"] = Torch.Rand([8], generator: g) + 0.5,
+            });
+        var path = Path.Combine(dir, "layers.yaml");
+        File.WriteAllText(path, $$"""
+            name: every-layer
+            seed: 1
+            data:
+              dataset: omniglot
+              train: {ways: 5, shots: 1, queries: 1}
+              test: {ways: 5, shots: 1, queries: 15}
+            model:
+              init: {{Path.Combine(dir, "init.safetensors")}}
+              freeze: [conv1]
+              layers:
+                - {type: normalize, mean: [0.1], std: [0.5]}
+                - {type: conv, out: 8, kernel: 3, padding: 1, name: conv1}
+                - {type: batchnorm, name: bn1}
+                - {type: leaky_relu, slope: 0.1}
+                - {type: conv, out: 8, kernel: 3, padding: 1, groups: 2}
+                - {type: batchnorm, stats: batch}
+                - sigmoid
+                - {type: avgpool, kernel: 3, stride: 2, padding: 1}
+                - type: residual
+                  layers:
+                    - {type: conv, out: 8, kernel: 3, padding: 1, bias: false}
+                    - tanh
+                - {type: maxpool, kernel: 2}
+                - {type: dropout, p: 0.2}
+                - flatten
+                - {type: linear, out: 16, bias: false}
+                - relu
+                - linear
+            algorithm: {name: maml, inner_lr: 0.4, inner_steps: 1, outer_optimizer: adam, outer_lr: 0.001, meta_batch_size: 1, iterations: 2}
+            """);
+        return path;
     }
 
     [SkippableFact]
