@@ -25,6 +25,8 @@ public sealed record AdaptationResult(
     double? Accuracy, int[][]? Confusion, double Seconds)
 {
     /// <summary>An image is flagged uncertain when its predictive entropy exceeds this share of the largest possible, ln(classes).</summary>
+    /// <summary>What the support and query hold: "images", or "examples" (rows of a features file).</summary>
+    public string Unit { get; init; } = "images";
     public double UncertainAbove { get; init; } = Adaptation.DefaultUncertainAbove;
 
     public JsonObject ToJson()
@@ -105,33 +107,30 @@ public static class Adaptation
             config.Algorithm.TestInnerSteps = n;
         }
 
-        var support = ReadClassFolders(supportDir, "support");
-        var classes = support.Select(c => c.Name).ToArray();
+        var vectors = config.Data.Dataset == Dataset.Features;
+        var format = vectors ? null : ImageFormat.For(config.Data);
+        var inputs = vectors ? FeatureInputs(supportDir, queryDir) : ImageInputs(supportDir, queryDir, format!);
+        var (classes, support, query) = (inputs.Classes, inputs.Support, inputs.Query);
         if (info.Head == HeadKind.PerWay && classes.Length != config.Data.Train.Ways)
             throw new ConfigException(
                 $"{supportDir}: {classes.Length} classes, but this {info.Name} checkpoint's head has one output per way of its {config.Data.Train.Ways}-way training episodes; " +
                 $"give it {config.Data.Train.Ways} classes, or train an algorithm that takes any number of classes at adaptation: {string.Join(", ", AlgorithmRegistry.All.Where(a => a.AnyTestWays).Select(a => a.Name))}");
-        var query = queryDir == null ? null : ReadQuery(queryDir, classes);
-
-        var format = ImageFormat.For(config.Data);
-        var options = new DataOptions();
-        var supportStore = FolderDataset.Decode([.. support.Select(c => c.Files)], format, options);
-        var queryStore = query == null ? null : FolderDataset.Decode([query.Select(q => q.Path).ToArray()], format, options);
 
         Experiment.ApplyProcessSettings(config);
         var plan = Experiment.PlanFor(config);
         var objective = Objective.For(config.Data.Dataset);
         using var scope = Torch.NewScope();
-        using var learner = info.Create(new AlgorithmContext(config.Algorithm, BuildModel(config, info, format, checkpoint, plan.Device), objective, null, (ulong)config.Seed));
+        var inputShape = vectors ? [inputs.Dim] : format!.InputShape;
+        using var learner = info.Create(new AlgorithmContext(config.Algorithm, BuildModel(config, info, inputShape, checkpoint, plan.Device), objective, null, (ulong)config.Seed));
         checkpoint.LoadInto(learner.OuterParameterNames, learner.OuterParameters, file);
 
-        var labels = support.SelectMany((c, j) => Enumerable.Repeat((long)j, c.Files.Length)).ToArray();
-        var supportX = Inputs(supportStore, format, plan.Device);
+        var labels = support.SelectMany((c, j) => Enumerable.Repeat((long)j, c.Count)).ToArray();
+        var supportX = inputs.SupportX().To(plan.Device);
         var supportY = Torch.From(labels, labels.Length).To(plan.Device);
         // Without a query the support stands in for it: a batch and its copy have the same
         // batch-norm statistics, so the adapted state is the support set's alone.
-        var queryX = queryStore == null ? supportX : Inputs(queryStore, format, plan.Device);
-        var queryY = queryStore == null ? supportY : Torch.Zeros([queryStore.ImageCount], ScalarType.Int64, plan.Device);
+        var queryX = query == null ? supportX : inputs.QueryX!().To(plan.Device);
+        var queryY = query == null ? supportY : Torch.Zeros([query.Count], ScalarType.Int64, plan.Device);
         var adapted = learner.AdaptTo(new Episode(supportX, supportY, queryX, queryY));
 
         var predictions = new List<Prediction>();
@@ -157,27 +156,71 @@ public static class Adaptation
                 accuracy = predictions.Count(p => p.Truth == p.Predicted) / (double)predictions.Count;
             }
         }
-        var result = new AdaptationResult(info.Name, Path.GetFullPath(file), classes, [.. support.Select(c => c.Files.Length)],
-            info.TakesTestSteps ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds) { UncertainAbove = uncertainAbove };
+        var result = new AdaptationResult(info.Name, Path.GetFullPath(file), classes, [.. support.Select(c => c.Count)],
+            info.TakesTestSteps ? info.TestInnerSteps(config.Algorithm) : null, predictions, accuracy, confusion, clock.Elapsed.TotalSeconds) { UncertainAbove = uncertainAbove, Unit = vectors ? "examples" : "images" };
         if (saveAdapted != null) SaveAdapted(result, adapted.State, saveAdapted);
         return result;
     }
 
     /// <summary>The checkpoint's model on <paramref name="device"/>, its head as wide as the checkpoint's (the training ways or training classes).</summary>
-    private static IModel BuildModel(RunConfig config, AlgorithmInfo info, ImageFormat format, Checkpoint checkpoint, Device device)
+    private static IModel BuildModel(RunConfig config, AlgorithmInfo info, long[] inputShape, Checkpoint checkpoint, Device device)
     {
         var outputs = info.Head == HeadKind.PerWay ? config.Data.Train.Ways : 1;
-        var model = ModelFactory.Create(config, format.InputShape, outputs, device, (ulong)config.Seed);
+        var model = ModelFactory.Create(config, inputShape, outputs, device, (ulong)config.Seed);
         if (info.Head != HeadKind.PerTrainingClass) return model;
         // A baseline's head has one output per training class, a count of the training data the checkpoint records in the head's shape.
         var headName = model.ParameterNames[model.IndicesOf(ParameterRole.HeadWeight).Single()];
         model.Dispose();
         if (!checkpoint.Parameters.TryGetValue(headName, out var head)) throw new CheckpointException($"checkpoint has no '{headName}'");
-        return ModelFactory.Create(config, format.InputShape, (int)head.Size(0), device, (ulong)config.Seed);
+        return ModelFactory.Create(config, inputShape, (int)head.Size(0), device, (ulong)config.Seed);
     }
 
-    private static Tensor Inputs(ImageStore store, ImageFormat format, Device device) =>
-        Torch.From(format.ToFloats(store, 0, store.ImageCount), store.ImageCount, format.Channels, format.Size, format.Size).To(device);
+    /// <summary>The support classes (label order) with their example counts, the query's examples, and the inputs as tensors on the CPU, read when asked for.</summary>
+    private sealed record Inputs(string[] Classes, List<(string Name, int Count)> Support, List<QueryImage>? Query, long Dim, Func<Tensor> SupportX, Func<Tensor>? QueryX);
+
+    private static Inputs ImageInputs(string supportDir, string? queryDir, ImageFormat format)
+    {
+        var support = ReadClassFolders(supportDir, "support");
+        var classes = support.Select(c => c.Name).ToArray();
+        var query = queryDir == null ? null : ReadQuery(queryDir, classes);
+        var options = new DataOptions();
+        var supportStore = FolderDataset.Decode([.. support.Select(c => c.Files)], format, options);
+        var queryStore = query == null ? null : FolderDataset.Decode([query.Select(q => q.Path).ToArray()], format, options);
+        Tensor Tensor(ImageStore store) => Torch.From(format.ToFloats(store, 0, store.ImageCount), store.ImageCount, format.Channels, format.Size, format.Size);
+        return new Inputs(classes, [.. support.Select(c => (c.Name, c.Files.Length))], query, 0, () => Tensor(supportStore), queryStore == null ? null : () => Tensor(queryStore));
+    }
+
+    /// <summary>
+    /// A features checkpoint adapts to a features file (CSV, NPY or safetensors, as data.root
+    /// takes them): its rows are the support examples, its labels their classes (ordinal order).
+    /// The query is another such file, its examples named "row N" (from 1); a row's label is its
+    /// truth, or "?" where its class is not known (accuracy needs every row's).
+    /// </summary>
+    private static Inputs FeatureInputs(string supportFile, string? queryFile)
+    {
+        if (Directory.Exists(supportFile))
+            throw new DataException($"{supportFile}: a features checkpoint adapts to a features file ({string.Join(", ", FeatureFiles.Extensions)}) with a label per row, not a folder");
+        var support = FeatureFiles.Read(supportFile);
+        var classes = support.Labels.Distinct().Order(StringComparer.Ordinal).ToArray();
+        if (classes.Length < 2) throw new ConfigException($"{supportFile}: only one class ('{classes[0]}'); a classifier needs at least two");
+        var order = Enumerable.Range(0, support.Rows).OrderBy(i => Array.IndexOf(classes, support.Labels[i])).ThenBy(i => i).ToArray();
+        FeatureTable? query = null;
+        if (queryFile != null)
+        {
+            query = FeatureFiles.Read(queryFile);
+            if (query.Dim != support.Dim) throw new DataException($"{queryFile}: examples have {query.Dim} features, the support file's {support.Dim}");
+        }
+        if (query?.Labels.FirstOrDefault(l => l != Unlabelled && !classes.Contains(l)) is { } stranger)
+            throw new DataException($"{queryFile}: query class '{stranger}' is not one of the support classes ({string.Join(", ", classes)}); label a row of unknown class '{Unlabelled}'");
+        Tensor Rows(FeatureTable t, int[] rows) =>
+            Torch.From([.. rows.SelectMany(i => t.Values.AsSpan(i * t.Dim, t.Dim).ToArray())], rows.Length, t.Dim);
+        return new Inputs(classes, [.. classes.Select(c => (c, support.Labels.Count(l => l == c)))],
+            query == null ? null : [.. Enumerable.Range(0, query.Rows).Select(i => new QueryImage("", $"row {i + 1}", query.Labels[i] == Unlabelled ? null : query.Labels[i]))],
+            support.Dim, () => Rows(support, order), query == null ? null : () => Rows(query, [.. Enumerable.Range(0, query.Rows)]));
+    }
+
+    /// <summary>The label of a query row whose class is not known.</summary>
+    public const string Unlabelled = "?";
 
     /// <summary>A folder of class subfolders, each with at least one image (class names: folder names, ordinal order).</summary>
     public static List<(string Name, string[] Files)> ReadClassFolders(string dir, string what)

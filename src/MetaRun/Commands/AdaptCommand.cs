@@ -6,14 +6,14 @@ using MetaRun.Training;
 
 namespace MetaRun.Cli.Commands;
 
-/// <summary>metarun adapt --checkpoint CK --support DIR [--query DIR] [--steps N] [--out FILE] [--save-adapted FILE]</summary>
+/// <summary>metarun adapt --checkpoint CK --support DIR|FILE [--query DIR|FILE] [--steps N] [--out FILE] [--save-adapted FILE]</summary>
 public static class AdaptCommand
 {
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint file (or a run folder: its best checkpoint)", Required = true };
-        var support = new Option<string>("--support") { Description = "Folder with one subfolder of labelled images per class (the folder name is the class name)", Required = true };
-        var query = new Option<string?>("--query") { Description = "Images to classify: a flat folder, or one subfolder per class (then accuracy and a confusion table too)" };
+        var support = new Option<string>("--support") { Description = "Folder with one subfolder of labelled images per class (the folder name is the class name); for a features checkpoint, a features file with a label per row", Required = true };
+        var query = new Option<string?>("--query") { Description = "Images to classify: a flat folder, or one subfolder per class (then accuracy and a confusion table too); for a features checkpoint, a features file (label '?' where unknown)" };
         var steps = NumberOptions.OptionalInt("--steps", "Inner steps of the adaptation (default: the checkpoint's algorithm.test_inner_steps)", 1, 100_000);
         var output = new Option<string>("--out") { Description = "Predictions CSV; the JSON summary goes beside it (same name, .json)", DefaultValueFactory = _ => "predictions.csv" };
         var save = new Option<string?>("--save-adapted") { Description = "Write the adapted weights (fast weights, prototypes or head) as safetensors, class names in its metadata" };
@@ -36,13 +36,13 @@ public static class AdaptCommand
             [("--checkpoint", RunDirectory.ResolveCheckpoint(checkpoint))], [("--support", support), .. query != null ? new[] { ("--query", query) } : []]);
         var r = Adaptation.Run(checkpoint, support, query, steps, saveAdapted, uncertainAbove);
         var inv = CultureInfo.InvariantCulture;
-        Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} images){(r.Steps is { } s ? $" in {s} steps" : "")}{(ModelBased(r.Algorithm) ? " with no gradient step: the support set is the context of one forward pass" : "")}");
+        Console.WriteLine($"{r.Algorithm} adapted to {r.Classes.Length} classes ({string.Join(", ", r.Classes.Select((c, i) => $"{c}: {r.Shots[i]}"))} {r.Unit}){(r.Steps is { } s ? $" in {s} steps" : "")}{(ModelBased(r.Algorithm) ? " with no gradient step: the support set is the context of one forward pass" : "")}");
         if (query != null)
         {
             var jsonPath = Path.ChangeExtension(csvPath, ".json");
             if (r.Accuracy is { } a)
             {
-                Console.WriteLine($"accuracy {a.ToString("0.0000", inv)} ({r.Predictions.Count(p => p.Truth == p.Predicted)} of {r.Predictions.Count} query images)");
+                Console.WriteLine($"accuracy {a.ToString("0.0000", inv)} ({r.Predictions.Count(p => p.Truth == p.Predicted)} of {r.Predictions.Count} query {r.Unit})");
                 var width = Math.Max(9, r.Classes.Max(c => c.Length));
                 Console.WriteLine("true \\ predicted".PadRight(width) + string.Concat(r.Classes.Select(c => " " + c.PadLeft(Math.Max(4, c.Length)))));
                 for (var i = 0; i < r.Classes.Length; i++)
@@ -50,9 +50,9 @@ public static class AdaptCommand
             }
             else
             {
-                Console.WriteLine($"{r.Predictions.Count} query images: {string.Join(", ", r.Classes.Select(c => $"{c} {r.Predictions.Count(p => p.Predicted == c)}"))}");
+                Console.WriteLine($"{r.Predictions.Count} query {r.Unit}: {string.Join(", ", r.Classes.Select(c => $"{c} {r.Predictions.Count(p => p.Predicted == c)}"))}");
             }
-            Console.WriteLine($"{r.Predictions.Count(p => p.Uncertain)} of {r.Predictions.Count} query images uncertain (predictive entropy above {r.UncertainAbove.ToString("0.###", inv)} × ln {r.Classes.Length} = {(r.UncertainAbove * Math.Log(r.Classes.Length)).ToString("0.000", inv)} nats)");
+            Console.WriteLine($"{r.Predictions.Count(p => p.Uncertain)} of {r.Predictions.Count} query {r.Unit} uncertain (predictive entropy above {r.UncertainAbove.ToString("0.###", inv)} × ln {r.Classes.Length} = {(r.UncertainAbove * Math.Log(r.Classes.Length)).ToString("0.000", inv)} nats)");
             // Printed first, as eval does: an unwritable --out loses no result.
             Adaptation.WriteResults(r, csvPath, jsonPath);
             Console.WriteLine($"written to {Path.GetFullPath(csvPath)} and {Path.GetFullPath(jsonPath)}");
