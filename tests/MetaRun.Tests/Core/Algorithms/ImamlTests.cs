@@ -185,6 +185,35 @@ public class ImamlTests
     }
 
     [Fact]
+    public void Hessian_vector_products_through_conv4_with_batch_norm_match_finite_differences_of_its_gradient()
+    {
+        // The double backward iMAML's products take, through convolutions, batch norm and ReLU:
+        // vᵀHv against vᵀ(∇L(φ + εv) − ∇L(φ − εv)) / 2ε. This is what shows that the negative
+        // curvature CG meets on Omniglot (cg_residual) belongs to the loss, not to the products.
+        using var scope = Torch.NewScope();
+        Conv4 model;
+        using (var gm = new Generator(4)) model = new Conv4([1, 12, 12], filters: 4, outputs: 2, maxPool: false, gm, Device.Cpu);
+        using var g = new Generator(8);
+        var x = Torch.Randn([4, 1, 12, 12], generator: g);
+        var y = Torch.From(new long[] { 0, 1, 0, 1 }, 4);
+        var phi = model.Parameters.Select(p => p.Detach().To(ScalarType.Float64).RequiresGrad_()).ToArray();
+        var v = phi.Select(p => Torch.Randn(p.Shape, generator: g).To(ScalarType.Float64)).ToArray();
+        var objective = new Objective(false);
+        Tensor Loss(IReadOnlyList<Tensor> w) => objective.Loss(model.Forward(x.To(ScalarType.Float64), w), y);
+        var grads = Grad(Loss(phi), phi, createGraph: true);
+        var vhv = Torch.Grad([grads.Select((gr, k) => (gr * v[k]).Sum()).Aggregate((a, b) => a + b)], phi)
+            .Select((hv, k) => (hv! * v[k]).Sum().Item()).Sum();
+        double Directional(double eps)
+        {
+            var moved = phi.Select((p, k) => (p.Detach() + eps * v[k]).RequiresGrad_()).ToArray();
+            return Grad(Loss(moved), moved).Select((gr, k) => (gr * v[k]).Sum().Item()).Sum();
+        }
+        const double h = 1e-5;
+        var fd = (Directional(h) - Directional(-h)) / (2 * h);
+        Assert.True(Math.Abs(vhv - fd) < 1e-4 * (1 + Math.Abs(fd)), $"vᵀHv {vhv}, finite differences {fd}");
+    }
+
+    [Fact]
     public void Block_conjugate_gradient_solves_each_block_as_if_alone()
     {
         // Two 2×2 blocks of a block-diagonal SPD matrix; two iterations solve a 2×2 system exactly.
@@ -279,6 +308,7 @@ public class ImamlTrainingTests
         Assert.True(column >= 0, lines[0]);
         var residuals = lines.Skip(1).Select(l => double.Parse(l.Split(',')[column], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
         Assert.Equal(2, residuals.Length);
-        Assert.All(residuals, r => Assert.True(r >= 0 && r < 1, $"residual {r}"));
+        // A relative residual: 0 when CG solved the system, about 1 or more when it did not get far.
+        Assert.All(residuals, r => Assert.True(r >= 0 && double.IsFinite(r), $"residual {r}"));
     }
 }
