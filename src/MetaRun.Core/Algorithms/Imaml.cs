@@ -13,8 +13,11 @@ namespace MetaRun.Algorithms;
 ///       Hessian-vector products: a double backward through the support loss at φ alone)
 /// and the outer step descends mean_i v_i, the implicit meta-gradient dL_query(φ_i)/dθ. Memory
 /// does not grow with inner_steps: only φ and one support pass at φ are ever differentiated.
-/// Evaluation adapts by the same proximal inner problem. Traced: cg_residual, the largest
-/// ‖(I + H/λ)v − g‖ / ‖g‖ among the iteration's tasks, so a run shows whether CG converged.
+/// Evaluation adapts by the same proximal inner problem. The paper assumes I + H/λ positive
+/// definite (H ≻ −λI); where a direction of curvature ≤ 0 shows up, CG stops at the iterate before
+/// it, as truncated CG in Hessian-free optimization does. Traced: cg_residual, the largest
+/// ‖(I + H/λ)v − g‖ / ‖g‖ among the iteration's tasks (of this process's tasks with --nproc),
+/// so a run shows whether CG converged.
 /// </summary>
 public sealed class Imaml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, double lambda, int cgSteps)
     : FastWeightLearner(model, objective, innerSteps, testInnerSteps), ITracesHyperparameters, IIterationAware
