@@ -106,6 +106,7 @@ public static class AlgorithmRegistry
         new("mann", "Santoro, Bartunov, Botvinick, Wierstra and Lillicrap 2016", HeadKind.PerWay, TrainsOn.Episodes, false, [typeof(Mann)], Mann.From),
         new("abml", "Ravi and Beatson 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Abml)], Abml.From),
         new("bmaml", "Yoon, Kim, Dia, Kim, Bengio and Ahn 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Bmaml)], Bmaml.From),
+        new("imaml", "Rajeswaran, Finn, Kakade and Levine 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Imaml)], Imaml.From, Batched: true),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>

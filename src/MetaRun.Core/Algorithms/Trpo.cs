@@ -7,7 +7,6 @@ namespace MetaRun.Algorithms;
 /// Fisher-vector products, the largest step along −s with ½ sᵀFs ≤ δ, then a backtracking line
 /// search that keeps a step only if the surrogate improves and the KL stays within δ. Vectors are
 /// flat float64 arrays; the products come from the caller (through the adaptation, for MAML).
-/// By hand: the binding has no conjugate-gradient solver, and the products are not a matrix.
 /// </summary>
 public static class Trpo
 {
@@ -18,28 +17,8 @@ public static class Trpo
     public const int MaxBacktracks = 15;
 
     /// <summary>x ≈ A⁻¹b after <paramref name="iterations"/> conjugate-gradient iterations, A given by its products.</summary>
-    public static double[] ConjugateGradient(Func<double[], double[]> product, double[] b, int iterations = CgIterations, double tolerance = 1e-10)
-    {
-        var x = new double[b.Length];
-        var r = (double[])b.Clone();
-        var p = (double[])b.Clone();
-        var rr = Dot(r, r);
-        for (var i = 0; i < iterations && rr > tolerance; i++)
-        {
-            var ap = product(p);
-            var alpha = rr / Dot(p, ap);
-            for (var k = 0; k < x.Length; k++)
-            {
-                x[k] += alpha * p[k];
-                r[k] -= alpha * ap[k];
-            }
-            var next = Dot(r, r);
-            var beta = next / rr;
-            for (var k = 0; k < p.Length; k++) p[k] = r[k] + beta * p[k];
-            rr = next;
-        }
-        return x;
-    }
+    public static double[] ConjugateGradient(Func<double[], double[]> product, double[] b, int iterations = CgIterations, double tolerance = 1e-10) =>
+        Algorithms.ConjugateGradient.Solve(product, b, iterations, tolerance).X;
 
     /// <summary>The full step: s scaled so that ½ (βs)ᵀF(βs) = δ.</summary>
     public static double[] FullStep(double[] s, double[] fs, double maxKl)

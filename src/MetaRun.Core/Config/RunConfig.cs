@@ -154,6 +154,10 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(Bmaml)), Range(2, 100)] public int Particles { get; set; } = 5;
     /// <summary>BMAML: the leader's extra SVGD steps on support and query beyond the chaser's inner_steps.</summary>
     [ReadBy(typeof(Bmaml)), Range(1, 1000)] public int ChaserSteps { get; set; } = 1;
+    /// <summary>iMAML: λ, the strength of the inner problem's pull (λ/2)‖φ − θ‖² toward the initialization θ.</summary>
+    [ReadBy(typeof(Imaml)), Range(1e-6, 1e6)] public double ImamlLambda { get; set; } = 2.0;
+    /// <summary>iMAML: conjugate-gradient iterations solving (I + H/λ)v = ∇L_query for the implicit meta-gradient.</summary>
+    [ReadBy(typeof(Imaml)), Range(1, 1000)] public int CgSteps { get; set; } = 5;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

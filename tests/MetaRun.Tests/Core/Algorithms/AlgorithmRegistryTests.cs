@@ -107,6 +107,7 @@ public class AlgorithmRegistryTests
             ["snail"] = [], ["mann"] = [], ["cnp"] = [],
             ["finetune"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size", "finetune"],
             ["abml"] = [.. inner, "samples", "test_samples", "kl_weight"], ["bmaml"] = [.. inner, "particles", "chaser_steps"],
+            ["imaml"] = [.. inner, "imaml_lambda", "cg_steps"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)

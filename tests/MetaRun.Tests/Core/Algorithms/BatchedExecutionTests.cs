@@ -71,6 +71,8 @@ public class BatchedExecutionTests
         { "metasgd", "mlp", ["inner_steps=2", "inner_lr=0.01"] },
         { "maml++", "conv-stride", ["inner_steps=3", "multi_step_loss=true", "lslr=true", "per_step_bn=true"] },
         { "maml++", "conv-maxpool", ["inner_steps=2", "lslr=true", "first_order_iterations=10"] },
+        { "imaml", "conv-stride", ["inner_steps=3", "cg_steps=3"] },
+        { "imaml", "mlp", ["inner_steps=3", "inner_lr=0.01", "cg_steps=3"] },
     };
 
     [Theory]

@@ -37,6 +37,7 @@ public class CheckpointEvalTests
     [InlineData("finetune", "algorithm.test_inner_steps=3", "algorithm.inner_lr=0.01", "algorithm.finetune=all")]
     [InlineData("abml", "algorithm.test_inner_steps=1", "algorithm.test_samples=3")]
     [InlineData("bmaml", "algorithm.particles=2", "algorithm.test_inner_steps=2")]
+    [InlineData("imaml", "algorithm.inner_steps=3", "algorithm.cg_steps=2", "algorithm.inner_lr=0.1")]
     [InlineData("mldg", "data.split=lake", "algorithm.inner_lr=0.1", "algorithm.test_inner_steps=2")]
     [InlineData("mldg", "data.split=lake", "algorithm.inner_lr=0.1", "algorithm.domains=2", "algorithm.meta_test_weight=0.5", "algorithm.test_inner_steps=0")]
     public void EvalOfTheBestCheckpointReproducesTheLoggedValidation(string algorithm, params string[] extra)
