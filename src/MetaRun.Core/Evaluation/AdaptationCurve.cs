@@ -18,6 +18,12 @@ namespace MetaRun.Evaluation;
 /// </summary>
 public static class AdaptationCurve
 {
+    /// <summary>
+    /// The curve's records are a variant of their own: at the trained step count the curve scores
+    /// the same episodes as `eval`, and must not replace that record (with its calibration).
+    /// </summary>
+    public const string Variant = "inner-steps";
+
     /// <summary>Test tasks drawn in the fits figure, and the query points that trace each task's true function.</summary>
     public const int FitTasks = 3, FitPoints = 200;
 
@@ -57,7 +63,7 @@ public static class AdaptationCurve
         var metric = experiment.Objective.Headline;
         var seconds = clock.Elapsed.TotalSeconds;
         return [.. steps.Select((k, j) => new EvaluationResult(metric, Summary.Of(scores.Select(s => metric.Of(s[j])).ToArray()), split == Split.Val ? "val" : "test",
-            experiment.TestShape, experiment.Family.IsRegression, k, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), seconds, Seed: config.Seed))];
+            experiment.TestShape, experiment.Family.IsRegression, k, config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), seconds, Seed: config.Seed) { Variant = AdaptationCurve.Variant })];
     }
 
     /// <summary>

@@ -115,7 +115,7 @@ public static class Evaluator
     /// </summary>
     public static string Write(EvaluationResult result, string? outPath, Action<string>? warn = null)
     {
-        EvaluationStore.TrySave(result, warn);
+        EvaluationStore.TrySaveAll(result, warn);
         var dest = outPath ?? Path.Combine(Path.GetDirectoryName(result.Checkpoint)!, ResultFile);
         try
         {

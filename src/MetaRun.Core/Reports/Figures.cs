@@ -5,9 +5,9 @@ namespace MetaRun.Reports;
 /// <summary>
 /// The adaptation figures of Finn et al. (2017) the report draws when the runs have their data:
 /// Figure 3's score against the number of test-time inner steps, from evaluations of one
-/// checkpoint at several step counts in the evaluation store (`metarun eval RUN --steps 0..10`),
+/// checkpoint at several step counts in the evaluation store (`metarun eval RUN --inner-steps 0..10`),
 /// and Figure 2's regression fits before and after adaptation, from a run's figures/fits.json
-/// (`metarun eval RUN --fits`). Each becomes a figure of panels of series for Report.js.
+/// (written by the same command). Each becomes a figure of panels of series for Report.js.
 /// </summary>
 public static class Figures
 {
@@ -35,7 +35,7 @@ public static class Figures
         string? metric = null;
         foreach (var r in runs)
         {
-            var curve = r.Evaluations.Where(e => e.Attack == null && e.Split == "test" && e.Mean != null)
+            var curve = r.Evaluations.Where(e => e.Variant == Evaluation.AdaptationCurve.Variant && e.Attack == null && e.Split == "test" && e.Mean != null)
                 .GroupBy(e => (e.CheckpointName, e.Iteration, e.Ways, e.Shots, e.Queries, e.Episodes, e.InnerLr, e.Seed))
                 .Select(g => g.GroupBy(e => e.InnerSteps).Select(s => s.OrderBy(e => e.Recorded).Last()).OrderBy(e => e.InnerSteps).ToList())
                 .Where(c => c.Count >= 3).OrderBy(c => c.Count).LastOrDefault();
@@ -57,7 +57,7 @@ public static class Figures
         {
             ["id"] = "steps",
             ["title"] = $"Test {metric} against the number of inner gradient steps at test time",
-            ["caption"] = "Each run's checkpoint adapted with 0, 1, … steps of its inner rate on the same test episodes (metarun eval RUN --steps); band: 95% CI over episodes. Finn et al. (2017), Figure 3.",
+            ["caption"] = "Each run's checkpoint adapted with 0, 1, … steps of its inner rate on the same test episodes (metarun eval RUN --inner-steps 0..10); band: 95% CI over episodes. Finn et al. (2017), Figure 3.",
             ["xLabel"] = "inner steps",
             ["yLabel"] = metric,
             ["panels"] = new JsonArray { new JsonObject { ["title"] = $"{metric} after k steps", ["series"] = series } },
