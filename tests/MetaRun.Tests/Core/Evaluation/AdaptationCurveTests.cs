@@ -71,6 +71,20 @@ public class AdaptationCurveTests
         Assert.Equal([0, 1, 2], RunFolder.Read(run).Evaluations.Select(e => e.InnerSteps).Order());
         // Sinusoid is regression: the fits figure is written too.
         Assert.True(File.Exists(Path.Combine(run, Figures.Folder, Figures.FitsFile)));
+        // report draws both, and with --png writes them as images.
+        var pngs = Path.Combine(run, "png");
+        (code, stdout, err) = CliRunner.Run("report", run, "--out", Path.Combine(run, "report.html"), "--png", pngs);
+        Assert.True(code == 0, err);
+        var html = File.ReadAllText(Path.Combine(run, "report.html"));
+        Assert.Contains("\"id\":\"steps\"", html);
+        Assert.Contains("\"id\":\"fits-run\"", html);
+        foreach (var (file, width, height) in new[] { ("steps.png", 900, 560), ("fits.png", AdaptationCurve.FitTasks * 480, 440) })
+        {
+            using var image = SkiaSharp.SKBitmap.Decode(Path.Combine(pngs, file));
+            Assert.Equal((width, height), (image.Width, image.Height));
+            var colours = Enumerable.Range(0, 4000).Select(i => image.GetPixel(i * 7 % image.Width, i * 13 % image.Height)).Distinct().Count();
+            Assert.True(colours > 10, $"{file} looks blank");
+        }
 
         foreach (var extra in new[] { new[] { "--out", Path.Combine(run, "x.json") }, ["--attack", "fgsm", "--epsilon", "0.1"] })
         {
