@@ -487,6 +487,8 @@
       axes: [{ label: f.xLabel, size: 40 }, { label: f.yLabel, size: 64, values: (u, vs) => vs.map(v => fmt(v)) }],
       plugins: [tooltip(tip, groupOf)],
     }, data, box);
+    // A band's edges are series of their own for uPlot; the legend names only the curves.
+    u.root.querySelectorAll('.u-legend .u-series').forEach((row, i) => { if (/ (upper|lower)$/.test(series[i].label)) row.style.display = 'none'; });
     box.append(tip);
     charts.push({ u, groupOf, box });
   }

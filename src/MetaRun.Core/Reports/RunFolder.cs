@@ -104,6 +104,8 @@ public sealed class RunFolder
             && e.InnerSteps == steps && (double.IsNaN(e.InnerLr) || e.InnerLr == c.Algorithm.InnerLr) && (e.Seed == 0 || e.Seed == c.Seed);
         var clean = all.Where(e => e.Attack == null && e.Split == "test" && OwnSettings(e)).ToList();
         var candidates = clean.Where(e => e.Variant == null && e.Mean != null).ToList();
+        // A run only scored for the step curve: its point at the run's own step count is the same evaluation.
+        if (candidates.Count == 0) candidates = [.. clean.Where(e => e.Variant == AdaptationCurve.Variant && e.Mean != null)];
         var best = candidates.Where(e => e.CheckpointName == "best").ToList();
         var pool = best.Count > 0 ? best : candidates.Where(e => e.CheckpointName == "last").ToList();
         var headline = pool.OrderBy(e => e.Iteration).ThenBy(e => e.Episodes).ThenBy(e => e.Recorded).LastOrDefault();

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MetaRun.Evaluation;
 using MetaRun.Reports;
 using MetaRun.Tests.Cli;
 using MetaRun.Tests.Reports;
@@ -126,6 +127,11 @@ public class EvaluationStoreTests
         var run = RunFolder.Read(dir);
         Assert.Null(run.Headline!.Variant);
         Assert.Empty(run.Variants);
+        // Without a plain evaluation, the curve's point at the run's own step count stands for the run.
+        File.Delete(Path.Combine(dir, "evaluations", "test-best.json"));
+        var curveOnly = RunFolder.Read(dir);
+        Assert.Equal((AdaptationCurve.Variant, 1, 0.6), (curveOnly.Headline!.Variant, curveOnly.Headline.InnerSteps, curveOnly.Headline.Mean));
+        Assert.Empty(curveOnly.Variants);
         var figure = Figures.StepsFigure([run])!;
         Assert.Equal([0.5, 0.6, 0.7, 0.8], figure["panels"]![0]!["series"]![0]!["y"]!.AsArray().Select(v => v!.GetValue<double>()));
     }
