@@ -70,6 +70,7 @@ public static class AlgorithmRegistry
             c => MamlPlusPlus.AnySwitch(c.Config) ? MamlPlusPlus.From(c, firstOrder: false) : Maml.From(c, firstOrder: false), Batched: true),
         new("fomaml", "Finn, Abbeel and Levine 2017 (first order)", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Maml), typeof(MamlPlusPlus)],
             c => MamlPlusPlus.AnySwitch(c.Config) ? MamlPlusPlus.From(c, firstOrder: true) : Maml.From(c, firstOrder: true), Batched: true),
+        new("pretrained", "Finn, Abbeel and Levine 2017 (pretrained baseline)", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Pretrained)], Pretrained.From),
         new("maml++", "Antoniou, Edwards and Storkey 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(MamlPlusPlus)],
             c => MamlPlusPlus.From(c, firstOrder: false), Batched: true),
         new("reptile", "Nichol, Achiam and Schulman 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Reptile)], Reptile.From),

@@ -102,6 +102,22 @@ public abstract class FastWeightLearner : IMetaLearner
         return x => Model.Forward(x, fast);
     }
 
+    /// <summary>The query prediction after <paramref name="steps"/> inner steps on the support set (0: the learned weights themselves), at any step count.</summary>
+    public Tensor PredictAfter(Episode task, int steps)
+    {
+        var fast = Adapt(task.SupportX, task.SupportY, steps, createGraph: false);
+        using var noGrad = Torch.NoGrad();
+        return Model.Forward(task.QueryX, fast);
+    }
+
+    /// <summary>The query score after <paramref name="steps"/> inner steps (Finn et al.'s Figure 3 at one step count).</summary>
+    public TaskScore ScoreAfter(Episode task, int steps)
+    {
+        var output = PredictAfter(task, steps);
+        using var noGrad = Torch.NoGrad();
+        return Objective.Score(output, task.QueryY);
+    }
+
     public TaskScore Evaluate(Episode task)
     {
         var logits = AdaptTo(task).Logits;

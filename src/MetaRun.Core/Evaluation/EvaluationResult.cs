@@ -29,6 +29,12 @@ public sealed record EvaluationResult(
     /// <summary>A regression evaluation's predictive intervals, for a learner that predicts a variance.</summary>
     public IntervalSummary? Intervals { get; init; }
 
+    /// <summary>
+    /// A record of its own beside the plain evaluation of the same episodes (<see cref="EvaluationStore.OodVariant"/>,
+    /// <see cref="AdaptationCurve.Variant"/>), so neither replaces the other in the store; null for a plain evaluation.
+    /// </summary>
+    public string? Variant { get; init; }
+
     public bool Finite => double.IsFinite(Summary.Mean) && double.IsFinite(Summary.Ci95);
 
     /// <summary>Why the scores are not numbers, when they are not.</summary>
@@ -59,6 +65,7 @@ public sealed record EvaluationResult(
         if (Calibration != null) json["calibration"] = Calibration.ToJson();
         if (Ood != null) json["ood"] = Ood.ToJson();
         if (Intervals != null) json["intervals"] = Intervals.ToJson();
+        if (Variant != null) json["variant"] = Variant;
         return json;
     }
 

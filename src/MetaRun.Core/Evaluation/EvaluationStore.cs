@@ -29,6 +29,8 @@ public sealed record StoredEvaluation(
     /// <summary>A regression evaluation's Gaussian NLL and 90%-interval coverage, for a learner with predictive intervals.</summary>
     public double? GaussianNll { get; init; }
     public double? Coverage90 { get; init; }
+    /// <summary>What the record is beside the plain evaluation ("ood", "inner-steps"), null for the plain one (<see cref="EvaluationResult.Variant"/>).</summary>
+    public string? Variant { get; init; }
 }
 
 /// <summary>
@@ -42,6 +44,9 @@ public static class EvaluationStore
 {
     public const string FolderName = "evaluations";
 
+    /// <summary>The variant record of `eval --ood`: the evaluation with its out-of-distribution figures, kept beside the plain record of the same episodes.</summary>
+    public const string OodVariant = "ood";
+
     /// <summary>
     /// Where a checkpoint's evaluations are kept: RUN/evaluations for a checkpoint in a run
     /// folder's checkpoints/, else an evaluations/ folder beside the checkpoint.
@@ -53,6 +58,19 @@ public static class EvaluationStore
         var run = Path.GetDirectoryName(dir) is { } parent ? Training.RunDirectory.At(parent) : null;
         var inRun = run != null && Path.GetFullPath(run.CheckpointDir) == dir && File.Exists(run.ConfigPath);
         return Path.Combine(inRun ? run!.Path : dir, FolderName);
+    }
+
+    /// <summary>
+    /// Stores an evaluation: one with out-of-distribution figures as two records, the plain one
+    /// (which a later plain `eval` of the same episodes replaces) and its own <see cref="OodVariant"/>
+    /// record (which only another `eval --ood` replaces). Returns the plain record's path.
+    /// </summary>
+    public static string? TrySaveAll(EvaluationResult result, Action<string>? warn)
+    {
+        if (result.Ood == null || result.Variant != null) return TrySave(result, warn);
+        var plain = TrySave(result with { Ood = null }, warn);
+        TrySave(result with { Variant = OodVariant }, warn);
+        return plain;
     }
 
     /// <summary>Stores the result; a store that cannot be written is a warning, not a failure: the result is printed and written elsewhere.</summary>
@@ -141,6 +159,7 @@ public static class EvaluationStore
             OodAurocMaxProbability = ood is { } o2 ? D(o2, "auroc_max_probability") : null,
             GaussianNll = intervals is { } i1 ? D(i1, "gaussian_nll") : null,
             Coverage90 = intervals is { } i2 ? D(i2, "coverage90") : null,
+            Variant = r.TryGetProperty("variant", out var variant) && variant.ValueKind == JsonValueKind.String ? variant.GetString() : null,
         };
     }
 
@@ -155,8 +174,11 @@ public static class EvaluationStore
         var identity = string.Join("\n", Path.GetFullPath(r.Checkpoint), r.Iteration, r.Split, r.Summary.Count, r.Shape.Ways, r.Shape.Shots, r.Shape.Queries,
             r.InnerSteps, r.InnerLr.ToString("R", CultureInfo.InvariantCulture), r.Seed,
             r.Attack == null ? "clean" : $"{r.Attack.Name} {r.Attack.Epsilon.ToString("R", CultureInfo.InvariantCulture)} {r.Attack.Steps}");
+        // A plain record's identity is as it was before variants existed, so re-running an evaluation still replaces its old record.
+        if (r.Variant != null) identity += "\n" + r.Variant;
         var digest = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..8].ToLowerInvariant();
         var attack = r.Attack == null ? "" : $"-{r.Attack.Name}";
-        return $"{r.Split}-{CheckpointName(r.Checkpoint)}-{r.Shape.Ways}w{r.Shape.Shots}s{r.Shape.Queries}q-{r.Summary.Count}ep{attack}-{digest}.json";
+        var variant = r.Variant == null ? "" : $"-{r.Variant}";
+        return $"{r.Split}-{CheckpointName(r.Checkpoint)}-{r.Shape.Ways}w{r.Shape.Shots}s{r.Shape.Queries}q-{r.Summary.Count}ep{attack}{variant}-{digest}.json";
     }
 }

@@ -24,6 +24,17 @@ public static class Evaluator
     public static readonly IReadOnlyList<string> ChangeableKeys =
         ["data.test.ways", "data.test.shots", "data.test.queries", "data.test.within_alphabet", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
 
+    /// <summary>Refuses a --set of anything evaluation may not change (<see cref="ChangeableKeys"/>).</summary>
+    public static void CheckChanges(IReadOnlyList<string> sets)
+    {
+        foreach (var s in sets)
+        {
+            var key = s.Split('=', 2)[0].Trim();
+            if (!ChangeableKeys.Contains(key))
+                throw new ConfigException($"--set {s}: eval may only change {string.Join(", ", ChangeableKeys)}");
+        }
+    }
+
     /// <summary>
     /// Evaluates episodes 0..episodes−1 of <paramref name="split"/>. Sets the process-wide
     /// threads and seed for the checkpoint's config (as a command does before it runs). Launched
@@ -36,12 +47,7 @@ public static class Evaluator
         IProgress<(int Done, int Total)>? progress = null, bool ood = false)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
-        foreach (var s in sets)
-        {
-            var key = s.Split('=', 2)[0].Trim();
-            if (!ChangeableKeys.Contains(key))
-                throw new ConfigException($"--set {s}: eval may only change {string.Join(", ", ChangeableKeys)}");
-        }
+        CheckChanges(sets);
         var file = RunDirectory.ResolveCheckpoint(checkpointPath);
         using var checkpoint = Checkpoint.Load(file);
         var config = checkpoint.Config;
@@ -109,7 +115,7 @@ public static class Evaluator
     /// </summary>
     public static string Write(EvaluationResult result, string? outPath, Action<string>? warn = null)
     {
-        EvaluationStore.TrySave(result, warn);
+        EvaluationStore.TrySaveAll(result, warn);
         var dest = outPath ?? Path.Combine(Path.GetDirectoryName(result.Checkpoint)!, ResultFile);
         try
         {

@@ -82,22 +82,30 @@ public sealed class Comparison
                     tests.Count > 1 ? StdDev(tests.Select(t => t.Mean).ToList()) : null,
                     variants.Select(v => group.Select(r => r.Variants.GetValueOrDefault(v)?.Value).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } xs ? xs.Average() : (double?)null).ToList())
                 {
-                    Uncertainty = [.. UncertaintyOf.Select(f => group.Select(r => r.Headline is { } h ? f(h) : null).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } us ? us.Average() : (double?)null)],
+                    Uncertainty = [.. UncertaintyColumns.Select(u => group.Select(u.Of).Where(x => x != null).Select(x => x!.Value).ToList() is { Count: > 0 } us ? us.Average() : (double?)null)],
                 };
             })
             .ToList();
         // Columns only for the figures some run has, so older runs' tables stay as they were.
-        var present = Enumerable.Range(0, UncertaintyOf.Length).Where(i => rows.Any(r => r.Uncertainty[i] != null)).ToList();
+        var present = Enumerable.Range(0, UncertaintyColumns.Count).Where(i => rows.Any(r => r.Uncertainty[i] != null)).ToList();
         rows = [.. rows.Select(r => r with { Uncertainty = [.. present.Select(i => r.Uncertainty[i])] })];
-        return new Comparison { Keys = keys, Rows = rows, Headline = runs[0].Metric, Variants = variants, UncertaintyHeaders = [.. present.Select(i => UncertaintyNames[i])] };
+        return new Comparison { Keys = keys, Rows = rows, Headline = runs[0].Metric, Variants = variants, Uncertainties = [.. present.Select(i => UncertaintyColumns[i])] };
     }
 
-    private static readonly string[] UncertaintyNames = ["test NLL", "test ECE", "test Brier", "OOD AUROC (entropy)", "test Gaussian NLL", "test 90% coverage"];
-    private static readonly Func<Evaluation.StoredEvaluation, double?>[] UncertaintyOf =
-        [e => e.Nll, e => e.Ece, e => e.Brier, e => e.OodAurocEntropy, e => e.GaussianNll, e => e.Coverage90];
+    /// <summary>A calibration or uncertainty figure of a run: its column's name, where it comes from, which way is better (null: closest to its nominal value).</summary>
+    public sealed record UncertaintyColumn(string Name, Func<RunFolder, double?> Of, bool? HigherIsBetter);
+
+    /// <summary>The headline's calibration (classification) or intervals (regression), and the OOD figures of `eval --ood`'s record.</summary>
+    public static readonly IReadOnlyList<UncertaintyColumn> UncertaintyColumns =
+    [
+        new("test NLL", r => r.Headline?.Nll, false), new("test ECE", r => r.Headline?.Ece, false), new("test Brier", r => r.Headline?.Brier, false),
+        new("OOD AUROC (entropy)", r => r.Ood?.OodAurocEntropy, true), new("OOD AUROC (max probability)", r => r.Ood?.OodAurocMaxProbability, true),
+        new("test Gaussian NLL", r => r.Headline?.GaussianNll, false), new("test 90% coverage", r => r.Headline?.Coverage90, null),
+    ];
 
     /// <summary>The calibration and uncertainty columns some run of the table has (<see cref="ComparisonRow.Uncertainty"/>).</summary>
-    public IReadOnlyList<string> UncertaintyHeaders { get; init; } = [];
+    public IReadOnlyList<UncertaintyColumn> Uncertainties { get; init; } = [];
+    public IReadOnlyList<string> UncertaintyHeaders => [.. Uncertainties.Select(u => u.Name)];
 
     private static double StdDev(IReadOnlyList<double> xs)
     {

@@ -1,13 +1,14 @@
 using System.Text.Json.Nodes;
+using ScottPlot;
 
 namespace MetaRun.Reports;
 
 /// <summary>
 /// The adaptation figures of Finn et al. (2017) the report draws when the runs have their data:
 /// Figure 3's score against the number of test-time inner steps, from evaluations of one
-/// checkpoint at several step counts in the evaluation store (`metarun eval RUN --steps 0..10`),
+/// checkpoint at several step counts in the evaluation store (`metarun eval RUN --inner-steps 0..10`),
 /// and Figure 2's regression fits before and after adaptation, from a run's figures/fits.json
-/// (`metarun eval RUN --fits`). Each becomes a figure of panels of series for Report.js.
+/// (written by the same command). Each becomes a figure of panels of series for Report.js.
 /// </summary>
 public static class Figures
 {
@@ -35,7 +36,7 @@ public static class Figures
         string? metric = null;
         foreach (var r in runs)
         {
-            var curve = r.Evaluations.Where(e => e.Attack == null && e.Split == "test" && e.Mean != null)
+            var curve = r.Evaluations.Where(e => e.Variant == Evaluation.AdaptationCurve.Variant && e.Attack == null && e.Split == "test" && e.Mean != null)
                 .GroupBy(e => (e.CheckpointName, e.Iteration, e.Ways, e.Shots, e.Queries, e.Episodes, e.InnerLr, e.Seed))
                 .Select(g => g.GroupBy(e => e.InnerSteps).Select(s => s.OrderBy(e => e.Recorded).Last()).OrderBy(e => e.InnerSteps).ToList())
                 .Where(c => c.Count >= 3).OrderBy(c => c.Count).LastOrDefault();
@@ -57,7 +58,7 @@ public static class Figures
         {
             ["id"] = "steps",
             ["title"] = $"Test {metric} against the number of inner gradient steps at test time",
-            ["caption"] = "Each run's checkpoint adapted with 0, 1, … steps of its inner rate on the same test episodes (metarun eval RUN --steps); band: 95% CI over episodes. Finn et al. (2017), Figure 3.",
+            ["caption"] = "Each run's checkpoint adapted with 0, 1, … steps of its inner rate on the same test episodes (metarun eval RUN --inner-steps 0..10); band: 95% CI over episodes. Finn et al. (2017), Figure 3.",
             ["xLabel"] = "inner steps",
             ["yLabel"] = metric,
             ["panels"] = new JsonArray { new JsonObject { ["title"] = $"{metric} after k steps", ["series"] = series } },
@@ -80,6 +81,83 @@ public static class Figures
             }
             if (fits != null) yield return fits;
         }
+    }
+
+    /// <summary>
+    /// The adaptation figures as PNG images in <paramref name="dir"/>, drawn with ScottPlot from
+    /// the same panels the report draws: steps.png (score against inner steps, every run on one
+    /// panel) and fits.png (a row of test tasks per run, in the order given). Returns the files written.
+    /// </summary>
+    public static IReadOnlyList<string> WritePngs(IReadOnlyList<JsonObject> figures, string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var written = new List<string>();
+        var steps = figures.Where(f => f["id"]?.GetValue<string>() == "steps").ToList();
+        var fits = figures.Where(f => f["id"]?.GetValue<string>() is { } id && id.StartsWith("fits-", StringComparison.Ordinal)).ToList();
+        if (steps.Count > 0)
+            written.Add(Save([.. steps[0]["panels"]!.AsArray().Select(p => Panel(steps[0], p!, steps[0]["title"]!.GetValue<string>()))], 1, Path.Combine(dir, "steps.png"), 900, 560));
+        if (fits.Count > 0)
+        {
+            var columns = fits.Max(f => f["panels"]!.AsArray().Count);
+            var panels = new List<Plot>();
+            foreach (var f in fits)
+            {
+                var name = f["id"]!.GetValue<string>()["fits-".Length..];
+                var row = f["panels"]!.AsArray().Select(p => Panel(f, p!, $"{name}: {p!["title"]!.GetValue<string>()}")).ToList();
+                while (row.Count < columns) row.Add(new Plot());
+                panels.AddRange(row);
+            }
+            written.Add(Save(panels, columns, Path.Combine(dir, "fits.png"), 480, 440));
+        }
+        return written;
+    }
+
+    private static Plot Panel(JsonObject figure, JsonNode panel, string title)
+    {
+        var plot = new Plot();
+        plot.Title(title);
+        plot.XLabel(figure["xLabel"]?.GetValue<string>() ?? "");
+        plot.YLabel(figure["yLabel"]?.GetValue<string>() ?? "");
+        double[] Values(JsonNode? a) => [.. a!.AsArray().Select(v => v?.GetValue<double>() ?? double.NaN)];
+        foreach (var s in panel["series"]!.AsArray())
+        {
+            var (x, y) = (Values(s!["x"]), Values(s["y"]));
+            var colour = Color.FromHex(s["colour"]!.GetValue<string>());
+            if (s["lo"] != null && s["hi"] != null)
+            {
+                var band = plot.Add.FillY(x, Values(s["lo"]), Values(s["hi"]));
+                band.FillColor = colour.WithAlpha(0.2);
+                band.LineColor = Colors.Transparent;
+            }
+            var points = s["points"]?.GetValue<bool>() == true;
+            var line = points ? plot.Add.ScatterPoints(x, y) : plot.Add.Scatter(x, y);
+            line.Color = colour;
+            line.LegendText = s["label"]!.GetValue<string>();
+            if (points) line.MarkerSize = 8;
+            else
+            {
+                line.LineWidth = 2;
+                // Markers where a curve has few points (the steps), none on a traced function.
+                line.MarkerSize = x.Length <= 20 ? 5 : 0;
+                if (s["dash"] is JsonArray) line.LinePattern = LinePattern.Dashed;
+            }
+        }
+        plot.ShowLegend(Edge.Bottom);
+        return plot;
+    }
+
+    private static string Save(IReadOnlyList<Plot> panels, int columns, string path, int panelWidth, int panelHeight)
+    {
+        var multi = new Multiplot();
+        // A new Multiplot holds one empty plot; it is replaced rather than added to.
+        multi.Reset(panels[0]);
+        foreach (var p in panels.Skip(1)) multi.AddPlot(p);
+        var rows = (panels.Count + columns - 1) / columns;
+        multi.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
+        var tmp = path + ".tmp.png";
+        multi.SavePng(tmp, panelWidth * columns, panelHeight * rows);
+        File.Move(tmp, path, overwrite: true);
+        return path;
     }
 
     private static JsonArray Nums(IEnumerable<double> xs) => new([.. xs.Select(x => (JsonNode)JsonValue.Create(Math.Round(x, 7)))]);

@@ -11,8 +11,11 @@ public sealed record NamedPlot(string Id, string Title, Plot Plot);
 public static class Plots
 {
     /// <summary>
-    /// Learning curves of the runs: train loss (and accuracy), validation with its 95% band,
-    /// outer learning rate and seconds per iteration. Plots with nothing to show are left out.
+    /// Learning curves of the runs, train and validation on shared axes where they share a unit:
+    /// loss (cross-entropy, or MSE for regression) with validation's 95% band for regression,
+    /// accuracy with validation's 95% band, the outer learning rate when it follows a schedule
+    /// (a constant one is a number in the config, not a panel), and seconds per outer step
+    /// (without validation and checkpoint time). Legends sit outside the data.
     /// </summary>
     public static IReadOnlyList<NamedPlot> Curves(IReadOnlyList<RunFolder> runs)
     {
@@ -21,45 +24,75 @@ public static class Plots
         var withMetrics = runs.Where(r => r.Metrics.Count > 0).ToList();
         if (withMetrics.Count == 0) return plots;
         var window = Math.Max(1, withMetrics.Max(r => r.Metrics.Count) / 50);
-        var smooth = window > 1 ? $" (moving average of {window})" : "";
-        // One colour per run across every plot, so a run is followed by colour alone.
+        var trainLabel = window > 1 ? $"train (moving average of {window})" : "train";
+        // One colour per run across every plot, so a run is followed by colour alone; validation dashed with markers.
         var palette = new ScottPlot.Palettes.Category10();
         var colours = withMetrics.Select((r, i) => (r, i)).ToDictionary(x => x.r, x => palette.GetColor(x.i));
+        string Name(RunFolder r, string what) => withMetrics.Count > 1 ? $"{r.Name} {what}" : what;
 
         var lossName = runs.All(r => r.Config.Data.Dataset.IsEnvironment()) ? "minus the return" : regression ? "MSE" : "cross-entropy";
-        plots.Add(Lines("train-loss", $"Train loss{smooth}", lossName, withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainLoss)), window));
-        if (!regression)
-            plots.Add(Lines("train-accuracy", $"Train accuracy{smooth}", "accuracy", withMetrics, colours, r => r.Metrics.Select(m => (m.Iteration, m.TrainAccuracy)), window));
-
-        var validated = withMetrics.Where(r => r.Metrics.Any(m => regression ? m.ValLoss != null : m.ValAccuracy != null)).ToList();
-        if (validated.Count > 0)
+        var loss = NewPlot($"Loss ({lossName})", lossName);
+        foreach (var r in withMetrics)
         {
-            var plot = NewPlot(regression ? "Validation loss" : "Validation accuracy (95% CI band)", regression ? lossName : "accuracy");
-            foreach (var r in validated)
+            Line(loss, r.Metrics.Select(m => ((double)m.Iteration, m.TrainLoss)), window, colours[r], Name(r, trainLabel));
+            var val = r.Metrics.Where(m => m.ValLoss != null).ToList();
+            Validation(loss, val.Select(m => ((double)m.Iteration, m.ValLoss!.Value, regression ? m.ValCi95 : null)).ToList(), colours[r], Name(r, regression ? "validation (95% CI)" : "validation"));
+        }
+        plots.Add(new NamedPlot("loss", loss.Axes.Title.Label.Text, Finish(loss)));
+
+        if (!regression)
+        {
+            var acc = NewPlot("Accuracy", "accuracy");
+            foreach (var r in withMetrics)
             {
-                var rows = r.Metrics.Where(m => regression ? m.ValLoss != null : m.ValAccuracy != null).ToList();
-                var xs = rows.Select(m => (double)m.Iteration).ToArray();
-                var ys = rows.Select(m => regression ? m.ValLoss!.Value : m.ValAccuracy!.Value).ToArray();
-                var line = plot.Add.Scatter(xs, ys);
-                line.LegendText = r.Name;
-                line.Color = colours[r];
-                if (!regression && rows.All(m => m.ValCi95 != null))
-                {
-                    var band = plot.Add.FillY(xs, ys.Select((y, i) => y - rows[i].ValCi95!.Value).ToArray(), ys.Select((y, i) => y + rows[i].ValCi95!.Value).ToArray());
-                    band.FillColor = line.Color.WithAlpha(0.2);
-                    band.LineColor = Colors.Transparent;
-                }
+                Line(acc, r.Metrics.Select(m => ((double)m.Iteration, m.TrainAccuracy)), window, colours[r], Name(r, trainLabel));
+                var val = r.Metrics.Where(m => m.ValAccuracy != null).ToList();
+                Validation(acc, val.Select(m => ((double)m.Iteration, m.ValAccuracy!.Value, m.ValCi95)).ToList(), colours[r], Name(r, "validation (95% CI)"));
             }
-            plots.Add(new NamedPlot("validation", plot.Axes.Title.Label.Text, Finish(plot, validated.Count)));
+            plots.Add(new NamedPlot("accuracy", "Accuracy", Finish(acc)));
         }
 
-        var lr = Lines("learning-rate", "Outer learning rate", "learning rate", withMetrics, colours,
-            r => r.Metrics.Select(m => (m.Iteration, MetaIteration.ScheduledLr(r.Config.Algorithm, m.Iteration))), 1);
-        // From zero: a constant rate would otherwise get an axis centred on nothing.
-        lr.Plot.Axes.SetLimitsY(0, withMetrics.Max(r => r.Config.Algorithm.OuterLr) * 1.15);
-        plots.Add(lr);
-        plots.Add(Lines("seconds", $"Seconds per iteration{smooth}", "seconds", withMetrics, colours, r => SecondsPerIteration(r), window));
+        var scheduled = withMetrics.Where(r => r.Config.Algorithm.OuterLrSchedule != LrSchedule.Constant).ToList();
+        if (scheduled.Count > 0)
+        {
+            var lr = NewPlot("Outer learning rate", "learning rate");
+            foreach (var r in scheduled)
+                Line(lr, r.Metrics.Select(m => ((double)m.Iteration, MetaIteration.ScheduledLr(r.Config.Algorithm, m.Iteration))), 1, colours[r], withMetrics.Count > 1 ? r.Name : "scheduled");
+            plots.Add(new NamedPlot("learning-rate", "Outer learning rate", Finish(lr)));
+        }
+
+        var sec = NewPlot("Seconds per outer step", "seconds");
+        foreach (var r in withMetrics)
+            Line(sec, SecondsPerIteration(r).Select(s => ((double)s.Iteration, s.Seconds)), window, colours[r], withMetrics.Count > 1 ? r.Name : "without validation and checkpoints");
+        plots.Add(new NamedPlot("seconds", "Seconds per outer step", Finish(sec)));
         return plots;
+    }
+
+    private static void Line(Plot plot, IEnumerable<(double X, double Y)> series, int window, Color colour, string label)
+    {
+        var points = series.Where(p => double.IsFinite(p.Y)).ToList();
+        if (points.Count == 0) return;
+        var line = plot.Add.ScatterLine(points.Select(p => p.X).ToArray(), MovingAverage(points.Select(p => p.Y).ToArray(), window));
+        line.LegendText = label;
+        line.Color = colour;
+    }
+
+    private static void Validation(Plot plot, IReadOnlyList<(double X, double Y, double? Ci)> rows, Color colour, string label)
+    {
+        if (rows.Count == 0) return;
+        var xs = rows.Select(r => r.X).ToArray();
+        var ys = rows.Select(r => r.Y).ToArray();
+        if (rows.All(r => r.Ci != null))
+        {
+            var band = plot.Add.FillY(xs, ys.Select((y, i) => y - rows[i].Ci!.Value).ToArray(), ys.Select((y, i) => y + rows[i].Ci!.Value).ToArray());
+            band.FillColor = colour.WithAlpha(0.2);
+            band.LineColor = Colors.Transparent;
+        }
+        var line = plot.Add.Scatter(xs, ys);
+        line.Color = colour;
+        line.LinePattern = LinePattern.Dashed;
+        line.MarkerSize = 6;
+        line.LegendText = label;
     }
 
     /// <summary>Meta-test mean per group (seeds averaged) with its 95% interval.</summary>
@@ -111,11 +144,14 @@ public static class Plots
         return plots;
     }
 
-    /// <summary>Writes curves.png into a run folder: its learning curves on one image.</summary>
-    public static string WriteCurves(RunDirectory run)
+    /// <summary>Writes curves.png into a run folder from its metrics.csv.</summary>
+    public static string WriteCurves(RunDirectory run) => WriteCurves(RunFolder.Read(run.Path), run.CurvesPath);
+
+    /// <summary>Writes <paramref name="run"/>'s learning curves as one image: a row of panels, legends below their data.</summary>
+    public static string WriteCurves(RunFolder run, string path)
     {
-        var plots = Curves([RunFolder.Read(run.Path)]);
-        if (plots.Count == 0) return run.CurvesPath;
+        var plots = Curves([run]);
+        if (plots.Count == 0) return path;
         var multi = new Multiplot();
         // A new Multiplot holds one empty plot; it is replaced rather than added to.
         multi.Reset(plots[0].Plot);
@@ -124,22 +160,53 @@ public static class Plots
         var rows = (plots.Count + columns - 1) / columns;
         multi.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
         // Written aside and renamed, so a viewer never opens half an image.
-        var tmp = run.CurvesPath + ".tmp.png";
-        multi.SavePng(tmp, 500 * columns, 350 * rows);
-        File.Move(tmp, run.CurvesPath, overwrite: true);
-        return run.CurvesPath;
+        var tmp = path + ".tmp.png";
+        multi.SavePng(tmp, CurvesPanelWidth * columns, CurvesPanelHeight * rows);
+        File.Move(tmp, path, overwrite: true);
+        return path;
     }
 
+    public const int CurvesPanelWidth = 500, CurvesPanelHeight = 400;
+
     /// <summary>
-    /// curves.png for the trainer: a plot that cannot be drawn or written is a warning in the
-    /// log, never the end of a training run.
+    /// curves.png for the trainer, redrawn at every checkpoint from the rows it has been given:
+    /// the run folder and metrics.csv are read once (when training starts or resumes), not at
+    /// every checkpoint. A plot that cannot be drawn or written is a warning in the log, never
+    /// the end of a training run.
     /// </summary>
-    public static void TryWriteCurves(RunDirectory run, Serilog.ILogger log)
+    public sealed class CurvesWriter
     {
-        try { WriteCurves(run); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MetaRunException or InvalidOperationException or ArgumentException)
+        private readonly RunDirectory run;
+        private readonly Serilog.ILogger log;
+        private readonly RunFolder? folder;
+        private readonly List<MetricsRow> rows = [];
+
+        /// <summary>Reads the run folder as it is now: a resumed run's earlier rows (metrics.csv already cut at the checkpoint).</summary>
+        public CurvesWriter(RunDirectory run, Serilog.ILogger log)
         {
-            log.Warning("curves.png not written: {Message}", e.Message);
+            (this.run, this.log) = (run, log);
+            try
+            {
+                var read = RunFolder.Read(run.Path);
+                rows.AddRange(read.Metrics);
+                folder = new RunFolder { Dir = read.Dir, Name = read.Name, Config = read.Config, ConfigYaml = read.ConfigYaml, Keys = read.Keys, Metrics = rows };
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or MetaRunException)
+            {
+                log.Warning("curves.png will not be drawn: {Message}", e.Message);
+            }
+        }
+
+        public void Add(MetricsRow row) => rows.Add(row);
+
+        public void Write()
+        {
+            if (folder == null) return;
+            try { WriteCurves(folder, run.CurvesPath); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or MetaRunException or InvalidOperationException or ArgumentException)
+            {
+                log.Warning("curves.png not written: {Message}", e.Message);
+            }
         }
     }
 
@@ -163,20 +230,6 @@ public static class Plots
         return [.. (clean.Count > 0 ? clean : all).Select(x => (x.Item1, x.Item2))];
     }
 
-    private static NamedPlot Lines(string id, string title, string yLabel, IReadOnlyList<RunFolder> runs, IReadOnlyDictionary<RunFolder, Color> colours, Func<RunFolder, IEnumerable<(long X, double Y)>> series, int window)
-    {
-        var plot = NewPlot(title, yLabel);
-        foreach (var r in runs)
-        {
-            var points = series(r).Where(p => double.IsFinite(p.Y)).ToList();
-            if (points.Count == 0) continue;
-            var line = plot.Add.ScatterLine(points.Select(p => (double)p.X).ToArray(), MovingAverage(points.Select(p => p.Y).ToArray(), window));
-            line.LegendText = r.Name;
-            line.Color = colours[r];
-        }
-        return new NamedPlot(id, title, Finish(plot, runs.Count));
-    }
-
     private static Plot NewPlot(string title, string yLabel)
     {
         var plot = new Plot();
@@ -186,9 +239,9 @@ public static class Plots
         return plot;
     }
 
-    private static Plot Finish(Plot plot, int series)
+    private static Plot Finish(Plot plot)
     {
-        if (series > 1) plot.ShowLegend(Edge.Right);
+        plot.ShowLegend(Edge.Bottom);
         return plot;
     }
 

@@ -144,13 +144,24 @@
       redraws.push(() => curveChart(box, spec, sg, `sync-${si}`));
     }
 
-    // Other evaluations, each in a labelled section of its own.
+    // Other evaluations, each in a labelled section of its own; then the headline's calibration.
     sec.columns.forEach((c, ci) => {
-      if (c.headline || c.id === 'val' || !summaries[ci].some(s => s)) return;
+      if (c.headline || c.id === 'val' || c.kind === 'calibration' || !summaries[ci].some(s => s)) return;
       root.append(el('h3', { class: 'variant', id: `variant-${sec.metric}-${ci}` }, `Evaluation: ${c.id}`));
       root.append(el('p', { class: 'muted' }, `${c.title}, mean over seeds with 95% CI.`));
       root.append(dotChart(sg, summaries[ci], c.higherIsBetter, `dots-${sec.metric}-${ci}`));
     });
+    const calibrated = sec.columns.map((c, ci) => ({ c, ci })).filter(x => x.c.kind === 'calibration' && summaries[x.ci].some(s => s));
+    const diagrams = runs.map(r => ({ r, i: D.runs.indexOf(r) })).filter(x => x.r.reliability);
+    if (calibrated.length || diagrams.length) root.append(el('h3', { class: 'calibration', id: `calibration-${sec.metric}` }, 'Calibration of the headline test evaluation'));
+    calibrated.forEach(({ c, ci }) => {
+      root.append(el('p', { class: 'muted' }, `${c.title}, mean over seeds with 95% CI.`));
+      root.append(dotChart(sg, summaries[ci], c.higherIsBetter, `dots-${sec.metric}-${ci}`));
+    });
+    if (diagrams.length) {
+      root.append(el('p', { class: 'muted' }, 'Reliability diagrams: the test queries in 15 equal-width bins of top-class probability; bars the accuracy in each bin, dots at the bin\'s mean confidence, the diagonal perfect calibration. Hover a bar for its counts.'));
+      root.append(el('div', { class: 'panels', id: `reliability-${sec.metric}` }, diagrams.map(({ r, i }) => reliabilityDiagram(r, i))));
+    }
     root.append(el('p', { class: 'muted' }, sec.note));
   }
 
@@ -178,7 +189,9 @@
     let best = -1;
     summaries[head].forEach((s, i) => { if (s && (best < 0 || better(s.mean, summaries[head][best].mean, sec.columns[head].higherIsBetter))) best = i; });
     const headers = [{ t: '', num: false }, ...sec.keys.map(k => ({ t: k, num: false })), { t: 'seeds', num: true }];
-    sec.columns.forEach(c => { headers.push({ t: c.title, num: true }); if (c.id !== 'val') headers.push({ t: '±95% CI', num: true }); });
+    // Calibration figures are one number per evaluation: their spread across seeds shows in their dot charts.
+    const withCi = c => c.id !== 'val' && c.kind !== 'calibration';
+    sec.columns.forEach(c => { headers.push({ t: c.title, num: true }); if (withCi(c)) headers.push({ t: '±95% CI', num: true }); });
     if (sec.columns[head]) headers.push({ t: 'seed sd', num: true });
     const table = el('table', { class: 'results', id: `results-${sec.metric}` });
     const tr = el('tr', {}, headers.map((h, hi) => el('th', { 'data-col': String(hi), title: h.t }, h.t)));
@@ -191,7 +204,7 @@
       sec.columns.forEach((c, ci) => {
         const s = summaries[ci][i];
         cells.push(el('td', { class: 'n', 'data-v': s ? String(s.mean) : '' }, s ? fmt(s.mean) : ''));
-        if (c.id !== 'val') cells.push(el('td', { class: 'n', 'data-v': s && s.ci != null ? String(s.ci) : '', title: s && !s.across ? 'one seed: the 95% CI over its episodes' : '95% CI across seeds (Student t)' },
+        if (withCi(c)) cells.push(el('td', { class: 'n', 'data-v': s && s.ci != null ? String(s.ci) : '', title: s && !s.across ? 'one seed: the 95% CI over its episodes' : '95% CI across seeds (Student t)' },
           s && s.ci != null ? fmt(s.ci) + (s.across ? '' : '*') : ''));
       });
       const s = summaries[head][i];
@@ -244,8 +257,38 @@
       dot.append(svg('title', {}, `${r.g.label}: ${fmt(r.s.mean)}${r.s.ci != null ? ' ± ' + fmt(r.s.ci) : ''} (${r.s.n} seed${r.s.n === 1 ? '' : 's'})`));
       s.append(dot);
     });
-    s.append(svg('text', { x: W - R, y: 12, 'text-anchor': 'end', fill: '#777' }, higherIsBetter ? 'higher is better →' : '← lower is better'));
+    if (higherIsBetter != null) s.append(svg('text', { x: W - R, y: 12, 'text-anchor': 'end', fill: '#777' }, higherIsBetter ? 'higher is better →' : '← lower is better'));
     return el('div', { class: 'tablewrap' }, s);
+  }
+
+  // ---- reliability diagram of one run's headline evaluation ----
+  function reliabilityDiagram(r, ri) {
+    const rel = r.reliability, g = groupOfRun[ri];
+    const W = 300, H = 300, L = 44, B = 36, T = 34, R = 10, n = rel.bins.length;
+    const sx = v => L + v * (W - L - R), sy = v => T + (1 - v) * (H - T - B);
+    const s = svg('svg', { class: 'svgchart reliability', id: `reliability-run-${ri}`, viewBox: `0 0 ${W} ${H}`, width: W, height: H, 'data-run': r.name });
+    const title = svg('text', { x: W / 2, y: 13, 'text-anchor': 'middle', 'font-weight': 'bold' }, `${g ? g.code + ' ' : ''}seed ${r.seed}: ECE ${fmt(rel.ece)}`);
+    title.append(svg('title', {}, r.name));
+    s.append(title);
+    s.append(svg('text', { x: W / 2, y: 27, 'text-anchor': 'middle', fill: '#777' }, `${rel.total} queries, ${rel.episodes} episodes (${rel.checkpoint})`));
+    [0, 0.2, 0.4, 0.6, 0.8, 1].forEach(t => {
+      s.append(svg('line', { x1: sx(0), x2: sx(1), y1: sy(t), y2: sy(t), stroke: '#eee' }));
+      s.append(svg('text', { x: L - 4, y: sy(t) + 4, 'text-anchor': 'end' }, t.toFixed(1)));
+      s.append(svg('text', { x: sx(t), y: H - B + 14, 'text-anchor': 'middle' }, t.toFixed(1)));
+    });
+    s.append(svg('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle', fill: '#555' }, 'confidence'));
+    s.append(svg('text', { x: 10, y: (T + H - B) / 2, 'text-anchor': 'middle', fill: '#555', transform: `rotate(-90 10 ${(T + H - B) / 2})` }, 'accuracy'));
+    const colour = g ? g.colour : '#1f77b4';
+    rel.bins.forEach((b, k) => {
+      if (!b.count) return;
+      const bar = svg('rect', { class: 'bin', x: sx(k / n) + 0.5, width: sx(1 / n) - sx(0) - 1, y: sy(b.accuracy), height: Math.max(0.5, sy(0) - sy(b.accuracy)), fill: colour, 'fill-opacity': 0.55 });
+      bar.append(svg('title', {}, `confidence ${(k / n).toFixed(3)}–${((k + 1) / n).toFixed(3)}: ${b.count} queries, mean confidence ${fmt(b.confidence)}, accuracy ${fmt(b.accuracy)}`));
+      s.append(bar);
+      s.append(svg('circle', { cx: sx(b.confidence), cy: sy(b.accuracy), r: 2.5, fill: colour }));
+    });
+    s.append(svg('line', { x1: sx(0), y1: sy(0), x2: sx(1), y2: sy(1), stroke: '#555', 'stroke-dasharray': '4 3' }));
+    s.append(svg('rect', { x: sx(0), y: sy(1), width: sx(1) - sx(0), height: sy(0) - sy(1), fill: 'none', stroke: '#999' }));
+    return s;
   }
 
   function ticks(a, b, n) {
@@ -444,6 +487,8 @@
       axes: [{ label: f.xLabel, size: 40 }, { label: f.yLabel, size: 64, values: (u, vs) => vs.map(v => fmt(v)) }],
       plugins: [tooltip(tip, groupOf)],
     }, data, box);
+    // A band's edges are series of their own for uPlot; the legend names only the curves.
+    u.root.querySelectorAll('.u-legend .u-series').forEach((row, i) => { if (/ (upper|lower)$/.test(series[i].label)) row.style.display = 'none'; });
     box.append(tip);
     charts.push({ u, groupOf, box });
   }

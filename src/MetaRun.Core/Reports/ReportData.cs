@@ -80,6 +80,20 @@ public static class ReportData
                 ["metric"] = e.Metric, ["value"] = Num(e.Value), ["ci95"] = Num(e.ValueCi95),
             })]),
         };
+        if (r.Headline is { Reliability: { } bins } h)
+            o["reliability"] = new JsonObject
+            {
+                ["ece"] = Num(h.Ece),
+                ["total"] = bins.Total,
+                ["episodes"] = h.Episodes,
+                ["checkpoint"] = h.CheckpointName,
+                ["bins"] = new JsonArray([.. Enumerable.Range(0, Evaluation.Calibration.Bins).Select(b => (JsonNode)new JsonObject
+                {
+                    ["count"] = bins.Counts[b],
+                    ["confidence"] = bins.Counts[b] > 0 ? Num(bins.Bin(b).Confidence) : null,
+                    ["accuracy"] = bins.Counts[b] > 0 ? Num(bins.Bin(b).Accuracy) : null,
+                })]),
+            };
         // A constant rate is one number, said in the config; only a schedule gets a curve.
         if (r.Config.Algorithm.OuterLrSchedule != LrSchedule.Constant && m.Count > 0)
             o["lr"] = new JsonObject { ["x"] = Nums(train.Select(t => (double)t.Iteration)), ["y"] = Nums(train.Select(t => MetaIteration.ScheduledLr(r.Config.Algorithm, t.Iteration))) };
@@ -97,6 +111,14 @@ public static class ReportData
         };
         foreach (var v in c.Variants)
             columns.Add(Column(v, $"{c.Metric} ({v})", higher, c.Rows, r => r.Variants.GetValueOrDefault(v)?.Value, r => r.Variants.GetValueOrDefault(v)?.ValueCi95));
+        // Calibration and OOD figures of the headline evaluation: a value per seed, their spread across seeds as the interval.
+        foreach (var u in c.Uncertainties)
+        {
+            var column = Column(u.Name, u.Name, u.HigherIsBetter ?? false, c.Rows, u.Of, _ => null);
+            column["kind"] = "calibration";
+            if (u.HigherIsBetter == null) column["higherIsBetter"] = null;
+            columns.Add(column);
+        }
 
         var groups = new JsonArray();
         foreach (var (row, i) in c.Rows.Select((row, i) => (row, i)))

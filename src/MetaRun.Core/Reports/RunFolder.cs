@@ -35,9 +35,15 @@ public sealed class RunFolder
     public StoredEvaluation? Headline => Chosen.Headline;
     /// <summary>The other evaluations by label ("val", "fgsm ε=0.1", "5w5s", "10 steps", …): the newest of each.</summary>
     public IReadOnlyDictionary<string, StoredEvaluation> Variants => Chosen.Variants;
+    /// <summary>
+    /// The out-of-distribution figures that go with the headline (`eval --ood`): the newest
+    /// clean test record with them at the run's own settings, of the headline's checkpoint where
+    /// there is one. Its own record since `eval --ood` kept one; older stores had them in the plain record.
+    /// </summary>
+    public StoredEvaluation? Ood => Chosen.Ood;
 
-    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants)? chosen;
-    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants) Chosen => chosen ??= Choose();
+    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants, StoredEvaluation? Ood)? chosen;
+    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants, StoredEvaluation? Ood) Chosen => chosen ??= Choose();
     /// <summary>What could not be read (a damaged metrics.csv, a duplicate run), to show beside the result.</summary>
     public List<string> Warnings { get; init; } = [];
 
@@ -89,23 +95,29 @@ public sealed class RunFolder
         }
     }
 
-    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants) Choose()
+    private (StoredEvaluation? Headline, Dictionary<string, StoredEvaluation> Variants, StoredEvaluation? Ood) Choose()
     {
         var (c, all) = (Config, Evaluations);
         var steps = Algorithms.AlgorithmRegistry.Get(c.Algorithm.Name).TestInnerSteps(c.Algorithm);
         var ways = IsRegression ? 1 : c.Data.Test.Ways;
         bool OwnSettings(StoredEvaluation e) => e.Ways == ways && e.Shots == c.Data.Test.Shots && e.Queries == c.Data.Test.Queries
             && e.InnerSteps == steps && (double.IsNaN(e.InnerLr) || e.InnerLr == c.Algorithm.InnerLr) && (e.Seed == 0 || e.Seed == c.Seed);
-        var candidates = all.Where(e => e.Attack == null && e.Split == "test" && OwnSettings(e) && e.Mean != null).ToList();
+        var clean = all.Where(e => e.Attack == null && e.Split == "test" && OwnSettings(e)).ToList();
+        var candidates = clean.Where(e => e.Variant == null && e.Mean != null).ToList();
+        // A run only scored for the step curve: its point at the run's own step count is the same evaluation.
+        if (candidates.Count == 0) candidates = [.. clean.Where(e => e.Variant == AdaptationCurve.Variant && e.Mean != null)];
         var best = candidates.Where(e => e.CheckpointName == "best").ToList();
         var pool = best.Count > 0 ? best : candidates.Where(e => e.CheckpointName == "last").ToList();
         var headline = pool.OrderBy(e => e.Iteration).ThenBy(e => e.Episodes).ThenBy(e => e.Recorded).LastOrDefault();
         var variants = new Dictionary<string, StoredEvaluation>();
-        foreach (var e in all.Where(e => e != headline && e.Value != null))
+        // Variant records are shown by what they add: the OOD figures beside the headline, the step curve as a figure.
+        foreach (var e in all.Where(e => e != headline && e.Value != null && e.Variant == null))
             variants[VariantLabel(e, headline, ways, steps)] = e;
         // The same evaluation at fewer episodes or an older checkpoint says nothing the headline does not.
         variants.Remove("");
-        return (headline, variants);
+        var ood = clean.Where(e => e.OodAurocEntropy != null)
+            .OrderBy(e => e.CheckpointName == headline?.CheckpointName).ThenBy(e => e.Iteration).ThenBy(e => e.Episodes).ThenBy(e => e.Recorded).LastOrDefault();
+        return (headline, variants, ood);
     }
 
     /// <summary>What sets an evaluation apart from the run's own test settings, as a short label.</summary>

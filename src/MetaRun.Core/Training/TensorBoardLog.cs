@@ -84,6 +84,7 @@ public sealed class TensorBoardLog : IDisposable
     {
         var parts = new List<string> { r.Split, Path.GetFileNameWithoutExtension(r.Checkpoint), r.Regression ? $"K{r.Shape.Shots}" : $"{r.Shape.Ways}w{r.Shape.Shots}s", $"{r.InnerSteps}steps" };
         if (r.Attack != null) parts.Add($"{r.Attack.Name}-{r.Attack.Epsilon.ToString("0.###", CultureInfo.InvariantCulture)}");
+        if (r.Variant != null) parts.Add(r.Variant);
         return string.Join("_", parts);
     }
 

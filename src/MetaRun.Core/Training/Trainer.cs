@@ -60,6 +60,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         var traced = experiment.Learner as ITracesHyperparameters;
         using var metrics = writes ? new MetricsLog(run, start, traced?.TracedNames) : null;
         using var tensorboard = writes ? TensorBoardLog.Open(run, config, start, traced?.TracedNames) : null;
+        var curves = writes ? new Reports.Plots.CurvesWriter(run, log) : null;
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
         log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
@@ -106,6 +107,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             }
             metrics?.Write(row);
             tensorboard?.Write(row, stepSeconds);
+            curves?.Add(row);
             if (isBest || row.ValLoss != null) observer?.Validated(row, isBest);
             observer?.Iteration(row);
             var stopping = stopAsked && it < total;
@@ -113,7 +115,7 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
             {
                 metrics!.Flush();
                 Save(run.LastCheckpoint, it, optimizer, null);
-                Reports.Plots.TryWriteCurves(run, log);
+                curves!.Write();
                 log.Debug("Checkpoint at iteration {Iteration}", it);
             }
             if (stopping)

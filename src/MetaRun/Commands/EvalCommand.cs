@@ -26,13 +26,17 @@ public static class EvalCommand
         var steps = NumberOptions.OptionalInt("--steps", $"PGD steps (default {Attack.DefaultPgdSteps}; step size 2.5 ε / steps)", 1, 100_000);
         var baseline = new Option<string[]>("--baseline") { Description = "Meta-RL: another run (pretrained, oracle) evaluated on the same goals, its curve beside the run's", AllowMultipleArgumentsPerToken = false };
         var ood = new Option<bool>("--ood") { Description = "Also score queries of classes outside each episode's support set beside in-episode ones: the AUROC of predictive entropy and of top probability at telling them apart" };
-        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval and, for classification, its calibration (NLL, ECE, Brier); for a meta-RL run, the return after 0-3 adaptation steps") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, baseline, ood, Nproc.Option, Nproc.Oversubscribe };
+        var innerSteps = new Option<string?>("--inner-steps") { Description = "Score after each of these inner step counts (0..10, or 0,1,5,10) instead: the curve goes into the run's evaluation store and report; for regression also the fits figure (figures/fits.json)" };
+        var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval and, for classification, its calibration (NLL, ECE, Brier); for a meta-RL run, the return after 0-3 adaptation steps") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, baseline, ood, innerSteps, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r => Nproc.Requested(r) is { } n
             ? Nproc.Launch(r, n, new RunConfig())
             : PolicyEvaluation.Applies(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)))
             ? RunPolicy(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(baseline) ?? [], r.GetResult(episodes) is { Implicit: false } ? r.GetValue(episodes) : 100, r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
                 r.GetValue(attack) != null || (r.GetValue(set) ?? []).Length > 0 || r.GetValue(split) != "test")
             : (r.GetValue(baseline) ?? []).Length > 0 ? throw new ConfigException("--baseline is for meta-RL runs (data.dataset navigation2d)")
+            : r.GetValue(innerSteps) is { } curve
+            ? StepCurve(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), curve, r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(GlobalOptions.DataRoot),
+                r.GetValue(attack) != null || r.GetValue(steps) != null || r.GetValue(output) != null || r.GetValue(ood))
             : Run(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(episodes), r.GetValue(split)!, r.GetValue(set) ?? [], r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
                 AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps)), r.GetValue(ood)));
         return command;
@@ -48,6 +52,29 @@ public static class EvalCommand
     private static Attack? AttackFrom(string? kind, double? epsilon, int? steps) => kind == null
         ? (epsilon ?? (double?)steps) == null ? null : throw new ConfigException("--epsilon and --steps belong to an attack: add --attack fgsm or --attack pgd")
         : Attack.Parse(kind, epsilon ?? throw new ConfigException($"--attack {kind}: give its size with --epsilon E (pixel units, e.g. 0.1)"), steps);
+
+    private static int StepCurve(string checkpointPath, string stepsText, int episodes, string splitName, string[] sets, string? dataRoot, bool unsupported)
+    {
+        if (unsupported) throw new ConfigException("--inner-steps writes its curve into the run's evaluation store: leave out --attack, --ood and --out");
+        using var interruption = Interruption.During("eval");
+        var steps = AdaptationCurve.ParseSteps(stepsText);
+        var say = (string m) => Console.Error.WriteLine($"metarun: {m}");
+        var results = AdaptationCurve.Run(checkpointPath, splitName == "val" ? Split.Val : Split.Test, episodes, steps, sets, dataRoot, say);
+        var inv = CultureInfo.InvariantCulture;
+        var first = results[0];
+        Console.WriteLine($"checkpoint: {first.Checkpoint} (iteration {first.Iteration}), {first.Summary.Count} {first.Split} episodes, inner rate {first.InnerLr.ToString(inv)}");
+        Console.WriteLine($"{"steps",5}  {first.Metric.Name,10}  ±95% CI");
+        foreach (var r in results)
+        {
+            Console.WriteLine($"{r.InnerSteps,5}  {r.Summary.Mean.ToString("0.0000", inv),10}  {r.Summary.Ci95.ToString("0.0000", inv)}");
+            EvaluationStore.TrySave(r, say);
+        }
+        var store = EvaluationStore.FolderFor(first.Checkpoint);
+        Console.WriteLine($"kept in {store}");
+        if (AdaptationCurve.WriteFits(Path.GetDirectoryName(store)!, checkpointPath, steps, sets, dataRoot, say) is { } fits)
+            Console.WriteLine($"fits figure written to {fits}");
+        return results.All(r => r.Finite) ? ExitCodes.Success : ExitCodes.Failure;
+    }
 
     /// <summary>A meta-RL run: returns after 0-3 adaptation steps on held-out goals, its baselines beside it, the table and figures in the run folder (or --out DIR).</summary>
     private static int RunPolicy(string checkpointPath, string[] baselines, int goals, string? outPath, string? dataRoot, bool unsupported)

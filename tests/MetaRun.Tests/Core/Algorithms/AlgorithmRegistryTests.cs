@@ -97,7 +97,7 @@ public class AlgorithmRegistryTests
         string[] inner = ["inner_lr", "inner_steps", "test_inner_steps"], mamlPlusPlus = ["multi_step_loss", "multi_step_loss_iterations", "lslr", "per_step_bn", "first_order_iterations"];
         var expected = new Dictionary<string, string[]>
         {
-            ["maml"] = [.. inner, .. mamlPlusPlus], ["fomaml"] = [.. inner, .. mamlPlusPlus], ["maml++"] = [.. inner, .. mamlPlusPlus],
+            ["maml"] = [.. inner, .. mamlPlusPlus], ["pretrained"] = inner, ["fomaml"] = [.. inner, .. mamlPlusPlus], ["maml++"] = [.. inner, .. mamlPlusPlus],
             ["reptile"] = [.. inner, "inner_optimizer", "inner_batch_size"], ["metasgd"] = inner, ["anil"] = inner, ["alfa"] = inner,
             ["adml"] = [.. inner, "epsilon"], ["alpha-maml"] = [.. inner, "inner_hyper_lr", "outer_hyper_lr"],
             ["protonet"] = [], ["matchingnet"] = ["fce"], ["relationnet"] = [],

@@ -55,17 +55,31 @@ public class CalibrationEvalTests
         Assert.InRange(o.GetProperty("auroc_entropy").GetDouble(), 0, 1);
         Assert.InRange(o.GetProperty("auroc_max_probability").GetDouble(), 0, 1);
 
-        var stored = EvaluationStore.Read(run).Single(e => e.Episodes == 12);
+        // A later plain eval of the same episodes replaces the plain record only: --ood's figures keep their own.
+        Eval(run, Path.Combine(dir, "plain-again.json"));
+        var records = EvaluationStore.Read(run).Where(e => e.Episodes == 12).ToList();
+        Assert.Equal(2, records.Count);
+        var stored = records.Single(e => e.Variant == null);
+        Assert.Null(stored.OodAurocEntropy);
         Assert.Equal(c.GetProperty("ece").GetDouble(), stored.Ece);
-        Assert.Equal(o.GetProperty("auroc_entropy").GetDouble(), stored.OodAurocEntropy);
         Assert.NotNull(stored.Reliability);
+        var oodRecord = records.Single(e => e.Variant == EvaluationStore.OodVariant);
+        Assert.Equal(o.GetProperty("auroc_entropy").GetDouble(), oodRecord.OodAurocEntropy);
+        Assert.Equal(stored.Mean, oodRecord.Mean);
 
         var (code, csv, err) = CliRunner.Run("compare", run, "--format", "csv");
         Assert.True(code == 0, err);
-        Assert.EndsWith("test NLL,test ECE,test Brier,OOD AUROC (entropy)", csv.Split('\n')[0].TrimEnd('\r'));
+        var header = csv.Split('\n')[0].TrimEnd('\r');
+        Assert.EndsWith("test NLL,test ECE,test Brier,OOD AUROC (entropy),OOD AUROC (max probability)", header);
+        // No column of its own for the OOD record's in-episode accuracy: it is the headline's.
+        Assert.DoesNotContain("ood", header);
+        var cells = csv.Split('\n')[1].TrimEnd('\r').Split(',');
+        Assert.Equal(o.GetProperty("auroc_entropy").GetDouble(), double.Parse(cells[^2], System.Globalization.CultureInfo.InvariantCulture), 4);
         var html = Path.Combine(dir, "report.html");
         (code, _, err) = CliRunner.Run("report", run, "--out", html);
         Assert.True(code == 0, err);
+        // The run's reliability histogram goes into the page for its diagram (drawn in Chromium by HtmlReportTests).
+        Assert.Contains("\"reliability\":{\"ece\":", File.ReadAllText(html));
     }
 
     [Fact]

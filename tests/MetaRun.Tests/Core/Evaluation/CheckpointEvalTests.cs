@@ -14,6 +14,7 @@ public class CheckpointEvalTests
 {
     [Theory]
     [InlineData("maml")]
+    [InlineData("pretrained")]
     [InlineData("maml", "model.name=resnet12", "model.filters=2")]
     [InlineData("fomaml", "algorithm.inner_steps=2")]
     [InlineData("reptile", "algorithm.inner_steps=2", "algorithm.outer_optimizer=sgd", "algorithm.outer_lr=1", "algorithm.outer_lr_schedule=linear")]

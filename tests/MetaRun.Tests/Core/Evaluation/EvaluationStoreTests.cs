@@ -1,6 +1,8 @@
 using System.Text.Json;
+using MetaRun.Evaluation;
 using MetaRun.Reports;
 using MetaRun.Tests.Cli;
+using MetaRun.Tests.Reports;
 
 namespace MetaRun.Tests.Evaluation;
 
@@ -95,5 +97,42 @@ public class EvaluationStoreTests
         Assert.DoesNotContain(output.Split('\n'), l => l.Contains("test mse") && l.Contains("test accuracy"));
         Assert.Contains("test mse", output);
         Assert.Contains("test accuracy", output);
+    }
+
+    [Fact]
+    public void AnOodRecordFromBeforeVariantsStillGivesTheRunItsOodFigures()
+    {
+        var dir = HtmlReportTests.WriteRuns(TestPaths.NewTempDir("store-old"), 1, 1)[0];
+        var record = Path.Combine(dir, "evaluations", "test-best.json");
+        // Before `eval --ood` had its own record, its figures sat in the plain one.
+        File.WriteAllText(record, File.ReadAllText(record).TrimEnd()[..^1] + ",\"ood\":{\"auroc_entropy\":0.8125,\"auroc_max_probability\":0.75}}");
+        File.Delete(Path.Combine(dir, "evaluations", "test-best-ood.json"));
+        var run = RunFolder.Read(dir);
+        Assert.Null(run.Headline!.Variant);
+        Assert.Same(run.Headline, run.Ood);
+        Assert.Empty(run.Variants);
+        var comparison = Comparison.Of([run]);
+        Assert.Equal("0.8125", comparison.Cells()[0][comparison.Headers.ToList().IndexOf("OOD AUROC (entropy)")]);
+    }
+
+    [Fact]
+    public void TheStepCurvesRecordsNeverStandForTheRunNorShowAsOtherEvaluations()
+    {
+        var dir = HtmlReportTests.WriteRuns(TestPaths.NewTempDir("store-steps"), 1, 1)[0];
+        var plain = File.ReadAllText(Path.Combine(dir, "evaluations", "test-best.json"));
+        for (var k = 0; k <= 3; k++)
+            File.WriteAllText(Path.Combine(dir, "evaluations", $"test-best-steps-{k}.json"),
+                plain.Replace("\"inner_steps\":1", $"\"inner_steps\":{k}").Replace("\"mean\":", $"\"variant\":\"inner-steps\",\"mean\":{0.5 + 0.1 * k},\"old_mean\":")
+                    .Replace("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"));
+        var run = RunFolder.Read(dir);
+        Assert.Null(run.Headline!.Variant);
+        Assert.Empty(run.Variants);
+        // Without a plain evaluation, the curve's point at the run's own step count stands for the run.
+        File.Delete(Path.Combine(dir, "evaluations", "test-best.json"));
+        var curveOnly = RunFolder.Read(dir);
+        Assert.Equal((AdaptationCurve.Variant, 1, 0.6), (curveOnly.Headline!.Variant, curveOnly.Headline.InnerSteps, curveOnly.Headline.Mean));
+        Assert.Empty(curveOnly.Variants);
+        var figure = Figures.StepsFigure([run])!;
+        Assert.Equal([0.5, 0.6, 0.7, 0.8], figure["panels"]![0]!["series"]![0]!["y"]!.AsArray().Select(v => v!.GetValue<double>()));
     }
 }

@@ -51,6 +51,9 @@ public static class ChromiumPage
             out.resultRows = document.querySelectorAll('table.results tbody tr').length;
             out.variants = [...document.querySelectorAll('h3.variant')].map(h => h.textContent);
             out.figures = [...document.querySelectorAll('.chart.figure .title')].map(t => t.textContent);
+            out.reliabilityDiagrams = document.querySelectorAll('svg.reliability').length;
+            out.reliabilityBars = [...document.querySelectorAll('svg.reliability')].map(s => s.querySelectorAll('rect.bin').length);
+            out.calibrationHeaders = [...document.querySelectorAll('table.results th')].map(h => h.textContent).filter(t => /NLL|ECE|Brier|AUROC/.test(t));
             out.canvasSizes = canvases().map(c => [c.width, c.height]);
             // Hover: the first curve chart's tooltip appears with values.
             const over = document.querySelector('.chart .u-over');

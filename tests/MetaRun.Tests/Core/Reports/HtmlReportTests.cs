@@ -34,13 +34,30 @@ public sealed class HtmlReportTests
                 File.WriteAllText(Path.Combine(run, "metrics.csv"), csv.ToString());
                 var test = (Target(300) - 0.02).ToString("R", inv);
                 File.WriteAllText(Path.Combine(run, "evaluations", "test-best.json"),
-                    $"{{\"metric\":\"accuracy\",\"mean\":{test},\"ci95\":0.01,\"episodes\":600,\"split\":\"test\",\"ways\":5,\"shots\":1,\"queries\":15,\"inner_steps\":1,\"inner_lr\":{lr},\"iteration\":300,\"checkpoint\":\"{run}/checkpoints/best.safetensors\",\"seed\":{seed},\"checkpoint_name\":\"best\",\"recorded\":\"2026-01-01T00:00:00Z\"}}");
+                    $"{{\"metric\":\"accuracy\",\"mean\":{test},\"ci95\":0.01,\"episodes\":600,\"split\":\"test\",\"ways\":5,\"shots\":1,\"queries\":15,\"inner_steps\":1,\"inner_lr\":{lr},\"iteration\":300,\"checkpoint\":\"{run}/checkpoints/best.safetensors\",\"seed\":{seed},\"checkpoint_name\":\"best\",\"recorded\":\"2026-01-01T00:00:00Z\",{CalibrationJson(s, seed)}}}");
+                // eval --ood's own record of the same episodes.
+                File.WriteAllText(Path.Combine(run, "evaluations", "test-best-ood.json"),
+                    $"{{\"metric\":\"accuracy\",\"mean\":{test},\"ci95\":0.01,\"episodes\":600,\"split\":\"test\",\"ways\":5,\"shots\":1,\"queries\":15,\"inner_steps\":1,\"inner_lr\":{lr},\"iteration\":300,\"checkpoint\":\"{run}/checkpoints/best.safetensors\",\"seed\":{seed},\"checkpoint_name\":\"best\",\"recorded\":\"2026-01-01T00:00:02Z\",\"variant\":\"ood\",{CalibrationJson(s, seed)},\"ood\":{{\"auroc_entropy\":{(0.7 + 0.01 * s).ToString("R", inv)},\"auroc_max_probability\":0.68}}}}");
                 if (attacked)
                     File.WriteAllText(Path.Combine(run, "evaluations", "test-best-fgsm.json"),
                         $"{{\"metric\":\"accuracy\",\"mean\":{test},\"ci95\":0.01,\"episodes\":600,\"split\":\"test\",\"ways\":5,\"shots\":1,\"queries\":15,\"inner_steps\":1,\"inner_lr\":{lr},\"iteration\":300,\"checkpoint\":\"{run}/checkpoints/best.safetensors\",\"seed\":{seed},\"checkpoint_name\":\"best\",\"recorded\":\"2026-01-01T00:00:01Z\",\"attack\":{{\"kind\":\"fgsm\",\"epsilon\":0.1,\"steps\":1,\"mean\":{(Target(300) - 0.3).ToString("R", inv)},\"ci95\":0.02}}}}");
                 dirs.Add(run);
             }
         return dirs;
+    }
+
+    /// <summary>A calibration block as eval writes it: 9000 queries over 15 bins, over-confident by 0.05 per occupied bin.</summary>
+    public static string CalibrationJson(int setting, int seed)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var bins = Enumerable.Range(0, 15).Select(b =>
+        {
+            var count = b < 4 ? 0 : 100 * (b - 3) + 10 * seed;
+            var confidence = (b + 0.5) / 15;
+            return count == 0 ? $"{{\"count\":0,\"confidence\":null,\"accuracy\":null}}"
+                : $"{{\"count\":{count},\"confidence\":{confidence.ToString("R", inv)},\"accuracy\":{(confidence - 0.05).ToString("R", inv)}}}";
+        });
+        return $"\"calibration\":{{\"nll\":{(0.5 + 0.1 * setting).ToString("R", inv)},\"ece\":0.05,\"brier\":0.3,\"reliability\":[{string.Join(",", bins)}]}}";
     }
 
     [Fact]
@@ -54,7 +71,18 @@ public sealed class HtmlReportTests
         Assert.Equal(["algorithm.inner_lr"], section["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
         Assert.Equal(3, section["groups"]!.AsArray().Count);
         Assert.All(section["groups"]!.AsArray(), g => Assert.Equal(2, g!["runs"]!.AsArray().Count));
-        Assert.Equal(["test", "val", "fgsm ε=0.1"], section["columns"]!.AsArray().Select(c => c!["id"]!.GetValue<string>()));
+        Assert.Equal(["test", "val", "fgsm ε=0.1", "test NLL", "test ECE", "test Brier", "OOD AUROC (entropy)", "OOD AUROC (max probability)"],
+            section["columns"]!.AsArray().Select(c => c!["id"]!.GetValue<string>()));
+        // The calibration columns hold each seed's figure; the OOD ones come from eval --ood's own record.
+        var nll = section["columns"]![3]!;
+        Assert.Equal("calibration", nll["kind"]!.GetValue<string>());
+        Assert.Equal([0.6, 0.6], nll["values"]![1]!.AsArray().Select(v => v!.GetValue<double>()));
+        Assert.Equal([0.71, 0.71], section["columns"]![6]!["values"]![1]!.AsArray().Select(v => v!.GetValue<double>()));
+        // Each run carries its headline's reliability histogram for its diagram.
+        var bins = data["runs"]![0]!["reliability"]!["bins"]!.AsArray();
+        Assert.Equal(15, bins.Count);
+        Assert.Equal(110, bins[4]!["count"]!.GetValue<long>());
+        Assert.Null(bins[0]!["accuracy"]);
         // The attacked column holds each seed's attacked score, not the clean one.
         var fgsm = section["columns"]![2]!["values"]![0]!.AsArray().Select(v => v!.GetValue<double>()).ToList();
         var clean = section["columns"]![0]!["values"]![0]!.AsArray().Select(v => v!.GetValue<double>()).ToList();
@@ -93,6 +121,10 @@ public sealed class HtmlReportTests
         Assert.Equal(0, probe.GetProperty("resources").GetArrayLength());
         Assert.Equal(settings, probe.GetProperty("resultRows").GetInt32());
         Assert.Equal(["Evaluation: fgsm ε=0.1"], probe.GetProperty("variants").EnumerateArray().Select(v => v.GetString()));
+        // A reliability diagram per run, a bar per occupied bin (11 of 15); the calibration and OOD figures in the results table.
+        Assert.Equal(settings * seeds, probe.GetProperty("reliabilityDiagrams").GetInt32());
+        Assert.All(probe.GetProperty("reliabilityBars").EnumerateArray(), b => Assert.Equal(11, b.GetInt32()));
+        Assert.Equal(["test NLL", "test ECE", "test Brier", "OOD AUROC (entropy)", "OOD AUROC (max probability)"], probe.GetProperty("calibrationHeaders").EnumerateArray().Select(v => v.GetString()));
         Assert.True(probe.GetProperty("toggleChanged").GetInt32() >= 4, probe.ToString());
         Assert.Contains("iteration", probe.GetProperty("tooltip").GetString());
 

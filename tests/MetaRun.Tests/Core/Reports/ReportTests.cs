@@ -84,8 +84,8 @@ public sealed class ReportTests(OmniglotSweepFixture sweep) : IClassFixture<Omni
             Assert.True(File.Exists(path), $"train wrote no {path}");
             using var image = SkiaSharp.SKBitmap.Decode(path);
             Assert.NotNull(image);
-            // Five panels (train loss and accuracy, validation, learning rate, seconds per iteration) in a 3 × 2 grid.
-            Assert.Equal((1500, 700), (image.Width, image.Height));
+            // Three panels in a row (loss, accuracy, seconds per step); no panel for the constant learning rate.
+            Assert.Equal((3 * Plots.CurvesPanelWidth, Plots.CurvesPanelHeight), (image.Width, image.Height));
             var colours = Enumerable.Range(0, 2000).Select(i => image.GetPixel(i * 7 % image.Width, i * 13 % image.Height)).Distinct().Count();
             Assert.True(colours > 10, $"{path} looks blank ({colours} colours sampled)");
         }
@@ -151,6 +151,7 @@ public sealed class RegressionReportTests
         // The first column names the row's run folders.
         Assert.Equal("runs", comparison.Headers[0]);
         Assert.Equal(Path.GetFileName(dir), comparison.Cells()[0][0]);
-        Assert.Contains(Plots.Curves([run]), p => p.Id == "validation");
+        // Train and validation MSE share one panel; a constant learning rate gets none.
+        Assert.Equal(["loss", "seconds"], Plots.Curves([run]).Select(p => p.Id));
     }
 }
