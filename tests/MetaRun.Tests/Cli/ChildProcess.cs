@@ -59,4 +59,20 @@ public static class ChildProcess
         p.WaitForExit();
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
+
+    /// <summary>
+    /// Waits until <paramref name="p"/> has used <paramref name="seconds"/> of CPU time (or exited,
+    /// or two minutes passed): "well into its work" measured in CPU time, which a loaded machine
+    /// does not stretch the way it stretches the wall clock.
+    /// </summary>
+    public static void WaitForCpu(Process p, double seconds)
+    {
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < TimeSpan.FromMinutes(2))
+        {
+            p.Refresh();
+            if (p.HasExited || p.TotalProcessorTime.TotalSeconds >= seconds) return;
+            Thread.Sleep(100);
+        }
+    }
 }

@@ -18,8 +18,8 @@ public sealed class InterruptionTests
         using var eval = ChildProcess.Start(["eval", "--checkpoint", Path.Combine(dir, "run"), "--episodes", "1000000", "--out", Path.Combine(dir, "e.json")]);
         var stdout = eval.StandardOutput.ReadToEndAsync();
         var stderr = eval.StandardError.ReadToEndAsync();
-        // Well into the million episodes.
-        Thread.Sleep(TimeSpan.FromSeconds(4));
+        // Well into the million episodes: waited for in CPU time, which a loaded machine does not stretch as it stretches the wall clock.
+        ChildProcess.WaitForCpu(eval, 4);
         using (var kill = Process.Start("kill", [$"-{signal}", eval.Id.ToString()])!) kill.WaitForExit();
         if (!eval.WaitForExit(TimeSpan.FromSeconds(60)))
         {

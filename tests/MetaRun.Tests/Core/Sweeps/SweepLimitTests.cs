@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MetaRun.Tests.Cli;
 
 namespace MetaRun.Tests.Sweeps;
 
@@ -46,8 +47,8 @@ public sealed class SweepLimitTests
         using var sweep = SweepTestSupport.Start(dir, "sweep", file, "--launcher", "slurm", "--dry-run", "--max-runs", "100000");
         var output = sweep.StandardOutput.ReadToEndAsync();
         var error = sweep.StandardError.ReadToEndAsync();
-        // Started and into the validation of its 90,000 configs.
-        Thread.Sleep(TimeSpan.FromSeconds(3));
+        // Started and into the validation of its 90,000 configs (in CPU time: a loaded machine stretches the wall clock).
+        ChildProcess.WaitForCpu(sweep, 3);
         using (var kill = Process.Start("kill", ["-TERM", sweep.Id.ToString()])!) kill.WaitForExit();
         if (!sweep.WaitForExit(TimeSpan.FromSeconds(60)))
         {
