@@ -17,7 +17,7 @@ public sealed class Interruption : IDisposable
             c.Cancel = true;
             var (name, code) = c.Signal == PosixSignal.SIGINT ? ("interrupted (SIGINT)", 130) : ("terminated (SIGTERM)", 143);
             Console.Error.WriteLine($"metarun: {name} during {what}; nothing was written, run it again for the result");
-            Environment.Exit(code);
+            ExitNow.With(code);
         }))];
     }
 

@@ -91,10 +91,12 @@ public interface ITracesHyperparameters
 
 /// <summary>
 /// What a learner that takes the outer step itself may use: the task workers, the whole
-/// meta-batch's size (each task weighs 1/size) and a sum over the ranks of a data-parallel run
-/// (tensors in place, and scalars returned; the identity in one process).
+/// meta-batch's size (each task weighs 1/size) and <paramref name="Gather"/>: every rank's values
+/// concatenated in rank order (the identity in one process). Ranks hold consecutive slices of the
+/// meta-batch, so per-task values gathered come in task order, and a sum over them taken in that
+/// order rounds the same however the tasks are split over ranks.
 /// </summary>
-public sealed record OuterStepContext(int Workers, int MetaBatchSize, Func<Tensor?[], double[], double[]> AllReduce);
+public sealed record OuterStepContext(int Workers, int MetaBatchSize, Func<double[], double[]> Gather);
 
 /// <summary>
 /// Optional for a learner whose outer step is not an optimizer's step on the mean gradient (TRPO

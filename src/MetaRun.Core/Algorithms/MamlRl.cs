@@ -32,8 +32,8 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
     private readonly ConcurrentDictionary<long, Retained> retained = new();
     private double[] traced = [double.NaN, double.NaN];
 
-    /// <summary>What the outer step needs of a task: its support batches, its query batch and the post-adaptation policy that sampled it.</summary>
-    private sealed record Retained(double Before, double After, PolicyBatch[] Support, PolicyBatch? Query, Tensor? OldMean, Tensor? OldLogStd, Tensor? OldLogProb) : IDisposable
+    /// <summary>What the outer step needs of a task: its weighted surrogate gradient (flat), its support batches, its query batch and the post-adaptation policy that sampled it.</summary>
+    private sealed record Retained(double Before, double After, double[] Gradient, PolicyBatch[] Support, PolicyBatch? Query, Tensor? OldMean, Tensor? OldLogStd, Tensor? OldLogProb) : IDisposable
     {
         public void Dispose()
         {
@@ -116,23 +116,24 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
             var oldLogStd = fast[^1].Detach();
             var oldLogProb = PolicyGradient.LogProb(query.Actions, oldMean, oldLogStd);
             foreach (var b in support) b.DetachFromScope();
-            kept = new Retained(before, after, support, query.DetachFromScope(), oldMean.DetachFromScope(), oldLogStd.DetachFromScope(), oldLogProb.DetachFromScope());
+            kept = new Retained(before, after, Flatten(grads), support, query.DetachFromScope(), oldMean.DetachFromScope(), oldLogStd.DetachFromScope(), oldLogProb.DetachFromScope());
         }
-        else kept = new Retained(before, after, [], null, null, null, null);
+        else kept = new Retained(before, after, [], [], null, null, null, null);
         retained[IndexOf(task)] = kept;
         return new TaskGradient(grads, -after, double.NaN);
     }
 
+    /// <summary>The outer step on the tasks TaskGradient kept; TRPO's uses their own gradients, not the trainer's all-reduced sum (see TrustRegionStep).</summary>
     public bool TakeOuterStep(Tensor?[] gradients, OuterStepContext context)
     {
         var tasks = retained.OrderBy(p => p.Key).Select(p => p.Value).ToArray();
         retained.Clear();
         try
         {
-            var sums = context.AllReduce([], [tasks.Sum(t => t.Before), tasks.Sum(t => t.After)]);
-            traced = [sums[0] / context.MetaBatchSize, sums[1] / context.MetaBatchSize];
+            var weight = 1.0 / context.MetaBatchSize;
+            traced = SumOverTasks([.. tasks.Select(t => new[] { t.Before, t.After })], weight, context);
             if (maxKl <= 0) return false;
-            TrustRegionStep(tasks, gradients, context);
+            TrustRegionStep(tasks, context);
             return true;
         }
         finally
@@ -141,10 +142,18 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
         }
     }
 
-    private void TrustRegionStep(Retained[] tasks, Tensor?[] gradients, OuterStepContext context)
+    /// <summary>
+    /// The trust-region step. Every sum over tasks (the gradient, each Fisher-vector product, the
+    /// line search's loss and KL) is taken over the whole meta-batch in task order, from the tasks'
+    /// own values gathered from the ranks: conjugate gradient on a nearly singular Fisher matrix
+    /// turns a last-bit difference in a product (ranks summing their halves first) into a visibly
+    /// different step, so only sums that round alike at any process count keep two processes
+    /// equal to one.
+    /// </summary>
+    private void TrustRegionStep(Retained[] tasks, OuterStepContext context)
     {
         var weight = 1.0 / context.MetaBatchSize;
-        var g = Flatten(gradients.Select((t, i) => t ?? Torch.Zeros(parameters[i].Shape)).ToArray());
+        var g = SumOverTasks([.. tasks.Select(t => t.Gradient)], 1, context);
         // ∇θ KL(π_old ‖ π_θ'(θ)) for each task, kept with its graph: each Fisher-vector product differentiates it once more.
         var klGrads = new Tensor[tasks.Length][];
         TaskWorkers.ForEach(tasks.Length, context.Workers, i =>
@@ -166,13 +175,7 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
                     for (var k = 1; k < vs.Length; k++) dot = dot + (klGrads[i][k] * vs[k]).Sum();
                     perTask[i] = Flatten(Torch.Grad([dot], parameters, retainGraph: true));
                 });
-                var fv = Sum(perTask, weight, v.Length);
-                using (var scope = Torch.NewScope())
-                {
-                    var t = Torch.From(fv.Select(x => (float)x).ToArray(), fv.Length);
-                    context.AllReduce([t], [0]); // a scalar rides along: the collective packs at least one
-                    fv = [.. t.ToArray<float>().Select(x => (double)x)];
-                }
+                var fv = SumOverTasks(perTask, weight, context);
                 for (var k = 0; k < fv.Length; k++) fv[k] += Trpo.CgDamping * v[k];
                 return fv;
             }
@@ -183,7 +186,7 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
             (double Loss, double Kl) At(double fraction)
             {
                 Assign([.. old.Select((p, k) => p - fraction * full[k])]);
-                var per = new (double Loss, double Kl)[tasks.Length];
+                var per = new double[tasks.Length][];
                 TaskWorkers.ForEach(tasks.Length, context.Workers, i =>
                 {
                     var t = tasks[i];
@@ -191,11 +194,9 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
                     using var noGrad = Torch.NoGrad();
                     var mean = Mean(t.Query!.Observations, fast);
                     var ratio = (PolicyGradient.LogProb(t.Query.Actions, mean, fast[^1]) - t.OldLogProb!).Exp();
-                    per[i] = (-(ratio * t.Query.Advantages).Mean().Item(), PolicyGradient.Kl(t.OldMean!, t.OldLogStd!, mean, fast[^1]).Mean().Item());
+                    per[i] = [-(ratio * t.Query.Advantages).Mean().Item(), PolicyGradient.Kl(t.OldMean!, t.OldLogStd!, mean, fast[^1]).Mean().Item()];
                 });
-                double loss = 0, kl = 0;
-                foreach (var p in per) (loss, kl) = (loss + weight * p.Loss, kl + weight * p.Kl);
-                var total = context.AllReduce([], [loss, kl]);
+                var total = SumOverTasks(per, weight, context);
                 return (total[0], total[1]);
             }
             var before = At(0).Loss;
@@ -207,11 +208,19 @@ public sealed class MamlRl : IMetaLearner, ITakesOuterStep, ITracesHyperparamete
         }
     }
 
-    private static double[] Sum(double[][] parts, double weight, int length)
+    /// <summary>
+    /// Σ weight · v over the whole meta-batch's tasks in task order, from this rank's tasks' vectors
+    /// (all of one length) and the other ranks' gathered: the same additions in the same order at
+    /// any process count. By hand: an all-reduce sums the ranks' partial sums, in another order.
+    /// </summary>
+    private static double[] SumOverTasks(double[][] mine, double weight, OuterStepContext context)
     {
+        var length = mine.Length > 0 ? mine[0].Length : 0;
+        // Every rank holds at least one task (MetaIteration refuses fewer tasks than ranks), so the length is known everywhere.
+        var all = context.Gather([.. mine.SelectMany(v => v)]);
         var sum = new double[length];
-        foreach (var p in parts)
-            for (var k = 0; k < length; k++) sum[k] += weight * p[k];
+        for (var offset = 0; offset < all.Length; offset += length)
+            for (var k = 0; k < length; k++) sum[k] += weight * all[offset + k];
         return sum;
     }
 

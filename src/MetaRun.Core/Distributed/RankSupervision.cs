@@ -61,7 +61,7 @@ public static class RankSupervision
                         stopCode ??= code;
                         handler = onStop;
                     }
-                    if (handler == null) Environment.Exit(code);
+                    if (handler == null) ExitNow.With(code);
                     handler(code);
                 }
             }

@@ -99,10 +99,6 @@ public sealed class Experiment : IDisposable
             throw new ConfigException($"algorithm.name: {config.Algorithm.Name} trains on ordinary mini-batches, not episodes; data-parallel training splits episodes, so run it in one process");
         if (parallel != null && algorithm.Trains == TrainsOn.DomainEpisodes)
             throw new ConfigException($"algorithm.name: {config.Algorithm.Name} draws its own domain tasks, which data-parallel training does not share out among ranks; run it in one process");
-        // Two ranks' TRPO steps do not yet agree with one process's (their line searches diverge),
-        // so meta-RL trains in one process until they do.
-        if (parallel != null && algorithm.Environments)
-            throw new ConfigException($"algorithm.name: {config.Algorithm.Name} (meta-RL) does not train data-parallel yet; run it in one process (drop --nproc)");
         var plan = PlanFor(config, parallel?.Launch);
         var family = TaskFamilies.Open(config.Data, dataRootOverride, config.Seed, dataOptions ?? DataOptions.Default);
         try

@@ -55,7 +55,7 @@ public sealed class GracefulStop : IDisposable
             return;
         }
         say($"{name} again: stopping now; the run resumes from its last checkpoint");
-        Environment.Exit(code);
+        ExitNow.With(code);
     }
 
     public void Dispose()

@@ -80,7 +80,7 @@ public static class MetaIteration
         }
         if (learner is ITakesOuterStep own)
         {
-            var context = new OuterStepContext(plan.Workers, a.MetaBatchSize, (t, s) => parallel?.AllReduce(t, s, $"the outer step of iteration {iteration}") ?? s);
+            var context = new OuterStepContext(plan.Workers, a.MetaBatchSize, v => parallel?.Gather(v, $"the outer step of iteration {iteration}") ?? v);
             using (PhaseClock.Time("outer step (wall)"))
                 if (own.TakeOuterStep(step.Gradients, context)) return step;
         }

@@ -29,7 +29,7 @@ public static class EvalCommand
         var innerSteps = new Option<string?>("--inner-steps") { Description = "Score after each of these inner step counts (0..10, or 0,1,5,10) instead: the curve goes into the run's evaluation store and report; for regression also the fits figure (figures/fits.json)" };
         var command = new Command("eval", "Meta-test a checkpoint: mean accuracy (or MSE) with its 95% confidence interval and, for classification, its calibration (NLL, ECE, Brier); for a meta-RL run, the return after 0-3 adaptation steps") { run, checkpoint, episodes, split, set, output, attack, epsilon, steps, baseline, ood, innerSteps, Nproc.Option, Nproc.Oversubscribe };
         command.SetAction(r => Nproc.Requested(r) is { } n
-            ? Nproc.Launch(r, n, new RunConfig())
+            ? PolicyEvaluation.Applies(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint))) ? throw new ConfigException(PolicyInOneProcess) : Nproc.Launch(r, n, new RunConfig())
             : PolicyEvaluation.Applies(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)))
             ? RunPolicy(CheckpointFrom(r.GetValue(run), r.GetValue(checkpoint)), r.GetValue(baseline) ?? [], r.GetResult(episodes) is { Implicit: false } ? r.GetValue(episodes) : 100, r.GetValue(output), r.GetValue(GlobalOptions.DataRoot),
                 r.GetValue(attack) != null || (r.GetValue(set) ?? []).Length > 0 || r.GetValue(split) != "test")
@@ -41,6 +41,8 @@ public static class EvalCommand
                 AttackFrom(r.GetValue(attack), r.GetValue(epsilon), r.GetValue(steps)), r.GetValue(ood)));
         return command;
     }
+
+    private const string PolicyInOneProcess = "eval of a meta-RL run does not share its goals out among processes; run it in one process (drop --nproc)";
 
     private static string CheckpointFrom(string? run, string? checkpoint) => (run, checkpoint) switch
     {
@@ -80,6 +82,9 @@ public static class EvalCommand
     private static int RunPolicy(string checkpointPath, string[] baselines, int goals, string? outPath, string? dataRoot, bool unsupported)
     {
         if (unsupported) throw new ConfigException("eval of a meta-RL run takes --episodes (held-out goals), --baseline RUN and --out FILE (the figures go beside it); --attack, --set and --split val are for labelled episodes");
+        // Each rank would score every goal and write the same files: its goals are not shared out.
+        if (MetaRun.Distributed.Launch.FromEnvironment() is { WorldSize: > 1 })
+            throw new ConfigException(PolicyInOneProcess);
         using var interruption = Interruption.During("eval");
         var r = PolicyEvaluation.Run(checkpointPath, baselines, goals, dataRoot, outPath, m => Console.Error.WriteLine($"metarun: {m}"));
         var inv = CultureInfo.InvariantCulture;
