@@ -95,7 +95,7 @@ public static class Figures
         var steps = figures.Where(f => f["id"]?.GetValue<string>() == "steps").ToList();
         var fits = figures.Where(f => f["id"]?.GetValue<string>() is { } id && id.StartsWith("fits-", StringComparison.Ordinal)).ToList();
         if (steps.Count > 0)
-            written.Add(Save([.. steps[0]["panels"]!.AsArray().Select(p => Panel(steps[0], p!, steps[0]["title"]!.GetValue<string>()))], 1, Path.Combine(dir, "steps.png"), 900, 560));
+            written.Add(Plots.SaveGrid([.. steps[0]["panels"]!.AsArray().Select(p => Panel(steps[0], p!, steps[0]["title"]!.GetValue<string>()))], 1, 900, 560, Path.Combine(dir, "steps.png")));
         if (fits.Count > 0)
         {
             var columns = fits.Max(f => f["panels"]!.AsArray().Count);
@@ -107,7 +107,7 @@ public static class Figures
                 while (row.Count < columns) row.Add(new Plot());
                 panels.AddRange(row);
             }
-            written.Add(Save(panels, columns, Path.Combine(dir, "fits.png"), 480, 440));
+            written.Add(Plots.SaveGrid(panels, columns, 480, 440, Path.Combine(dir, "fits.png")));
         }
         return written;
     }
@@ -144,20 +144,6 @@ public static class Figures
         }
         plot.ShowLegend(Edge.Bottom);
         return plot;
-    }
-
-    private static string Save(IReadOnlyList<Plot> panels, int columns, string path, int panelWidth, int panelHeight)
-    {
-        var multi = new Multiplot();
-        // A new Multiplot holds one empty plot; it is replaced rather than added to.
-        multi.Reset(panels[0]);
-        foreach (var p in panels.Skip(1)) multi.AddPlot(p);
-        var rows = (panels.Count + columns - 1) / columns;
-        multi.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
-        var tmp = path + ".tmp.png";
-        multi.SavePng(tmp, panelWidth * columns, panelHeight * rows);
-        File.Move(tmp, path, overwrite: true);
-        return path;
     }
 
     private static JsonArray Nums(IEnumerable<double> xs) => new([.. xs.Select(x => (JsonNode)JsonValue.Create(Math.Round(x, 7)))]);

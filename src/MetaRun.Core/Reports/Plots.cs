@@ -152,16 +152,21 @@ public static class Plots
     {
         var plots = Curves([run]);
         if (plots.Count == 0) return path;
+        return SaveGrid([.. plots.Select(p => p.Plot)], Math.Min(3, plots.Count), CurvesPanelWidth, CurvesPanelHeight, path);
+    }
+
+    /// <summary>Panels as one PNG, <paramref name="columns"/> to a row, each panel <paramref name="panelWidth"/> × <paramref name="panelHeight"/>.</summary>
+    internal static string SaveGrid(IReadOnlyList<Plot> panels, int columns, int panelWidth, int panelHeight, string path)
+    {
         var multi = new Multiplot();
         // A new Multiplot holds one empty plot; it is replaced rather than added to.
-        multi.Reset(plots[0].Plot);
-        foreach (var p in plots.Skip(1)) multi.AddPlot(p.Plot);
-        var columns = Math.Min(3, plots.Count);
-        var rows = (plots.Count + columns - 1) / columns;
+        multi.Reset(panels[0]);
+        foreach (var p in panels.Skip(1)) multi.AddPlot(p);
+        var rows = (panels.Count + columns - 1) / columns;
         multi.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
         // Written aside and renamed, so a viewer never opens half an image.
         var tmp = path + ".tmp.png";
-        multi.SavePng(tmp, CurvesPanelWidth * columns, CurvesPanelHeight * rows);
+        multi.SavePng(tmp, panelWidth * columns, panelHeight * rows);
         File.Move(tmp, path, overwrite: true);
         return path;
     }

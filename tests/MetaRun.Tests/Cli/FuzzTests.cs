@@ -132,8 +132,10 @@ public partial class FuzzTests(ITestOutputHelper output)
         message = Head(err.Trim());
         if (exit is < 0 or > 5) return $"exit {exit}: {Head(err)}";
         if (exit == 0) return null;
-        // Informational lines (a folder being decoded) and the usage hint after a parse error are not the message.
-        var lines = err.Trim().Split('\n').Where(l => !l.StartsWith("metarun: folder: decoding", StringComparison.Ordinal) && l != "Run 'metarun --help' for usage.").ToArray();
+        // Informational lines (a folder being decoded, what a resume changed, said before training
+        // starts) and the usage hint after a parse error are not the message.
+        var lines = err.Trim().Split('\n').Where(l => !l.StartsWith("metarun: folder: decoding", StringComparison.Ordinal) && !l.StartsWith("metarun: resuming with ", StringComparison.Ordinal)
+            && l != "Run 'metarun --help' for usage.").ToArray();
         if (err.Contains("   at ", StringComparison.Ordinal)) return $"stack trace: {Head(err)}";
         if (lines.Length != 1) return $"{lines.Length} lines: {Head(err)}";
         if (!lines[0].StartsWith("metarun: ", StringComparison.Ordinal)) return $"not a metarun message: {Head(err)}";

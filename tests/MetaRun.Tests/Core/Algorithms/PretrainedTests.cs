@@ -2,6 +2,8 @@ using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Models;
 
+using static MetaRun.Tests.Algorithms.LinearTask;
+
 namespace MetaRun.Tests.Algorithms;
 
 /// <summary>
@@ -11,24 +13,6 @@ namespace MetaRun.Tests.Algorithms;
 /// </summary>
 public class PretrainedTests
 {
-    private static readonly double[] SupportX = [1, 2, -0.5], SupportY = [1, 3, 0.25];
-    private static readonly double[] QueryX = [0.5, -1], QueryY = [2, 0];
-    private const double W = 0.5, B = -0.2, Alpha = 0.1, Weight = 0.25;
-
-    private static (double W, double B) Gradient(double w, double b, double[] x, double[] y)
-    {
-        double gw = 0, gb = 0;
-        for (var i = 0; i < x.Length; i++)
-        {
-            var r = w * x[i] + b - y[i];
-            gw += 2.0 / x.Length * r * x[i];
-            gb += 2.0 / x.Length * r;
-        }
-        return (gw, gb);
-    }
-
-    private static Tensor Column(double[] v) => Torch.From(v.Select(x => (float)x).ToArray(), v.Length, 1);
-
     private static Pretrained Learner()
     {
         using var g = new Generator(1);
