@@ -41,7 +41,7 @@ public sealed class TerminalStopNoticeTests
             Assert.True(Tmux(socket, "display-message", "-p", "-t", "t", "#{pane_dead}").Trim() == "1", screen);
             Assert.Contains("interrupted (SIGINT): finishing this iteration and saving checkpoints/last; send it again to stop at once\n", screen);
             // The bar's redraws left the lines above it alone.
-            Assert.Contains("run folder: ", screen);
+            Assert.True(screen.Contains("run folder: "), screen);
             Assert.Contains("stopped at iteration", screen);
             Assert.Contains("resume with:", screen);
         }
