@@ -15,16 +15,19 @@ namespace MetaRun.Algorithms;
 /// does not grow with inner_steps: only φ and one support pass at φ are ever differentiated.
 /// Evaluation adapts by the same proximal inner problem. The paper assumes I + H/λ positive
 /// definite (H ≻ −λI); where a direction of curvature ≤ 0 shows up, CG stops at the iterate before
-/// it, as truncated CG in Hessian-free optimization does. Traced: cg_residual, the largest
+/// it, as truncated CG in Hessian-free optimization does. With few support examples (and batch
+/// norm) H has eigenvalues far below −λ, so CG stops early and solves little: cg_damping d then
+/// solves the damped system (I + H/(λ + d))v = g instead, as the authors' released code does
+/// (its (1 + c)v + Hv/(λ + λ_d) is ours up to a scale the outer optimizer's step absorbs). Traced: cg_residual, the largest
 /// ‖(I + H/λ)v − g‖ / ‖g‖ among the iteration's tasks (of this process's tasks with --nproc),
 /// so a run shows whether CG converged.
 /// </summary>
-public sealed class Imaml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, double lambda, int cgSteps)
+public sealed class Imaml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, double lambda, int cgSteps, double cgDamping = 0)
     : FastWeightLearner(model, objective, innerSteps, testInnerSteps), ITracesHyperparameters, IIterationAware
 {
     /// <summary>The registry's constructor: its settings from the config.</summary>
     public static Imaml From(AlgorithmContext c) =>
-        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.ImamlLambda, c.Config.CgSteps);
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.ImamlLambda, c.Config.CgSteps, c.Config.CgDamping);
 
     /// <summary>Where CG stops early: a residual this small is float32 rounding noise in the products.</summary>
     private const double CgTolerance = 1e-20;
@@ -80,7 +83,7 @@ public sealed class Imaml(IModel model, Objective objective, double innerLr, int
             for (var k = 0; k < leaves.Length; k++)
                 if (supportGrad[k] is { } sg && sg.RequiresGrad) dot = dot is null ? (sg * vs[k]).Sum() : dot + (sg * vs[k]).Sum();
             var hv = dot is null ? new double[v.Length] : Flatten(Torch.Grad([dot], leaves, retainGraph: true, allowUnused: true), leaves, tasks);
-            for (var k = 0; k < v.Length; k++) hv[k] = v[k] + hv[k] / lambda;
+            for (var k = 0; k < v.Length; k++) hv[k] = v[k] + hv[k] / (lambda + cgDamping);
             return hv;
         }
 

@@ -158,6 +158,8 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(Imaml)), Range(1e-6, 1e6)] public double ImamlLambda { get; set; } = 2.0;
     /// <summary>iMAML: conjugate-gradient iterations solving (I + H/λ)v = ∇L_query for the implicit meta-gradient.</summary>
     [ReadBy(typeof(Imaml)), Range(1, 1000)] public int CgSteps { get; set; } = 5;
+    /// <summary>iMAML: d in the damped system (I + H/(λ + d))v = ∇L_query that CG solves; 0 is the paper's system.</summary>
+    [ReadBy(typeof(Imaml)), Range(0.0, 1e6)] public double CgDamping { get; set; }
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -10,7 +10,7 @@ using MetaRun.Training;
 namespace MetaRun.Evaluation;
 
 /// <summary>The average return of one policy before and after each adaptation step, over the held-out goals.</summary>
-/// <param name="Paths">For the first goals: the goal and, before adaptation and after each step, one trajectory's positions.</param>
+/// <param name="Paths">For three well-spread goals among the first ten: the goal and, before adaptation and after each step, one trajectory's positions.</param>
 public sealed record ReturnCurve(string Label, string? Checkpoint, Summary[] Steps, IReadOnlyList<(double[] Goal, double[][][] Paths)> Paths);
 
 /// <summary>What `metarun eval` of a meta-RL run found: a curve per policy and where the table and figures went.</summary>
@@ -27,7 +27,7 @@ public sealed record PolicyEvaluationResult(IReadOnlyList<ReturnCurve> Curves, i
 /// </summary>
 public static class PolicyEvaluation
 {
-    public const int Steps = 3, TrajectoriesPerStep = 40, FigureGoals = 3;
+    public const int Steps = 3, TrajectoriesPerStep = 40, FigureGoals = 3, FigureCandidates = 10;
     public const double FirstLr = 0.1, LaterLr = 0.05;
     public const string ResultFile = "returns.json";
 
@@ -86,11 +86,31 @@ public static class PolicyEvaluation
         var per = EpisodeScoring.ForEachEpisode(e.Family, Split.Test, 0, goals, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, (task, index) =>
         {
             var rollouts = learner.AdaptationRollouts(task, Steps, TrajectoriesPerStep, FirstLr, LaterLr);
-            var paths = index < FigureGoals ? rollouts.Select(r => Path0(r)).ToArray() : null;
+            var paths = index < FigureCandidates ? rollouts.Select(r => Path0(r)).ToArray() : null;
             return (Returns: rollouts.Select(r => r.AverageReturn()).ToArray(), Goal: env.Goal(task), Paths: paths);
         });
         var steps = Enumerable.Range(0, Steps + 1).Select(s => Summary.Of(per.Select(p => p.Returns[s]).ToArray())).ToArray();
-        return new ReturnCurve(label, checkpoint, steps, [.. per.Where(p => p.Paths != null).Select(p => (p.Goal, p.Paths!))]);
+        var candidates = per.Where(p => p.Paths != null).ToList();
+        var shown = SpreadGoals(candidates.Select(p => p.Goal).ToList(), FigureGoals);
+        return new ReturnCurve(label, checkpoint, steps, [.. shown.Select(i => (candidates[i].Goal, candidates[i].Paths!))]);
+    }
+
+    /// <summary>
+    /// Which goals the trajectory figure shows: the first, then each time the one farthest from
+    /// those already chosen. The first few goals of a split can lie close together (the test
+    /// split's first three are within 0.1 of each other), and three paths to one place show little.
+    /// </summary>
+    public static IReadOnlyList<int> SpreadGoals(IReadOnlyList<double[]> goals, int count)
+    {
+        var chosen = new List<int>();
+        if (goals.Count == 0) return chosen;
+        chosen.Add(0);
+        while (chosen.Count < Math.Min(count, goals.Count))
+        {
+            double Nearest(int i) => chosen.Min(c => Math.Pow(goals[i][0] - goals[c][0], 2) + Math.Pow(goals[i][1] - goals[c][1], 2));
+            chosen.Add(Enumerable.Range(0, goals.Count).Where(i => !chosen.Contains(i)).MaxBy(Nearest));
+        }
+        return chosen;
     }
 
     /// <summary>The positions of a rollout's first trajectory: each observed one, then where its last move took it.</summary>

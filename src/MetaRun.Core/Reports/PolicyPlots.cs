@@ -6,25 +6,37 @@ namespace MetaRun.Reports;
 /// <summary>The meta-RL figures of Finn et al. (2017): return against adaptation steps (Figure 5, left) and trajectories before and after adaptation (Figure 4).</summary>
 public static class PolicyPlots
 {
+    /// <summary>
+    /// Return against steps on a log axis of −return, better upwards, as the paper's Figure 5 draws
+    /// it: returns span −200 (random) to −2 (oracle), and on a linear axis everything but the
+    /// random policy is one line at the top.
+    /// </summary>
     public static void WriteReturns(IReadOnlyList<ReturnCurve> curves, string path)
     {
         var plot = new Plot();
         plot.Title("2D navigation: average return on held-out goals (95% CI)");
         plot.XLabel("number of gradient steps");
-        plot.YLabel("average return");
+        plot.YLabel("average return (log scale)");
+        // y = −log10(−return): −1 → 0, −10 → −1, −100 → −2.
+        static double Y(double r) => -Math.Log10(Math.Max(-r, 1e-3));
         var palette = new ScottPlot.Palettes.Category10();
         for (var i = 0; i < curves.Count; i++)
         {
             var c = curves[i];
             var xs = Enumerable.Range(0, c.Steps.Length).Select(s => (double)s).ToArray();
-            var ys = c.Steps.Select(s => s.Mean).ToArray();
+            var ys = c.Steps.Select(s => Y(s.Mean)).ToArray();
             var line = plot.Add.Scatter(xs, ys);
             line.LegendText = c.Label;
             line.Color = palette.GetColor(i);
-            var bars = plot.Add.ErrorBar(xs, ys, c.Steps.Select(s => s.Ci95).ToArray());
+            var up = c.Steps.Select((s, k) => Y(s.Mean + s.Ci95) - ys[k]).ToArray();
+            var down = c.Steps.Select((s, k) => ys[k] - Y(s.Mean - s.Ci95)).ToArray();
+            var bars = plot.Add.ErrorBar(xs, ys, up);
+            bars.YErrorNegative = down;
             bars.LineColor = palette.GetColor(i);
         }
         plot.Axes.Bottom.SetTicks([0, 1, 2, 3], ["0", "1", "2", "3"]);
+        double[] labels = [-1, -2, -5, -10, -20, -50, -100, -200, -500];
+        plot.Axes.Left.SetTicks([.. labels.Select(Y)], [.. labels.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture))]);
         plot.ShowLegend(Edge.Right);
         Save(plot, path, 800, 450);
     }

@@ -185,6 +185,36 @@ public class ImamlTests
     }
 
     [Fact]
+    public void With_damping_conjugate_gradient_solves_the_damped_system_instead()
+    {
+        using var scope = Torch.NewScope();
+        var task = TinyTask();
+        const double damping = 3.0;
+        using var imaml = new Imaml(Tiny([4]), new Objective(false), innerLr: 0.3, innerSteps: 5, testInnerSteps: 5, Lambda, cgSteps: 60, cgDamping: damping);
+        var phi = imaml.Adapt(task.SupportX, task.SupportY, 5, createGraph: false).Select(w => w.Detach().RequiresGrad_()).ToArray();
+        var model = Tiny([4]);
+        var d = phi.Sum(w => (int)w.NumElements);
+        var grads = Grad(new Objective(false).Loss(model.Forward(task.SupportX, phi), task.SupportY), phi, createGraph: true);
+        var flatGrad = Torch.Cat([.. grads.Select(t => t.Reshape(-1))]);
+        var h = new double[d, d];
+        for (var i = 0; i < d; i++)
+        {
+            var column = Flat(Torch.Grad([flatGrad.Narrow(0, i, 1).Sum()], phi, retainGraph: true, allowUnused: true)
+                .Select((t, k) => t ?? Torch.Zeros(phi[k].Shape)));
+            for (var j = 0; j < d; j++) h[j, i] = column[j];
+        }
+        var queryGrad = Flat(Grad(new Objective(false).Loss(model.Forward(task.QueryX, phi), task.QueryY), phi));
+        var damped = Solve(IdentityPlus(h, 1 / (Lambda + damping)), queryGrad);
+        var undamped = Solve(IdentityPlus(h, 1 / Lambda), queryGrad);
+
+        var cg = Flat(imaml.TaskGradient(task, 1.0).Gradients);
+        var scale = damped.Max(Math.Abs);
+        for (var j = 0; j < d; j++) Assert.True(Math.Abs(cg[j] - damped[j]) < 1e-4 * scale, $"entry {j}: CG {cg[j]}, damped direct solve {damped[j]}");
+        // The damping changes the answer: it is not the paper's system any more.
+        Assert.True(damped.Zip(undamped).Max(p => Math.Abs(p.First - p.Second)) > 1e-3 * scale);
+    }
+
+    [Fact]
     public void Hessian_vector_products_through_conv4_with_batch_norm_match_finite_differences_of_its_gradient()
     {
         // The double backward iMAML's products take, through convolutions, batch norm and ReLU:
