@@ -57,6 +57,28 @@ public sealed record BenchmarkReport(IReadOnlyList<string> Lines, Dictionary<str
         lines.Add($"  episodes per second: {r.EpisodesPerSecond.ToString("0.0", Inv)}");
         lines.Add($"  peak RSS {r.PeakRssMb.ToString("0", Inv)} MB; RSS after warm-up {r.RssAfterWarmupMb.ToString("0", Inv)} MB, at end {r.RssAtEndMb.ToString("0", Inv)} MB; live tensors {r.LiveTensorsAfterWarmup} → {r.LiveTensorsAtEnd}");
         lines.Add($"  RSS (MB, managed heap in brackets) after iteration: {string.Join(", ", r.RssByIteration.Select(p => $"{p.Iteration}: {p.RssMb.ToString("0", Inv)} ({p.ManagedMb.ToString("0", Inv)})"))}");
+        var flops = experiment.Device.Type == DeviceType.Cpu ? FlopCount.Of(experiment, r.TasksPerIteration) : null;
+        // The peak on as many threads as the timed iterations kept busy (workers × threads each).
+        var busy = Math.Max(experiment.Workers * Torch.Threads, Torch.Threads);
+        var peak = double.NaN;
+        if (flops != null)
+        {
+            var before = Torch.Threads;
+            Torch.Threads = Math.Min(busy, Environment.ProcessorCount);
+            try { peak = FlopCount.PeakGflops(); }
+            finally { Torch.Threads = before; }
+        }
+        if (flops != null)
+        {
+            string G(double f) => (f / 1e9).ToString("0.000", Inv);
+            var achieved = flops.Total / 1e9 / r.MedianSeconds;
+            lines.Add($"  work: {G(flops.Total)} GFLOP per meta-iteration (forward {G(flops.Forward)}, backward {G(flops.Backward)}, second order {G(flops.SecondOrder)}; " +
+                      "convolutions and linear layers, counted from the network: docs/performance.md)");
+            lines.Add($"  achieved {achieved.ToString("0.0", Inv)} GFLOP/s = {(100 * achieved / peak).ToString("0", Inv)}% of this machine's peak " +
+                      $"({peak.ToString("0.0", Inv)} GFLOP/s: a float32 2048×2048 matrix product on {Math.Min(busy, Environment.ProcessorCount)} threads)");
+            foreach (var (layer, f, b, so) in flops.Layers)
+                lines.Add($"    {layer,-22} forward {G(f)}, backward {G(b)}, second order {G(so)} GFLOP");
+        }
         foreach (var (k, v) in r.BreakdownSeconds.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             lines.Add($"  {k,-34} {v.ToString("0.0000", Inv)} s/iteration");
         var communication = r.BreakdownSeconds.GetValueOrDefault("all-reduce (wall)");
@@ -111,6 +133,13 @@ public sealed record BenchmarkReport(IReadOnlyList<string> Lines, Dictionary<str
             ["allreduce_share"] = Math.Round(communication / r.MedianSeconds, 4),
             ["gradient_bytes"] = gradientBytes,
         };
+        if (flops != null)
+        {
+            json["gflop_per_iteration"] = Math.Round(flops.Total / 1e9, 4);
+            json["gflop_forward_backward_second_order"] = new[] { Math.Round(flops.Forward / 1e9, 4), Math.Round(flops.Backward / 1e9, 4), Math.Round(flops.SecondOrder / 1e9, 4) };
+            json["achieved_gflops"] = Math.Round(flops.Total / 1e9 / r.MedianSeconds, 2);
+            json["peak_gflops"] = Math.Round(peak, 2);
+        }
         return new BenchmarkReport(lines, json);
     }
 
