@@ -21,7 +21,7 @@ public static class Figures
     {
         var figures = new List<JsonObject>();
         if (StepsFigure(runs) is { } steps) figures.Add(steps);
-        figures.AddRange(FitFigures(runs));
+        figures.AddRange(RunFigures(runs));
         return figures;
     }
 
@@ -65,12 +65,17 @@ public static class Figures
         };
     }
 
-    /// <summary>Figure 2: for each run with figures/fits.json, a panel per test task (ground truth, support points, prediction before and after adaptation).</summary>
-    public static IEnumerable<JsonObject> FitFigures(IReadOnlyList<RunFolder> runs)
+    /// <summary>
+    /// The per-run figures `eval` writes: Finn et al.'s Figure 2 (figures/fits.json, a panel per test
+    /// task: ground truth, support points, prediction before and after adaptation) and a learned
+    /// optimizer's loss curves against its baselines (figures/optimizer-curves.json).
+    /// </summary>
+    public static IEnumerable<JsonObject> RunFigures(IReadOnlyList<RunFolder> runs)
     {
         foreach (var r in runs)
+        foreach (var name in (string[])[FitsFile, Evaluation.OptimizerCurves.JsonFile])
         {
-            var path = Path.Combine(r.Dir, Folder, FitsFile);
+            var path = Path.Combine(r.Dir, Folder, name);
             if (!File.Exists(path)) continue;
             JsonObject? fits;
             try { fits = JsonNode.Parse(File.ReadAllText(path)) as JsonObject; }
@@ -111,6 +116,10 @@ public static class Figures
         }
         return written;
     }
+
+    /// <summary>A one-panel figure (as the report draws it) as a PNG at <paramref name="path"/>.</summary>
+    public static string WritePng(JsonObject figure, string path) =>
+        Plots.SaveGrid([Panel(figure, figure["panels"]![0]!, figure["panels"]![0]!["title"]!.GetValue<string>())], 1, 900, 560, path);
 
     private static Plot Panel(JsonObject figure, JsonNode panel, string title)
     {
