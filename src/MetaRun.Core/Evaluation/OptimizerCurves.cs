@@ -24,7 +24,7 @@ public static class OptimizerCurves
     public const string JsonFile = "optimizer-curves.json", CsvFile = "optimizer-curves.csv", PngFile = "optimizer-curves.png";
 
     /// <summary>The baselines' learning-rate grid.</summary>
-    public static readonly double[] Rates = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1];
+    public static readonly double[] Rates = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
 
     public static readonly string[] Baselines = ["sgd", "adam", "rmsprop"];
 
