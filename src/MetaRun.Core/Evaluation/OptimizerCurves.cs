@@ -174,7 +174,8 @@ public static class OptimizerCurves
             ["title"] = $"{algorithm}: query loss over optimisation steps, learned optimizer against tuned baselines ({run})",
             ["caption"] = $"Mean ± 95% CI over {testTasks} test tasks, checkpoint iteration {iteration}; each baseline at the rate of {{{string.Join(", ", Rates.Select(r => r.ToString(CultureInfo.InvariantCulture)))}}} with the lowest final query loss on {valTasks} validation tasks. Andrychowicz et al. (2016), Figure 2.",
             ["xLabel"] = "optimisation step",
-            ["yLabel"] = "query loss",
+            ["yLabel"] = "query loss (log scale)",
+            ["yLog"] = true,
             ["panels"] = new JsonArray { new JsonObject { ["title"] = "query loss", ["series"] = series } },
         };
     }

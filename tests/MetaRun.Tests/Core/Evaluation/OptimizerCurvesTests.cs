@@ -1,11 +1,15 @@
+using System.Text.Json.Nodes;
 using LibTorch;
 using MetaRun.Algorithms;
 using MetaRun.Evaluation;
 using MetaRun.Models;
+using MetaRun.Reports;
+using MetaRun.Tests.Cli;
 
 namespace MetaRun.Tests.Evaluation;
 
 /// <summary>The baselines a learned optimizer is drawn against, step by step by hand on a tiny quadratic, and how their rate is picked.</summary>
+[Collection(ProcessWideCollection.Name)]
 public class OptimizerCurvesTests
 {
     private static readonly double[,] X = { { 1, 2 }, { -0.5, 1 }, { 2, -1 } };
@@ -90,5 +94,46 @@ public class OptimizerCurvesTests
         // Mean |r−4|, |r−6| is lowest (1) for r = 4, 5, 6; 5 diverged on one task; 4 comes first.
         Assert.Equal(OptimizerCurves.Rates[4], OptimizerCurves.BestRate(tasks));
         Assert.Equal(OptimizerCurves.Rates[6], OptimizerCurves.BestRate([Finals(r => r == 6 ? 0 : double.PositiveInfinity)]));
+    }
+
+    [Fact]
+    public void Eval_of_an_l2l_run_writes_the_four_curves_which_report_draws()
+    {
+        var (dir, path) = TestConfigs.Write("""
+            name: t
+            data:
+              dataset: quadratic
+            model:
+              name: mlp
+              hidden: []
+            algorithm:
+              name: l2l
+              inner_steps: 5
+              l2l_unroll: 5
+              meta_batch_size: 2
+              iterations: 2
+            eval:
+              interval: 0
+              episodes: 3
+            """);
+        var run = Path.Combine(dir, "run");
+        var (code, _, err) = CliRunner.Run("train", path, "--out", run);
+        Assert.True(code == 0, err);
+        (code, var stdout, err) = CliRunner.Run("eval", run, "--episodes", "4");
+        Assert.True(code == 0, err);
+        Assert.Contains("query loss over 5 optimisation steps on 4 test tasks", stdout);
+        var figure = JsonNode.Parse(File.ReadAllText(Path.Combine(run, Figures.Folder, OptimizerCurves.JsonFile)))!;
+        var series = figure["panels"]![0]!["series"]!.AsArray();
+        Assert.Equal(4, series.Count);
+        Assert.StartsWith("learned", series[0]!["label"]!.GetValue<string>());
+        Assert.All(series, s => Assert.Equal(6, s!["y"]!.AsArray().Count));
+        // Every optimizer starts from the same θ_0 on the same tasks.
+        Assert.All(series, s => Assert.Equal(series[0]!["y"]![0]!.GetValue<double>(), s!["y"]![0]!.GetValue<double>()));
+        var csv = File.ReadAllLines(Path.Combine(run, Figures.Folder, OptimizerCurves.CsvFile));
+        Assert.Equal(1 + 4 * 6, csv.Length);
+        Assert.True(new FileInfo(Path.Combine(run, Figures.Folder, OptimizerCurves.PngFile)).Length > 1000);
+        Assert.Single(Figures.RunFigures([RunFolder.Read(run)]));
+        var pngs = Path.Combine(dir, "png");
+        Assert.Contains(Figures.WritePngs([.. Figures.RunFigures([RunFolder.Read(run)])], pngs), f => f.EndsWith("optimizer-curves-run.png", StringComparison.Ordinal));
     }
 }
