@@ -92,7 +92,8 @@ public static class OptimizerCurves
     }
 
     /// <summary>Whether a checkpoint's algorithm is a learned optimizer (its eval draws the curves).</summary>
-    public static bool Applies(RunConfig config) => config.Algorithm.Name == "l2l";
+    public static bool Applies(RunConfig config) =>
+        AlgorithmRegistry.All.FirstOrDefault(a => a.Name == config.Algorithm.Name)?.Learners.Contains(typeof(LearnedOptimizer)) == true;
 
     /// <summary>Tunes the baselines on eval.episodes validation tasks, draws every curve on <paramref name="testTasks"/> test tasks, writes them into runDir/figures.</summary>
     public static Result? Write(string runDir, string checkpointPath, int testTasks, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
