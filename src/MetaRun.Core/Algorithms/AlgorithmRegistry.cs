@@ -108,6 +108,8 @@ public static class AlgorithmRegistry
         new("abml", "Ravi and Beatson 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Abml)], Abml.From),
         new("bmaml", "Yoon, Kim, Dia, Kim, Bengio and Ahn 2018", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Bmaml)], Bmaml.From),
         new("imaml", "Rajeswaran, Finn, Kakade and Levine 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Imaml)], Imaml.From, Batched: true),
+        new("l2l", "Andrychowicz, Denil, Gómez Colmenarejo, Hoffman, Pfau, Schaul, Shillingford and de Freitas 2016", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(LearnedOptimizer)], LearnedOptimizer.From,
+            Check: a => a.InnerSteps < 1 ? ("algorithm.inner_steps", "'algorithm.inner_steps' is 0, but l2l meta-trains its optimizer on the steps it takes; give at least 1 (the paper: 100)") : null),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>

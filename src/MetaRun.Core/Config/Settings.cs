@@ -15,7 +15,7 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 
 public enum Execution { Auto, [EnumMember(Value = "per_task")] PerTask, Batched }
 
-public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Navigation2d, Features }
+public enum Dataset { Sinusoid, Linear, Omniglot, MiniImageNet, Folder, Navigation2d, Features, Quadratic }
 
 /// <summary>navigation2d: Finn et al.'s goals and reward (paper), or those of the authors' released code (official_code).</summary>
 public enum NavigationVariant { Paper, [EnumMember(Value = "official_code")] OfficialCode }
@@ -67,7 +67,7 @@ public static class Settings
     /// An environment family (navigation2d) counts as regression here: no classes, one task per
     /// episode, an MLP, and a loss (the negative return) where lower is better.
     /// </summary>
-    public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear or Dataset.Navigation2d;
+    public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear or Dataset.Navigation2d or Dataset.Quadratic;
 
     /// <summary>Whether a task of the data set is an environment to act in rather than labelled examples (meta-reinforcement learning).</summary>
     public static bool IsEnvironment(this Dataset dataset) => dataset is Dataset.Navigation2d;

@@ -21,6 +21,8 @@ public static class TaskFamilies
                 return new SinusoidTaskFamily(seed);
             case Dataset.Linear:
                 return new LinearTaskFamily(seed);
+            case Dataset.Quadratic:
+                return new QuadraticTaskFamily(seed);
             case Dataset.Navigation2d:
                 return new NavigationTaskFamily(seed, data.Navigation, data.ObserveGoal);
             case Dataset.Omniglot:

@@ -105,7 +105,7 @@ public static class ModelFactory
             if (m.Normalize != InputNormalization.None) throw new ConfigException(Only("normalize"));
             return;
         }
-        long[]? input = c.Data.IsRegression ? [1]
+        long[]? input = c.Data.Dataset == Dataset.Quadratic ? [Data.QuadraticTaskFamily.Dimension] : c.Data.IsRegression ? [1]
             : c.Data.Dataset is Dataset.Omniglot or Dataset.MiniImageNet or Dataset.Folder ? Data.ImageFormat.For(c.Data).InputShape
             : null;
         // A config path for each parsed layer: model.layers[3], model.layers[4].layers[1].

@@ -8,7 +8,9 @@ namespace MetaRun.Reports;
 /// Figure 3's score against the number of test-time inner steps, from evaluations of one
 /// checkpoint at several step counts in the evaluation store (`metarun eval RUN --inner-steps 0..10`),
 /// and Figure 2's regression fits before and after adaptation, from a run's figures/fits.json
-/// (written by the same command). Each becomes a figure of panels of series for Report.js.
+/// (written by the same command); and a learned optimizer's loss curves against its baselines
+/// (Andrychowicz et al. 2016, Figure 2), from figures/optimizer-curves.json (written by its `eval`).
+/// Each becomes a figure of panels of series for Report.js.
 /// </summary>
 public static class Figures
 {
@@ -21,7 +23,7 @@ public static class Figures
     {
         var figures = new List<JsonObject>();
         if (StepsFigure(runs) is { } steps) figures.Add(steps);
-        figures.AddRange(FitFigures(runs));
+        figures.AddRange(RunFigures(runs));
         return figures;
     }
 
@@ -65,12 +67,17 @@ public static class Figures
         };
     }
 
-    /// <summary>Figure 2: for each run with figures/fits.json, a panel per test task (ground truth, support points, prediction before and after adaptation).</summary>
-    public static IEnumerable<JsonObject> FitFigures(IReadOnlyList<RunFolder> runs)
+    /// <summary>
+    /// The per-run figures `eval` writes: Finn et al.'s Figure 2 (figures/fits.json, a panel per test
+    /// task: ground truth, support points, prediction before and after adaptation) and a learned
+    /// optimizer's loss curves against its baselines (figures/optimizer-curves.json).
+    /// </summary>
+    public static IEnumerable<JsonObject> RunFigures(IReadOnlyList<RunFolder> runs)
     {
         foreach (var r in runs)
+        foreach (var name in (string[])[FitsFile, Evaluation.OptimizerCurves.JsonFile])
         {
-            var path = Path.Combine(r.Dir, Folder, FitsFile);
+            var path = Path.Combine(r.Dir, Folder, name);
             if (!File.Exists(path)) continue;
             JsonObject? fits;
             try { fits = JsonNode.Parse(File.ReadAllText(path)) as JsonObject; }
@@ -86,7 +93,7 @@ public static class Figures
     /// <summary>
     /// The adaptation figures as PNG images in <paramref name="dir"/>, drawn with ScottPlot from
     /// the same panels the report draws: steps.png (score against inner steps, every run on one
-    /// panel) and fits.png (a row of test tasks per run, in the order given). Returns the files written.
+    /// panel) and fits.png (a row of test tasks per run, in the order given), and optimizer-curves-RUN.png for each learned optimizer's loss curves. Returns the files written.
     /// </summary>
     public static IReadOnlyList<string> WritePngs(IReadOnlyList<JsonObject> figures, string dir)
     {
@@ -109,8 +116,14 @@ public static class Figures
             }
             written.Add(Plots.SaveGrid(panels, columns, 480, 440, Path.Combine(dir, "fits.png")));
         }
+        foreach (var f in figures.Where(f => f["id"]?.GetValue<string>() is { } id && id.StartsWith("optimizer-curves-", StringComparison.Ordinal)))
+            written.Add(WritePng(f, Path.Combine(dir, f["id"]!.GetValue<string>() + ".png")));
         return written;
     }
+
+    /// <summary>A one-panel figure (as the report draws it) as a PNG at <paramref name="path"/>.</summary>
+    public static string WritePng(JsonObject figure, string path) =>
+        Plots.SaveGrid([Panel(figure, figure["panels"]![0]!, figure["panels"]![0]!["title"]!.GetValue<string>())], 1, 900, 560, path);
 
     private static Plot Panel(JsonObject figure, JsonNode panel, string title)
     {
@@ -118,14 +131,27 @@ public static class Figures
         plot.Title(title);
         plot.XLabel(figure["xLabel"]?.GetValue<string>() ?? "");
         plot.YLabel(figure["yLabel"]?.GetValue<string>() ?? "");
+        // A loss falling over orders of magnitude (the optimizer curves) reads on a log axis: ScottPlot
+        // has none, so the values are drawn as log10 and the ticks labelled with 10^tick.
+        var log = figure["yLog"]?.GetValue<bool>() == true;
         double[] Values(JsonNode? a) => [.. a!.AsArray().Select(v => v?.GetValue<double>() ?? double.NaN)];
+        double[] YValues(JsonNode? a) => log ? [.. Values(a).Select(v => v > 0 ? Math.Log10(v) : double.NaN)] : Values(a);
+        if (log)
+            plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+            {
+                MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+                IntegerTicksOnly = true,
+                LabelFormatter = y => Math.Pow(10, y).ToString("G3", System.Globalization.CultureInfo.InvariantCulture),
+            };
         foreach (var s in panel["series"]!.AsArray())
         {
-            var (x, y) = (Values(s!["x"]), Values(s["y"]));
+            var (x, y) = (Values(s!["x"]), YValues(s["y"]));
             var colour = Color.FromHex(s["colour"]!.GetValue<string>());
             if (s["lo"] != null && s["hi"] != null)
             {
-                var band = plot.Add.FillY(x, Values(s["lo"]), Values(s["hi"]));
+                // On the log axis a band reaching 0 or below is cut at a tenth of the curve.
+                double[] lo = log ? [.. Values(s["lo"]).Zip(Values(s["y"]), (l, m) => Math.Log10(l > 0 ? l : m / 10))] : Values(s["lo"]);
+                var band = plot.Add.FillY(x, lo, YValues(s["hi"]));
                 band.FillColor = colour.WithAlpha(0.2);
                 band.LineColor = Colors.Transparent;
             }

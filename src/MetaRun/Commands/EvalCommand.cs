@@ -121,6 +121,16 @@ public static class EvalCommand
             Console.WriteLine($"predictive intervals: Gaussian NLL {iv.GaussianNll.Mean.ToString("0.0000", inv)} ± {iv.GaussianNll.Ci95.ToString("0.0000", inv)}, 90% interval coverage {iv.Coverage90.Mean.ToString("0.0000", inv)} ± {iv.Coverage90.Ci95.ToString("0.0000", inv)}");
         if (r.NonFiniteReason is { } why) Console.Error.WriteLine($"metarun: {why}");
         Console.WriteLine($"written to {Evaluator.Write(r, outPath, m => Console.Error.WriteLine($"metarun: {m}"))}");
+        if (splitName == "test" && attack == null && !ood
+            && OptimizerCurves.Write(Path.GetDirectoryName(EvaluationStore.FolderFor(r.Checkpoint))!, checkpointPath, episodes, sets, dataRoot, m => Console.Error.WriteLine($"metarun: {m}")) is { } oc)
+        {
+            Console.WriteLine($"query loss over {oc.Steps} optimisation steps on {oc.TestTasks} test tasks (mean ± 95% CI; baselines' rates tuned on {oc.ValTasks} validation tasks), {oc.Seconds.ToString("0.0", inv)} s:");
+            var marks = new[] { 0, 1, oc.Steps / 4, oc.Steps / 2, oc.Steps }.Distinct().Order().ToArray();
+            Console.WriteLine($"{"optimizer",-24}" + string.Join("", marks.Select(k => $"{"step " + k,20}")));
+            foreach (var curve in oc.Curves)
+                Console.WriteLine($"{(double.IsNaN(curve.Rate) ? curve.Label : $"{curve.Label} ({curve.Rate.ToString(inv)})"),-24}" + string.Join("", marks.Select(k => $"{curve.Steps[k].Mean.ToString("0.0000", inv) + " ± " + curve.Steps[k].Ci95.ToString("0.0000", inv),20}")));
+            Console.WriteLine($"curves written to {oc.Json}, {oc.Csv}, {oc.Png}");
+        }
         return r.Finite ? ExitCodes.Success : ExitCodes.Failure;
     }
 }

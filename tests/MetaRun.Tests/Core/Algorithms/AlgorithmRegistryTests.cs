@@ -107,7 +107,8 @@ public class AlgorithmRegistryTests
             ["snail"] = [], ["mann"] = [], ["cnp"] = [],
             ["finetune"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size", "finetune"],
             ["abml"] = [.. inner, "samples", "test_samples", "kl_weight"], ["bmaml"] = [.. inner, "particles", "chaser_steps"],
-            ["imaml"] = [.. inner, "imaml_lambda", "cg_steps"],
+            ["imaml"] = [.. inner, "imaml_lambda", "cg_steps", "cg_damping"],
+            ["l2l"] = ["inner_steps", "test_inner_steps", "l2l_unroll", "l2l_output_scale"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)

@@ -57,7 +57,7 @@ public class AdaptationCurveTests
         var xs = truth["x"]!.AsArray().Select(x => x!.GetValue<double>()).ToList();
         Assert.Equal(xs.Order(), xs);
         // The report picks it up.
-        Assert.Single(Figures.FitFigures([RunFolder.Read(run)]));
+        Assert.Single(Figures.RunFigures([RunFolder.Read(run)]));
     }
 
     [Fact]
