@@ -160,7 +160,7 @@ public static class ConfigLoader
         "data.navigation", "data.observe_goal", "model.layers", "model.init", "model.freeze", "model.normalize",
         "algorithm.trajectories", "algorithm.trpo_max_kl", "algorithm.finetune", "algorithm.samples", "algorithm.test_samples",
         "algorithm.kl_weight", "algorithm.particles", "algorithm.chaser_steps", "output.tensorboard",
-        "algorithm.imaml_lambda", "algorithm.cg_steps",
+        "algorithm.imaml_lambda", "algorithm.cg_steps", "algorithm.outer_grad_clip",
     ];
 
     private static string WithoutLaterKeysAtDefault(string yaml)

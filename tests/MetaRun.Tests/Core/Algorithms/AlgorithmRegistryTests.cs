@@ -108,6 +108,7 @@ public class AlgorithmRegistryTests
             ["finetune"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size", "finetune"],
             ["abml"] = [.. inner, "samples", "test_samples", "kl_weight"], ["bmaml"] = [.. inner, "particles", "chaser_steps"],
             ["imaml"] = [.. inner, "imaml_lambda", "cg_steps"],
+            ["meta-lstm"] = ["inner_steps", "test_inner_steps", "outer_grad_clip"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)
