@@ -242,4 +242,24 @@ public class MetaLstmRunTests
         Assert.True(code == 0, err);
         Assert.Equal(Math.Round(logged.Max(), 6), JsonDocument.Parse(File.ReadAllText(result)).RootElement.GetProperty("mean").GetDouble(), 6);
     }
+
+    [Theory]
+    [InlineData("meta-lstm-5w1s.yaml")]
+    [InlineData("meta-lstm-5w5s.yaml")]
+    public void The_miniimagenet_configs_train_and_evaluate_on_a_generated_miniimagenet(string file)
+    {
+        // miniImageNet's real layout with 3 training classes of 6 images: the episodes are cut to fit it.
+        var dir = TestPaths.NewTempDir("meta-lstm-mini");
+        var root = MetaRun.Tests.Data.MiniImageNetBuilder.Build(dir);
+        var run = Path.Combine(dir, "run");
+        var (code, _, err) = CliRunner.Run("train", Path.Combine(TestPaths.Configs, "miniimagenet", file), "--out", run, "--data-root", root,
+            "--set", "data.image_size=16", "--set", "data.train.ways=2", "--set", "data.train.shots=2", "--set", "data.train.queries=2",
+            "--set", "data.test.ways=2", "--set", "data.test.shots=2", "--set", "data.test.queries=2", "--set", "algorithm.iterations=2",
+            "--set", "algorithm.inner_steps=2", "--set", "eval.interval=0", "--set", "threads=1", "--set", "workers=1");
+        Assert.True(code == 0, err);
+        var result = Path.Combine(dir, "eval.json");
+        (code, _, err) = CliRunner.Run("eval", run, "--episodes", "3", "--out", result, "--data-root", root);
+        Assert.True(code == 0, err);
+        Assert.InRange(JsonDocument.Parse(File.ReadAllText(result)).RootElement.GetProperty("mean").GetDouble(), 0.0, 1.0);
+    }
 }
