@@ -22,9 +22,11 @@ namespace MetaRun.Algorithms;
 /// pre(x) = (log|x|/p, sgn x) if |x| ≥ e^−p, else (−1, e^p·x), with p = 10 (Andrychowicz et
 /// al. 2016). Initialization as the paper's code: weights U(±0.01), b_F ∈ U(4, 5) and
 /// b_I ∈ U(−5, −4), so training starts as gradient descent at rate ≈ 0.01 with little shrinkage;
-/// f_0 = i_0 = 0, h_0 = s_0 = 0. Evaluation runs test_inner_steps updates alike.
+/// f_0 = i_0 = 0, h_0 = s_0 = 0. The gates read the previous gate values, as the paper writes
+/// them (the authors' code feeds the previous pre-activations). Evaluation runs test_inner_steps
+/// updates alike.
 ///
-/// Batch norm, as the paper (Section 3.3): in meta-training, the batch's statistics for support
+/// Batch norm, as the paper and its code: in meta-training, the batch's statistics for support
 /// and query alike; at meta-test, running averages collected over the T support passes (momentum
 /// 0.9, the authors' 1-shot setting, restarted for every task) normalize the query set, so no
 /// query example's prediction depends on the others. The meta-learner's weights are saved as
