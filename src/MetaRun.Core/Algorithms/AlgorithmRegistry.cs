@@ -110,6 +110,9 @@ public static class AlgorithmRegistry
         new("imaml", "Rajeswaran, Finn, Kakade and Levine 2019", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(Imaml)], Imaml.From, Batched: true),
         new("l2l", "Andrychowicz, Denil, Gómez Colmenarejo, Hoffman, Pfau, Schaul, Shillingford and de Freitas 2016", HeadKind.PerWay, TrainsOn.Episodes, true, [typeof(LearnedOptimizer)], LearnedOptimizer.From,
             Check: a => a.InnerSteps < 1 ? ("algorithm.inner_steps", "'algorithm.inner_steps' is 0, but l2l meta-trains its optimizer on the steps it takes; give at least 1 (the paper: 100)") : null),
+        new("meta-lstm", "Ravi and Larochelle 2017", HeadKind.PerWay, TrainsOn.Episodes, false, [typeof(MetaLstm)], MetaLstm.From,
+            // c_T is the learner: with no update the meta-learner would learn nothing but c_0, and meta-test batch norm would have no averages.
+            Check: a => a.InnerSteps < 1 ? ("algorithm.inner_steps", "'algorithm.inner_steps' is 0, but meta-lstm's learner is trained by its updates; set at least 1 (the paper: 12 for 1-shot, 8 for 5-shot)") : null),
     ];
 
     /// <summary>Whether any of <paramref name="learners"/> reads the algorithm.* property (its <see cref="ReadByAttribute"/>).</summary>

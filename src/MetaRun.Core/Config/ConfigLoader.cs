@@ -161,6 +161,7 @@ public static class ConfigLoader
         "algorithm.trajectories", "algorithm.trpo_max_kl", "algorithm.finetune", "algorithm.samples", "algorithm.test_samples",
         "algorithm.kl_weight", "algorithm.particles", "algorithm.chaser_steps", "output.tensorboard",
         "algorithm.imaml_lambda", "algorithm.cg_steps", "algorithm.cg_damping", "algorithm.l2l_unroll", "algorithm.l2l_output_scale",
+        "algorithm.outer_grad_clip",
     ];
 
     private static string WithoutLaterKeysAtDefault(string yaml)

@@ -100,9 +100,9 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(IMetaLearner))] public string Name { get; set; } = "maml";
     /// <summary>Inner step size α (Meta-SGD and LSLR: the initial value of the learned rates; baseline: the fine-tuning rate).</summary>
     [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune), typeof(Abml), typeof(Bmaml)), Range(0.0, 1e6)] public double InnerLr { get; set; } = 0.4;
-    [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl), typeof(Abml), typeof(Bmaml), typeof(LearnedOptimizer)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
+    [ReadBy(typeof(FastWeightLearner), typeof(Mldg), typeof(MamlRl), typeof(Abml), typeof(Bmaml), typeof(LearnedOptimizer), typeof(MetaLstm)), Range(0, 1000)] public int InnerSteps { get; set; } = 1;
     /// <summary>Inner steps at validation and test time; 0 uses inner_steps (baseline: steps training the new head).</summary>
-    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune), typeof(Abml), typeof(Bmaml), typeof(LearnedOptimizer)), Range(0, 100000)] public int TestInnerSteps { get; set; }
+    [ReadBy(typeof(FastWeightLearner), typeof(Baseline), typeof(Mldg), typeof(MamlRl), typeof(Finetune), typeof(Abml), typeof(Bmaml), typeof(LearnedOptimizer), typeof(MetaLstm)), Range(0, 100000)] public int TestInnerSteps { get; set; }
     /// <summary>Reptile's inner optimizer and baseline's head fine-tuning optimizer.</summary>
     [ReadBy(typeof(Reptile), typeof(Baseline), typeof(Finetune))] public OptimizerKind InnerOptimizer { get; set; } = OptimizerKind.Sgd;
     /// <summary>Reptile: examples per inner step, drawn from the pooled support and query sets; 0 = all of them.</summary>
@@ -164,6 +164,8 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(LearnedOptimizer)), Range(1, 1000)] public int L2lUnroll { get; set; } = 20;
     /// <summary>l2l: the factor on the LSTM's linear output, the step θ_{t+1} − θ_t.</summary>
     [ReadBy(typeof(LearnedOptimizer)), Range(1e-6, 1e3)] public double L2lOutputScale { get; set; } = 0.1;
+    /// <summary>Meta-LSTM: the outer gradient is scaled down to this global L2 norm where it is longer (Ravi and Larochelle: 0.25); 0 never clips.</summary>
+    [ReadBy(typeof(MetaLstm)), Range(0.0, 1e6)] public double OuterGradClip { get; set; } = 0.25;
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -130,12 +130,14 @@ public abstract class ModelBase : IModel
 
     /// <summary>
     /// Batch norm with the current batch's statistics; over a meta-batch's T·F channels it is
-    /// batch norm per task, since its statistics are per channel (over N, H and W).
+    /// batch norm per task, since its statistics are per channel (over N, H and W). Inside a
+    /// <see cref="BatchNormRunningStats"/> pass, with its running averages instead.
     /// </summary>
-    protected Tensor BatchNorm(Tensor x, IReadOnlyList<Tensor> w, int gamma, int beta, long tasks) =>
-        tasks == 1 && w[gamma].Dim == 1
-            ? F.BatchNorm(x, null, null, w[gamma], w[beta], training: true)
-            : F.BatchNorm(x, null, null, Flat(w, gamma, tasks), Flat(w, beta, tasks), training: true);
+    protected Tensor BatchNorm(Tensor x, IReadOnlyList<Tensor> w, int gamma, int beta, long tasks)
+    {
+        var (g, b) = tasks == 1 && w[gamma].Dim == 1 ? (w[gamma], w[beta]) : (Flat(w, gamma, tasks), Flat(w, beta, tasks));
+        return BatchNormRunningStats.Normalize(x, g, b) ?? F.BatchNorm(x, null, null, g, b, training: true);
+    }
 
     /// <summary>A per-channel weight of every task as one [T·F] vector.</summary>
     private Tensor Flat(IReadOnlyList<Tensor> w, int i, long tasks) => PerTask(w[i], Parameters[i], tasks).Reshape(tasks * Parameters[i].Size(0));

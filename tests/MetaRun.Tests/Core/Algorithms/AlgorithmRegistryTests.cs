@@ -109,6 +109,7 @@ public class AlgorithmRegistryTests
             ["abml"] = [.. inner, "samples", "test_samples", "kl_weight"], ["bmaml"] = [.. inner, "particles", "chaser_steps"],
             ["imaml"] = [.. inner, "imaml_lambda", "cg_steps", "cg_damping"],
             ["l2l"] = ["inner_steps", "test_inner_steps", "l2l_unroll", "l2l_output_scale"],
+            ["meta-lstm"] = ["inner_steps", "test_inner_steps", "outer_grad_clip"],
         };
         Assert.Equal(expected.Keys.Order(), AlgorithmRegistry.Names.Order());
         foreach (var a in AlgorithmRegistry.All)
