@@ -158,6 +158,8 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(Imaml)), Range(1e-6, 1e6)] public double ImamlLambda { get; set; } = 2.0;
     /// <summary>iMAML: conjugate-gradient iterations solving (I + H/λ)v = ∇L_query for the implicit meta-gradient.</summary>
     [ReadBy(typeof(Imaml)), Range(1, 1000)] public int CgSteps { get; set; } = 5;
+    /// <summary>Learners that differentiate through their inner loop: recompute each inner step in the backward pass instead of keeping its activations (memory flat in inner_steps, one more inner loop of compute).</summary>
+    [ReadBy(typeof(UnrolledLearner))] public bool CheckpointInnerSteps { get; set; }
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }
