@@ -53,14 +53,14 @@ public sealed class Adml(IModel model, Objective objective, double innerLr, int 
         var advSupport = pixels.Perturb(x => Model.Forward(x, Model.Parameters), task.SupportX, task.SupportY, Objective, fgsm);
         var onAdversarial = Record(advSupport, task.SupportY, InnerSteps);
         var onClean = Record(task.SupportX, task.SupportY, InnerSteps);
-        var advQuery = pixels.Perturb(x => Model.Forward(x, onClean.States[^1]), task.QueryX, task.QueryY, Objective, fgsm);
+        var advQuery = pixels.Perturb(x => Model.Forward(x, onClean.Final), task.QueryX, task.QueryY, Objective, fgsm);
         Tensor?[] outer, adversarialAdjoint, cleanAdjoint;
         Tensor cleanOutput, advOutput;
         double cleanLoss, advLoss;
         using (Torch.NewScope())
         {
-            var a = onAdversarial.States[^1].Select(w => w.Detach().RequiresGrad_()).ToArray();
-            var c = onClean.States[^1].Select(w => w.Detach().RequiresGrad_()).ToArray();
+            var a = onAdversarial.Final.Select(w => w.Detach().RequiresGrad_()).ToArray();
+            var c = onClean.Final.Select(w => w.Detach().RequiresGrad_()).ToArray();
             var (co, ao) = (Model.Forward(task.QueryX, a), Model.Forward(advQuery, c));
             var (cl, al) = (Objective.Loss(co, task.QueryY), Objective.Loss(ao, task.QueryY));
             var all = Torch.Grad([(cl + al) * weight], [.. a, .. c, .. OuterParameters], allowUnused: true);

@@ -16,13 +16,15 @@ public sealed record InnerData(Tensor X, Tensor Y, Tensor? Features = null);
 ///   φ_(s+1) = Step_s(φ_s; support, its own learned rates)      (φ_0 = θ),
 /// and this class unrolls it. With algorithm.checkpoint_inner_steps the outer gradient is taken
 /// without keeping the steps' activations: the forward pass keeps only the fast weights
-/// φ_0..φ_k (detached copies), and the backward pass goes step by step, j = k..1, recomputing
+/// φ_0..φ_k (detached copies; only every ⌈√k⌉-th is kept, the others are recomputed without a graph
+/// when needed), and the backward pass goes step by step, j = k..1, recomputing
 /// φ_j from a leaf copy of φ_(j−1) (with the inner gradient's graph when second order) and pulling
 /// the adjoint back, v_(j−1) = (∂φ_j/∂φ_(j−1))ᵀ v_j, while adding (∂φ_j/∂ψ)ᵀ v_j to the gradient of
 /// every outer parameter ψ the step reads directly (learned rates, per-step batch norm) and to the
 /// adjoint of the support features. Finally v_0 (and the features' adjoint) flow into θ. The
-/// gradient is the plain path's up to summation order; memory is one step's graph plus k + 1
-/// parameter copies instead of k steps' graphs, for one more inner step's compute per step.
+/// gradient is the plain path's up to summation order; memory is one step's graph plus about 2√k
+/// parameter copies instead of k steps' graphs, for about two more inner loops of compute (one
+/// with a graph, the recomputation the backward pass differentiates, and one without).
 /// (Written here rather than as a custom autograd function, which the binding does not offer:
 /// autograd.grad with grad_outputs is the vector-Jacobian product each backward step needs.)
 /// </summary>
@@ -79,8 +81,7 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
         Trajectory path;
         using (PhaseClock.Time("inner loop")) path = Record(task.SupportX, task.SupportY, InnerSteps);
         using var phase = PhaseClock.Time("outer gradient");
-        var k = path.States.Count - 1;
-        var (output, adjoint, grads) = QueryGradient(task, path.States[k], k, weight * finalWeight);
+        var (output, adjoint, grads) = QueryGradient(task, path.Final, InnerSteps, weight * finalWeight);
         Func<int, IReadOnlyList<Tensor>, IReadOnlyList<Tensor?>>? extra = earlier == null ? null : (j, phi) =>
         {
             var (_, v, g) = QueryGradient(task, phi, j, weight * earlier[j - 1]);
@@ -107,13 +108,19 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
         return (output.Detach().MoveToOuterScope(), kept[..leaves.Length], kept[leaves.Length..]);
     }
 
-    /// <summary>An inner loop as the checkpointed backward pass needs it: φ_0..φ_k as constants, and the support data the steps read.</summary>
-    protected sealed record Trajectory(IReadOnlyList<IReadOnlyList<Tensor>> States, InnerData Support, Tensor X, Tensor Y);
-
     /// <summary>
-    /// Runs <paramref name="steps"/> inner steps keeping only the fast weights: each step's graph
-    /// is freed before the next. φ_k is <see cref="Trajectory.States"/>[^1] (before <see cref="AtStep"/>).
+    /// An inner loop as the checkpointed backward pass needs it: the fast weights φ_j at the steps
+    /// j in <paramref name="Marks"/> (0, every ⌈√k⌉-th step, and k) as constants, and the support
+    /// data the steps read. The states between two marks are recomputed from the earlier one when
+    /// the backward pass reaches them, so about 2√k parameter copies are held at once rather than k.
     /// </summary>
+    protected sealed record Trajectory(IReadOnlyList<int> Marks, IReadOnlyList<IReadOnlyList<Tensor>> Saved, InnerData Support, Tensor X, Tensor Y)
+    {
+        /// <summary>φ_k, before <see cref="AtStep"/>.</summary>
+        public IReadOnlyList<Tensor> Final => Saved[^1];
+    }
+
+    /// <summary>Runs <paramref name="steps"/> inner steps keeping only the marked fast weights: each step's graph is freed before the next.</summary>
     protected Trajectory Record(Tensor x, Tensor y, int steps)
     {
         IReadOnlyList<Tensor> phi;
@@ -123,19 +130,37 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
             phi = [.. Model.WeightsFor(x).Select(w => w.Detach())];
             support = Prepare(x, y, phi);
         }
-        var states = new List<IReadOnlyList<Tensor>> { phi };
+        var every = Math.Max(1, (int)Math.Ceiling(Math.Sqrt(steps)));
+        var marks = new List<int> { 0 };
+        var saved = new List<IReadOnlyList<Tensor>> { phi };
         for (var s = 0; s < steps; s++)
         {
-            var before = phi;
-            using (Torch.NewScope())
+            var next = Advance(support, s, phi);
+            if (!saved.Contains(phi)) Release(phi, next, saved);
+            phi = next;
+            if ((s + 1) % every == 0 || s + 1 == steps)
             {
-                var leaves = before.Select(w => w.Detach().RequiresGrad_()).ToArray();
-                var after = Step(support, s, leaves, createGraph: false);
-                phi = [.. after.Select((w, i) => ReferenceEquals(w, leaves[i]) ? before[i] : w.Detach().MoveToOuterScope())];
+                marks.Add(s + 1);
+                saved.Add(phi);
             }
-            states.Add(phi);
         }
-        return new Trajectory(states, support, x, y);
+        return new Trajectory(marks, saved, support, x, y);
+    }
+
+    /// <summary>Inner step s without a graph: the changed weights as new constants in the current scope, the unchanged ones the same tensors.</summary>
+    private IReadOnlyList<Tensor> Advance(InnerData support, int s, IReadOnlyList<Tensor> before)
+    {
+        using var scope = Torch.NewScope();
+        var leaves = before.Select(w => w.Detach().RequiresGrad_()).ToArray();
+        var after = Step(support, s, leaves, createGraph: false);
+        return [.. after.Select((w, i) => ReferenceEquals(w, leaves[i]) ? before[i] : w.Detach().MoveToOuterScope())];
+    }
+
+    /// <summary>Frees the tensors of a state no longer needed, except those <paramref name="next"/> or a saved state still holds.</summary>
+    private static void Release(IReadOnlyList<Tensor> state, IReadOnlyList<Tensor> next, IReadOnlyList<IReadOnlyList<Tensor>> saved)
+    {
+        for (var i = 0; i < state.Count; i++)
+            if (!ReferenceEquals(state[i], next[i]) && !saved.Any(t => ReferenceEquals(t[i], state[i]))) state[i].Dispose();
     }
 
     /// <summary>
@@ -151,19 +176,34 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
         var ownsV = false;
         Tensor? featureAdjoint = null;
         var n = v.Length;
-        void Advance(Tensor?[] next)
+        void Take(Tensor?[] next)
         {
             if (ownsV) foreach (var t in v) t?.Dispose();
             (v, ownsV) = (next, true);
         }
-        for (var j = path.States.Count - 1; j >= 1; j--)
+        var k = path.Marks[^1];
+        for (var m = path.Marks.Count - 1; m >= 1; m--)
         {
-            if (extra != null && j < path.States.Count - 1)
+            // φ_a..φ_(b−1) of the segment between two marks, recomputed from φ_a.
+            var (a, b) = (path.Marks[m - 1], path.Marks[m]);
+            var segment = new List<IReadOnlyList<Tensor>> { path.Saved[m - 1] };
+            for (var t = a; t < b - 1; t++) segment.Add(Advance(path.Support, t, segment[^1]));
+            for (var j = b; j > a; j--)
+                StepBack(j, j == b ? path.Saved[m] : segment[j - a], segment[j - 1 - a]);
+            for (var t = segment.Count - 1; t >= 1; t--) Release(segment[t], segment[t - 1], path.Saved);
+        }
+        FlowIntoTheta(path, v, featureAdjoint, outer);
+        if (ownsV) foreach (var t in v) t?.Dispose();
+        featureAdjoint?.Dispose();
+
+        void StepBack(int j, IReadOnlyList<Tensor> phi, IReadOnlyList<Tensor> before)
+        {
+            if (extra != null && j < k)
                 using (Torch.NewScope())
-                    Advance(KeepOutside(Sum(v, extra(j, path.States[j]))));
+                    Take(KeepOutside(Sum(v, extra(j, phi))));
             using (Torch.NewScope())
             {
-                var leaves = path.States[j - 1].Select(w => w.Detach().RequiresGrad_()).ToArray();
+                var leaves = before.Select(w => w.Detach().RequiresGrad_()).ToArray();
                 var features = path.Support.Features?.Detach().RequiresGrad_();
                 var after = Step(path.Support with { Features = features }, j - 1, leaves, createGraph: secondOrder);
                 var previous = new Tensor?[n];
@@ -184,12 +224,9 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
                     if (features != null) featureAdjoint = AddKept(featureAdjoint, g[n]);
                     AddInto(outer, g[(features == null ? n : n + 1)..]);
                 }
-                Advance(KeepOutside(previous));
+                Take(KeepOutside(previous));
             }
         }
-        FlowIntoTheta(path, v, featureAdjoint, outer);
-        if (ownsV) foreach (var t in v) t?.Dispose();
-        featureAdjoint?.Dispose();
     }
 
     /// <summary>The adjoints of φ_0 = WeightsFor(x) (θ itself for one task, θ broadcast over a meta-batch's tasks) and of the support features, pulled back into the outer parameters.</summary>
