@@ -15,14 +15,14 @@ namespace MetaRun.Algorithms;
 /// layer starts at zero, so training starts from MAML with α = inner_lr; the paper's g outputs
 /// (α, β) directly. Second order; g, α⁰ and β⁰ are saved as "alfa.*".
 /// </summary>
-public sealed class Alfa : FastWeightLearner
+public sealed class Alfa : UnrolledLearner
 {
     private readonly Tensor[] generator;   // W1, b1, W2, b2
     private readonly Tensor alpha0, beta0;  // [steps, L]
 
     /// <summary>The registry's constructor: its settings from the config.</summary>
     public static Alfa From(AlgorithmContext c) =>
-        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed);
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Seed) { CheckpointInnerSteps = c.Config.CheckpointInnerSteps };
 
     public Alfa(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, ulong seed)
         : base(model, objective, innerSteps, testInnerSteps)
@@ -52,16 +52,11 @@ public sealed class Alfa : FastWeightLearner
         return (alpha0[s] * ab.Narrow(0, 0, layers), beta0[s] * ab.Narrow(0, layers, layers));
     }
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
+    protected override IReadOnlyList<Tensor> Step(InnerData support, int step, IReadOnlyList<Tensor> fast, bool createGraph)
     {
-        IReadOnlyList<Tensor> fast = Model.Parameters;
-        for (var s = 0; s < steps; s++)
-        {
-            var loss = Objective.Loss(Model.Forward(x, fast), y);
-            var grads = Torch.Grad([loss], fast, createGraph: createGraph).Select(t => t!).ToArray();
-            var (alpha, beta) = Hyperparameters(fast, grads, s);
-            fast = fast.Select((w, l) => beta[l] * w - alpha[l] * grads[l]).ToArray();
-        }
-        return fast;
+        var loss = Objective.Loss(Model.Forward(support.X, fast), support.Y);
+        var grads = Torch.Grad([loss], fast, createGraph: createGraph).Select(t => t!).ToArray();
+        var (alpha, beta) = Hyperparameters(fast, grads, step);
+        return fast.Select((w, l) => beta[l] * w - alpha[l] * grads[l]).ToArray();
     }
 }

@@ -17,7 +17,7 @@ namespace MetaRun.Algorithms;
 /// ("alpha_maml.*"), so a resumed run continues their trajectories bit for bit; both rates are
 /// logged with every iteration's metrics (columns inner_lr and outer_lr).
 /// </summary>
-public sealed class AlphaMaml : FastWeightLearner, IOuterStepAware, ITracesHyperparameters
+public sealed class AlphaMaml : UnrolledLearner, IOuterStepAware, ITracesHyperparameters
 {
     private readonly Tensor alpha, beta;
     private readonly Tensor[] previous;
@@ -26,7 +26,7 @@ public sealed class AlphaMaml : FastWeightLearner, IOuterStepAware, ITracesHyper
 
     /// <summary>The registry's constructor: its settings from the config.</summary>
     public static AlphaMaml From(AlgorithmContext c) =>
-        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.OuterLr, c.Config.InnerHyperLr, c.Config.OuterHyperLr);
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, c.Config.OuterLr, c.Config.InnerHyperLr, c.Config.OuterHyperLr) { CheckpointInnerSteps = c.Config.CheckpointInnerSteps };
 
     public AlphaMaml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, double outerLr, double innerHyperLr, double outerHyperLr)
         : base(model, objective, innerSteps, testInnerSteps)
@@ -45,8 +45,8 @@ public sealed class AlphaMaml : FastWeightLearner, IOuterStepAware, ITracesHyper
     public override IReadOnlyList<Tensor> OuterParameters { get; }
     public override IReadOnlyList<string> OuterParameterNames { get; }
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>
-        GradientSteps(x, y, steps, createGraph, (_, w, g) => w - alpha * g);
+    protected override IReadOnlyList<Tensor> Step(InnerData support, int step, IReadOnlyList<Tensor> fast, bool createGraph) =>
+        GradientStep(support, fast, createGraph, (_, w, g) => w - alpha * g);
 
     public double BeforeOuterStep(Tensor?[] gradients, double learningRate)
     {

@@ -12,28 +12,26 @@ namespace MetaRun.Algorithms;
 /// The body is learned in the outer loop only, through the second-order path of the head.
 /// </summary>
 public sealed class Anil(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder)
-    : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
+    : UnrolledLearner(model, objective, innerSteps, testInnerSteps)
 {
     /// <summary>The registry's constructor: its settings from the config.</summary>
     public static Anil From(AlgorithmContext c) =>
-        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false);
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder: false) { CheckpointInnerSteps = c.Config.CheckpointInnerSteps };
 
     private readonly int[] headIndex = model.IndicesOf(ParameterRole.HeadWeight, ParameterRole.HeadBias);
 
     protected override bool SecondOrder => !firstOrder;
 
-    /// <summary>Body weights as they are, head weights after <paramref name="steps"/> SGD steps.</summary>
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph)
+    /// <summary>The features do not change in the inner loop: they are computed once.</summary>
+    protected override InnerData Prepare(Tensor x, Tensor y, IReadOnlyList<Tensor> initial) => new(x, y, Model.Embed(x, initial));
+
+    /// <summary>Body weights as they are, head weights after one SGD step.</summary>
+    protected override IReadOnlyList<Tensor> Step(InnerData support, int step, IReadOnlyList<Tensor> fast, bool createGraph)
     {
-        var fast = Model.WeightsFor(x).ToArray();
-        // The features do not change in the inner loop: compute them once.
-        var features = Model.Embed(x, fast);
-        for (var s = 0; s < steps; s++)
-        {
-            var loss = Objective.Loss(Model.Classify(features, fast), y);
-            var grads = Torch.Grad([loss], headIndex.Select(i => fast[i]).ToArray(), createGraph: createGraph, retainGraph: true);
-            for (var k = 0; k < headIndex.Length; k++) fast[headIndex[k]] = fast[headIndex[k]] - innerLr * grads[k]!;
-        }
-        return fast;
+        var loss = Objective.Loss(Model.Classify(support.Features!, fast), support.Y);
+        var grads = Torch.Grad([loss], headIndex.Select(i => fast[i]).ToArray(), createGraph: createGraph, retainGraph: true);
+        var next = fast.ToArray();
+        for (var k = 0; k < headIndex.Length; k++) next[headIndex[k]] = fast[headIndex[k]] - innerLr * grads[k]!;
+        return next;
     }
 }

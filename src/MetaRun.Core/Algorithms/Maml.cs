@@ -11,14 +11,14 @@ namespace MetaRun.Algorithms;
 /// constants, dropping the second-order term.
 /// </summary>
 public sealed class Maml(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps, bool firstOrder)
-    : FastWeightLearner(model, objective, innerSteps, testInnerSteps)
+    : UnrolledLearner(model, objective, innerSteps, testInnerSteps)
 {
     /// <summary>The registry's constructor: its settings from the config.</summary>
     public static Maml From(AlgorithmContext c, bool firstOrder) =>
-        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder);
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps, firstOrder) { CheckpointInnerSteps = c.Config.CheckpointInnerSteps };
 
     protected override bool SecondOrder => !firstOrder;
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>
-        GradientSteps(x, y, steps, createGraph, (_, w, g) => w - innerLr * g);
+    protected override IReadOnlyList<Tensor> Step(InnerData support, int step, IReadOnlyList<Tensor> fast, bool createGraph) =>
+        GradientStep(support, fast, createGraph, (_, w, g) => w - innerLr * g);
 }

@@ -19,7 +19,7 @@ namespace MetaRun.Algorithms;
 ///     step, learned in the outer loop only. The paper's per-step running statistics (BNRS) are
 ///     not needed: our batch norm always normalizes with the current batch's statistics.
 /// </summary>
-public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
+public sealed class MamlPlusPlus : UnrolledLearner, IIterationAware
 {
     /// <summary>The paper's floor for the weight of a step other than the last: 0.03 / steps.</summary>
     private const double MinNonFinal = 0.03;
@@ -75,7 +75,7 @@ public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
     {
         var a = c.Config;
         return new MamlPlusPlus(c.Model, c.Objective, a.InnerLr, a.InnerSteps, a.EffectiveTestInnerSteps, firstOrder,
-            a.MultiStepLoss, a.MultiStepLossIterations, a.Lslr, a.PerStepBn, a.FirstOrderIterations);
+            a.MultiStepLoss, a.MultiStepLossIterations, a.Lslr, a.PerStepBn, a.FirstOrderIterations) { CheckpointInnerSteps = a.CheckpointInnerSteps };
     }
 
     /// <summary>Whether any MAML++ switch is on (with all off, maml stays the plain, bit-identical Maml).</summary>
@@ -108,7 +108,7 @@ public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
     public Tensor? LearnedRate(int p, int s) => lslr?[p][Math.Min(s, (int)lslr[p].Size(0) - 1)];
 
     /// <summary>The weights a forward pass at step s uses: the fast weights, with step s's batch-norm weights.</summary>
-    private IReadOnlyList<Tensor> AtStep(IReadOnlyList<Tensor> fast, int s)
+    protected override IReadOnlyList<Tensor> AtStep(IReadOnlyList<Tensor> fast, int s)
     {
         if (stepBn == null) return fast;
         var w = fast.ToArray();
@@ -117,29 +117,17 @@ public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
         return w;
     }
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) => Adapt(x, y, steps, createGraph, afterStep: null);
-
-    /// <summary>
-    /// Inner loop; after each step s (0-based) calls <paramref name="afterStep"/> with the fast
-    /// weights as a forward pass at step s uses them. Returns the final fast weights.
-    /// </summary>
-    private IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph, Action<int, IReadOnlyList<Tensor>>? afterStep)
+    protected override IReadOnlyList<Tensor> Step(InnerData support, int s, IReadOnlyList<Tensor> fast, bool createGraph)
     {
-        IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
-        for (var s = 0; s < steps; s++)
+        var loss = Objective.Loss(Model.Forward(support.X, AtStep(fast, s)), support.Y);
+        var grads = Torch.Grad([loss], adapted.Select(i => fast[i]).ToArray(), createGraph: createGraph);
+        var next = fast.ToArray();
+        for (var k = 0; k < adapted.Length; k++)
         {
-            var loss = Objective.Loss(Model.Forward(x, AtStep(fast, s)), y);
-            var grads = Torch.Grad([loss], adapted.Select(i => fast[i]).ToArray(), createGraph: createGraph);
-            var next = fast.ToArray();
-            for (var k = 0; k < adapted.Length; k++)
-            {
-                var i = adapted[k];
-                next[i] = LearnedRate(i, s) is { } rate ? fast[i] - rate * grads[k]! : fast[i] - innerLr * grads[k]!;
-            }
-            fast = next;
-            afterStep?.Invoke(s, AtStep(fast, s));
+            var i = adapted[k];
+            next[i] = LearnedRate(i, s) is { } rate ? fast[i] - rate * grads[k]! : fast[i] - innerLr * grads[k]!;
         }
-        return AtStep(fast, steps - 1);
+        return next;
     }
 
     /// <summary>With the multi-step loss on, the outer objective is the list of every step's query loss with its weight v_s.</summary>
@@ -148,10 +136,11 @@ public sealed class MamlPlusPlus : FastWeightLearner, IIterationAware
         var it = Volatile.Read(ref iteration);
         if (!(multiStepLoss && it <= multiStepIterations && InnerSteps > 1)) return base.TaskGradient(task, weight);
         var v = StepLossWeights(InnerSteps, it, multiStepIterations);
+        if (CheckpointInnerSteps) return CheckpointedGradient(task, weight, v[..^1], finalWeight: v[^1]);
         var earlier = new List<WeightedLoss>();
         IReadOnlyList<Tensor> fast;
         using (PhaseClock.Time("inner loop"))
-            fast = Adapt(task.SupportX, task.SupportY, InnerSteps, SecondOrder, (s, w) =>
+            fast = Unroll(task.SupportX, task.SupportY, InnerSteps, SecondOrder, (s, w) =>
             {
                 // The last step's query loss is the final term, added by OuterGradient.
                 if (s < InnerSteps - 1) earlier.Add(new WeightedLoss(Objective.Loss(Model.Forward(task.QueryX, w), task.QueryY), v[s]));

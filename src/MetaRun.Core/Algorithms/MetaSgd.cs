@@ -11,13 +11,13 @@ namespace MetaRun.Algorithms;
 /// α can then pick both the direction and the size of the update; it is saved with θ as
 /// "alpha.NAME". Always second order: ∇α needs the inner gradient in the graph.
 /// </summary>
-public sealed class MetaSgd : FastWeightLearner
+public sealed class MetaSgd : UnrolledLearner
 {
     private readonly Tensor[] alpha;
 
     /// <summary>The registry's constructor: its settings from the config.</summary>
     public static MetaSgd From(AlgorithmContext c) =>
-        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps);
+        new(c.Model, c.Objective, c.Config.InnerLr, c.Config.InnerSteps, c.Config.EffectiveTestInnerSteps) { CheckpointInnerSteps = c.Config.CheckpointInnerSteps };
 
     public MetaSgd(IModel model, Objective objective, double innerLr, int innerSteps, int testInnerSteps)
         : base(model, objective, innerSteps, testInnerSteps)
@@ -31,6 +31,6 @@ public sealed class MetaSgd : FastWeightLearner
     public override IReadOnlyList<string> OuterParameterNames { get; }
     public IReadOnlyList<Tensor> Alpha => alpha;
 
-    public override IReadOnlyList<Tensor> Adapt(Tensor x, Tensor y, int steps, bool createGraph) =>
-        GradientSteps(x, y, steps, createGraph, (i, w, g) => w - alpha[i] * g);
+    protected override IReadOnlyList<Tensor> Step(InnerData support, int step, IReadOnlyList<Tensor> fast, bool createGraph) =>
+        GradientStep(support, fast, createGraph, (i, w, g) => w - alpha[i] * g);
 }

@@ -146,6 +146,8 @@ public static class ConfigLoader
         copy.Checkpoint = new CheckpointConfig();
         // How the tasks are scheduled changes only the summation order, not what is trained.
         copy.Execution = Execution.Auto;
+        // Checkpointing the inner loop also changes only the summation order (and the memory), so a run may turn it on when resumed.
+        copy.Algorithm.CheckpointInnerSteps = false;
         // Tasks are summed in task order whatever the worker count, so the layout on the machine may change too.
         copy.Workers = 0;
         copy.Threads = 0;
@@ -161,7 +163,7 @@ public static class ConfigLoader
         "algorithm.trajectories", "algorithm.trpo_max_kl", "algorithm.finetune", "algorithm.samples", "algorithm.test_samples",
         "algorithm.kl_weight", "algorithm.particles", "algorithm.chaser_steps", "output.tensorboard",
         "algorithm.imaml_lambda", "algorithm.cg_steps", "algorithm.cg_damping", "algorithm.l2l_unroll", "algorithm.l2l_output_scale",
-        "algorithm.outer_grad_clip",
+        "algorithm.outer_grad_clip", "algorithm.checkpoint_inner_steps",
     ];
 
     private static string WithoutLaterKeysAtDefault(string yaml)

@@ -166,6 +166,8 @@ public sealed class AlgorithmConfig
     [ReadBy(typeof(LearnedOptimizer)), Range(1e-6, 1e3)] public double L2lOutputScale { get; set; } = 0.1;
     /// <summary>Meta-LSTM: the outer gradient is scaled down to this global L2 norm where it is longer (Ravi and Larochelle: 0.25); 0 never clips.</summary>
     [ReadBy(typeof(MetaLstm)), Range(0.0, 1e6)] public double OuterGradClip { get; set; } = 0.25;
+    /// <summary>Learners that differentiate through their inner loop: recompute each inner step in the backward pass instead of keeping its activations (memory flat in inner_steps, one more inner loop of compute).</summary>
+    [ReadBy(typeof(UnrolledLearner))] public bool CheckpointInnerSteps { get; set; }
 
     [YamlDotNet.Serialization.YamlIgnore] public int EffectiveTestInnerSteps => TestInnerSteps > 0 ? TestInnerSteps : InnerSteps;
 }

@@ -15,6 +15,8 @@ public sealed record BenchmarkResult(
     double P10Seconds,
     double P90Seconds,
     double PeakRssMb,
+    double RssBeforeFirstMb,
+    bool PeakCoversIterationsOnly,
     long LiveTensorsAfterWarmup,
     long LiveTensorsAtEnd,
     IReadOnlyList<(int Iteration, double RssMb, double ManagedMb)> RssByIteration,
@@ -23,6 +25,8 @@ public sealed record BenchmarkResult(
     public double EpisodesPerSecond => TasksPerIteration / MedianSeconds;
     public double RssAfterWarmupMb => RssByIteration[0].RssMb;
     public double RssAtEndMb => RssByIteration[^1].RssMb;
+    /// <summary>How far the peak RSS rose above the RSS before the first meta-iteration: what the iterations themselves need at their peak.</summary>
+    public double PeakGrowthMb => PeakRssMb - RssBeforeFirstMb;
 }
 
 /// <summary>
@@ -62,6 +66,9 @@ public static class Benchmark
         var rssTrace = new List<(int, double, double)>();
         void TraceRss(int done) => rssTrace.Add((done, Memory.RssMb(), Memory.ManagedMb()));
         long liveAfterWarmup = 0;
+        // The high-water mark from here on: loading the data and building the model may peak higher than an iteration.
+        var peakReset = Memory.ResetPeak();
+        var rssBefore = Memory.RssMb();
         for (var it = 0; it < warmup + iterations; it++)
         {
             var measuring = it >= warmup;
@@ -88,7 +95,7 @@ public static class Benchmark
         times.Sort();
         double Pct(double p) => times[(int)Math.Round(p * (times.Count - 1))];
         var median = Pct(0.5);
-        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), Memory.PeakRssMb(), liveAfterWarmup, Torch.LiveTensors, rssTrace,
+        return new BenchmarkResult(iterations, warmup, tasks, median, Pct(0.1), Pct(0.9), Memory.PeakRssMb(), rssBefore, peakReset, liveAfterWarmup, Torch.LiveTensors, rssTrace,
             phases.ToDictionary(kv => kv.Key, kv => kv.Value / iterations));
     }
 }
@@ -100,6 +107,24 @@ public static class Memory
     /// <summary>Memory the .NET garbage collector has committed: the managed part of the RSS.</summary>
     public static double ManagedMb() => GC.GetGCMemoryInfo().TotalCommittedBytes / (1024.0 * 1024.0);
     public static double PeakRssMb() => Read("VmHWM:");
+
+    /// <summary>
+    /// Resets the peak RSS (VmHWM) to the current RSS, as writing 5 to /proc/self/clear_refs does
+    /// (Linux 4.0 and later); false where the kernel or a sandbox does not allow it, and the peak
+    /// then stays the whole process's.
+    /// </summary>
+    public static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     private static double Read(string key)
     {

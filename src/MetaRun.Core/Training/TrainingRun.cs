@@ -31,11 +31,11 @@ public sealed class TrainingRun : IDisposable
     /// <summary>
     /// What a resumed run may change, given in a config file or with --set: the budget, how often
     /// it validates and checkpoints, how long ranks wait, and how its work is laid out on the
-    /// machine. Anything else would make it a different experiment. The name and output folder
+    /// machine (and in memory: checkpointed inner steps). Anything else would make it a different experiment. The name and output folder
     /// of a given config are ignored: the run keeps its own folder.
     /// </summary>
     public static readonly IReadOnlyList<string> ResumeChangeableKeys =
-        ["algorithm.iterations", "eval.interval", "checkpoint.interval", "distributed.timeout", "workers", "threads", "execution"];
+        ["algorithm.iterations", "eval.interval", "checkpoint.interval", "distributed.timeout", "workers", "threads", "execution", "algorithm.checkpoint_inner_steps"];
 
     private static readonly string[] IgnoredOnResume = ["name", "output.dir"];
 

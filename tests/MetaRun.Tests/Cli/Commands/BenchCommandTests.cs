@@ -24,6 +24,16 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void Bench_reports_the_peak_memory_of_a_meta_iteration_with_checkpointed_inner_steps()
+    {
+        var json = Bench("maml", out var output, "algorithm.inner_steps=3", "algorithm.checkpoint_inner_steps=true");
+        Assert.Contains("peak memory of a meta-iteration", output);
+        var (peak, before, growth) = (json.GetProperty("peak_rss_mb").GetDouble(), json.GetProperty("rss_before_first_iteration_mb").GetDouble(), json.GetProperty("peak_growth_mb").GetDouble());
+        Assert.True(growth > 0 && before > 0, $"peak {peak} MB, before {before} MB");
+        Assert.Equal(peak - before, growth, 0.2);
+    }
+
+    [Fact]
     public void AMetricLearnerIsNotDescribedWithInnerSteps()
     {
         Bench("protonet", out var output);

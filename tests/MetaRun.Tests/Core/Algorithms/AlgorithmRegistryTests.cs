@@ -95,11 +95,13 @@ public class AlgorithmRegistryTests
     {
         // The lists the registry held as strings before the keys named their readers.
         string[] inner = ["inner_lr", "inner_steps", "test_inner_steps"], mamlPlusPlus = ["multi_step_loss", "multi_step_loss_iterations", "lslr", "per_step_bn", "first_order_iterations"];
+        // The learners that differentiate through their inner loop may checkpoint it.
+        string[] unrolled = [.. inner, "checkpoint_inner_steps"];
         var expected = new Dictionary<string, string[]>
         {
-            ["maml"] = [.. inner, .. mamlPlusPlus], ["pretrained"] = inner, ["fomaml"] = [.. inner, .. mamlPlusPlus], ["maml++"] = [.. inner, .. mamlPlusPlus],
-            ["reptile"] = [.. inner, "inner_optimizer", "inner_batch_size"], ["metasgd"] = inner, ["anil"] = inner, ["alfa"] = inner,
-            ["adml"] = [.. inner, "epsilon"], ["alpha-maml"] = [.. inner, "inner_hyper_lr", "outer_hyper_lr"],
+            ["maml"] = [.. unrolled, .. mamlPlusPlus], ["pretrained"] = inner, ["fomaml"] = [.. unrolled, .. mamlPlusPlus], ["maml++"] = [.. unrolled, .. mamlPlusPlus],
+            ["reptile"] = [.. inner, "inner_optimizer", "inner_batch_size"], ["metasgd"] = unrolled, ["anil"] = unrolled, ["alfa"] = unrolled,
+            ["adml"] = [.. unrolled, "epsilon"], ["alpha-maml"] = [.. unrolled, "inner_hyper_lr", "outer_hyper_lr"],
             ["protonet"] = [], ["matchingnet"] = ["fce"], ["relationnet"] = [],
             ["baseline"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"], ["baseline++"] = ["inner_lr", "test_inner_steps", "inner_optimizer", "batch_size"],
             ["mldg"] = [.. inner, "domains", "meta_test_weight"],
