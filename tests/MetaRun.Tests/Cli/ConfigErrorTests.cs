@@ -32,7 +32,7 @@ public class ConfigErrorTests
 
     [Theory]
     [InlineData("execution: fast\n", "t.yaml:1: 'execution' is 'fast'; expected one of: auto, per_task, batched")]
-    [InlineData("data: {dataset: MiniImageNet}\n", "t.yaml:1: 'data.dataset' is 'MiniImageNet'; expected one of: sinusoid, linear, omniglot, miniimagenet, folder, navigation2d, features")]
+    [InlineData("data: {dataset: MiniImageNet}\n", "t.yaml:1: 'data.dataset' is 'MiniImageNet'; expected one of: sinusoid, linear, omniglot, miniimagenet, folder, navigation2d, features, quadratic")]
     [InlineData("device: 1\n", "t.yaml:1: 'device' is '1'; expected one of: auto, cpu, cuda")]
     [InlineData("model:\n  downsample:\n", "t.yaml:2: 'model.downsample' needs a value")]
     public void ASettingOutsideItsValuesNamesFileLineKeyAndTheAllowedValues(string yaml, string expected)

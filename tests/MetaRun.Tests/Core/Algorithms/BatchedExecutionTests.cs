@@ -83,18 +83,9 @@ public class BatchedExecutionTests
         var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
         var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
         var (perTask, batched) = (Gradient(a, model, batched: false, iteration: 2), Gradient(a, model, batched: true, iteration: 2));
-        Assert.Equal(perTask.Gradients.Length, batched.Gradients.Length);
         // To 1e-5 of the gradient's size: some entries are zero in exact arithmetic (a
         // convolution's bias before batch norm) and only rounding noise of ~1e-7 in either mode.
-        var scale = perTask.Gradients.Where(t => t != null).Max(t => t!.ToArray<float>().Max(v => Math.Abs(v)));
-        for (var k = 0; k < perTask.Gradients.Length; k++)
-        {
-            Assert.Equal(perTask.Gradients[k] == null, batched.Gradients[k] == null);
-            if (perTask.Gradients[k] == null) continue;
-            var (e, g) = (perTask.Gradients[k]!.ToArray<float>(), batched.Gradients[k]!.ToArray<float>());
-            for (var i = 0; i < e.Length; i++)
-                Assert.True(Math.Abs(e[i] - g[i]) <= 1e-5 * scale, $"gradient {k}, element {i}: per task {e[i]}, batched {g[i]} (largest entry {scale})");
-        }
+        GradientAssert.AgreeToScale(perTask.Gradients, batched.Gradients, 1e-5, "per task", "batched");
         Assert.Equal(perTask.Loss, batched.Loss, 5);
         if (model != "mlp") Assert.Equal(perTask.Accuracy, batched.Accuracy, 10);
     }

@@ -149,17 +149,11 @@ public class ImamlTests
         Assert.True(imaml.Traced()[0] < 1e-4, $"CG residual {imaml.Traced()[0]}");
     }
 
-    [Fact]
-    public void Conjugate_gradient_on_a_tiny_network_converges_to_the_direct_solve_with_the_explicit_Hessian()
+    /// <summary>The support loss's Hessian at φ, column by column (a double backward per weight), and the query gradient there, for the tiny network.</summary>
+    private static (double[,] H, double[] QueryGrad) HessianAndQueryGradient(Episode task, Tensor[] phi)
     {
-        using var scope = Torch.NewScope();
-        var task = TinyTask();
-        using var imaml = new Imaml(Tiny([4]), new Objective(false), innerLr: 0.3, innerSteps: 5, testInnerSteps: 5, Lambda, cgSteps: 60);
-        // The Hessian of the support loss at the adapted φ, column by column (a double backward per weight).
-        var phi = imaml.Adapt(task.SupportX, task.SupportY, 5, createGraph: false).Select(w => w.Detach().RequiresGrad_()).ToArray();
         var model = Tiny([4]);
-        var sizes = phi.Select(w => (int)w.NumElements).ToArray();
-        var d = sizes.Sum();
+        var d = phi.Sum(w => (int)w.NumElements);
         var grads = Grad(new Objective(false).Loss(model.Forward(task.SupportX, phi), task.SupportY), phi, createGraph: true);
         var flatGrad = Torch.Cat([.. grads.Select(t => t.Reshape(-1))]);
         var h = new double[d, d];
@@ -169,7 +163,19 @@ public class ImamlTests
                 .Select((t, k) => t ?? Torch.Zeros(phi[k].Shape)));
             for (var j = 0; j < d; j++) h[j, i] = column[j];
         }
-        var queryGrad = Flat(Grad(new Objective(false).Loss(model.Forward(task.QueryX, phi), task.QueryY), phi));
+        return (h, Flat(Grad(new Objective(false).Loss(model.Forward(task.QueryX, phi), task.QueryY), phi)));
+    }
+
+    [Fact]
+    public void Conjugate_gradient_on_a_tiny_network_converges_to_the_direct_solve_with_the_explicit_Hessian()
+    {
+        using var scope = Torch.NewScope();
+        var task = TinyTask();
+        using var imaml = new Imaml(Tiny([4]), new Objective(false), innerLr: 0.3, innerSteps: 5, testInnerSteps: 5, Lambda, cgSteps: 60);
+        // The Hessian of the support loss at the adapted φ, column by column (a double backward per weight).
+        var phi = imaml.Adapt(task.SupportX, task.SupportY, 5, createGraph: false).Select(w => w.Detach().RequiresGrad_()).ToArray();
+        var (h, queryGrad) = HessianAndQueryGradient(task, phi);
+        var d = queryGrad.Length;
         var direct = Solve(IdentityPlus(h, 1 / Lambda), queryGrad);
 
         var r = imaml.TaskGradient(task, 1.0);
@@ -192,18 +198,8 @@ public class ImamlTests
         const double damping = 3.0;
         using var imaml = new Imaml(Tiny([4]), new Objective(false), innerLr: 0.3, innerSteps: 5, testInnerSteps: 5, Lambda, cgSteps: 60, cgDamping: damping);
         var phi = imaml.Adapt(task.SupportX, task.SupportY, 5, createGraph: false).Select(w => w.Detach().RequiresGrad_()).ToArray();
-        var model = Tiny([4]);
-        var d = phi.Sum(w => (int)w.NumElements);
-        var grads = Grad(new Objective(false).Loss(model.Forward(task.SupportX, phi), task.SupportY), phi, createGraph: true);
-        var flatGrad = Torch.Cat([.. grads.Select(t => t.Reshape(-1))]);
-        var h = new double[d, d];
-        for (var i = 0; i < d; i++)
-        {
-            var column = Flat(Torch.Grad([flatGrad.Narrow(0, i, 1).Sum()], phi, retainGraph: true, allowUnused: true)
-                .Select((t, k) => t ?? Torch.Zeros(phi[k].Shape)));
-            for (var j = 0; j < d; j++) h[j, i] = column[j];
-        }
-        var queryGrad = Flat(Grad(new Objective(false).Loss(model.Forward(task.QueryX, phi), task.QueryY), phi));
+        var (h, queryGrad) = HessianAndQueryGradient(task, phi);
+        var d = queryGrad.Length;
         var damped = Solve(IdentityPlus(h, 1 / (Lambda + damping)), queryGrad);
         var undamped = Solve(IdentityPlus(h, 1 / Lambda), queryGrad);
 
@@ -347,25 +343,6 @@ public class ImamlTrainingTests
     {
         var (dir, path) = TestConfigs.Write(TestConfigs.TinySinusoid.Replace("name: maml", "name: imaml\n  inner_steps: 3\n  cg_steps: 4\n  inner_lr: 0.01")
             + "\ncheckpoint:\n  interval: 2\n");
-        string Train(string name, int iterations, bool resume)
-        {
-            var run = Path.Combine(dir, name);
-            var (code, _, err) = resume
-                ? CliRunner.Run("train", path, "--resume", run, "--set", $"algorithm.iterations={iterations}")
-                : CliRunner.Run("train", path, "--out", run, "--set", $"algorithm.iterations={iterations}");
-            Assert.True(code == 0, err);
-            return run;
-        }
-        static byte[] Weights(string run)
-        {
-            using var c = MetaRun.Training.Checkpoint.Load(Path.Combine(run, "checkpoints", "last.safetensors"));
-            return [.. c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes())];
-        }
-        static string[] Rows(string run) => [.. File.ReadAllLines(Path.Combine(run, "metrics.csv")).Select(l => string.Join(',', l.Split(',').Where((_, i) => i != 6)))];
-        var straight = Train("straight", 4, resume: false);
-        Train("resumed", 2, resume: false);
-        var resumed = Train("resumed", 4, resume: true);
-        Assert.Equal(Weights(straight), Weights(resumed));
-        Assert.Equal(Rows(straight), Rows(resumed));
+        ResumeCheck.AssertResumedEqualsStraight(dir, path);
     }
 }

@@ -165,25 +165,6 @@ public class LearnedOptimizerTests
             checkpoint:
               interval: 2
             """);
-        string Train(string name, int iterations, bool resume)
-        {
-            var run = Path.Combine(dir, name);
-            var (code, _, err) = resume
-                ? CliRunner.Run("train", path, "--resume", run, "--set", $"algorithm.iterations={iterations}")
-                : CliRunner.Run("train", path, "--out", run, "--set", $"algorithm.iterations={iterations}");
-            Assert.True(code == 0, err);
-            return run;
-        }
-        static byte[] Weights(string run)
-        {
-            using var c = MetaRun.Training.Checkpoint.Load(Path.Combine(run, "checkpoints", "last.safetensors"));
-            return [.. c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes())];
-        }
-        static string[] Rows(string run) => [.. File.ReadAllLines(Path.Combine(run, "metrics.csv")).Select(l => string.Join(',', l.Split(',').Where((_, i) => i != 6)))];
-        var straight = Train("straight", 4, resume: false);
-        Train("resumed", 2, resume: false);
-        var resumed = Train("resumed", 4, resume: true);
-        Assert.Equal(Weights(straight), Weights(resumed));
-        Assert.Equal(Rows(straight), Rows(resumed));
+        ResumeCheck.AssertResumedEqualsStraight(dir, path);
     }
 }

@@ -84,17 +84,7 @@ public class UnrolledLearnerTests
         var batched = execution == "batched";
         var plain = Gradient(algorithm, steps, keys, checkpoint: false, batched);
         var checkpointed = Gradient(algorithm, steps, keys, checkpoint: true, batched);
-        Assert.Equal(plain.Gradients.Length, checkpointed.Gradients.Length);
-        var scale = plain.Gradients.Where(t => t != null).Max(t => t!.ToArray<float>().Max(v => Math.Abs(v)));
-        Assert.True(scale > 0);
-        for (var k = 0; k < plain.Gradients.Length; k++)
-        {
-            Assert.Equal(plain.Gradients[k] == null, checkpointed.Gradients[k] == null);
-            if (plain.Gradients[k] == null) continue;
-            var (e, g) = (plain.Gradients[k]!.ToArray<float>(), checkpointed.Gradients[k]!.ToArray<float>());
-            for (var i = 0; i < e.Length; i++)
-                Assert.True(Math.Abs(e[i] - g[i]) <= 1e-6 * scale, $"gradient {k}, element {i}: plain {e[i]}, checkpointed {g[i]} (largest entry {scale})");
-        }
+        GradientAssert.AgreeToScale(plain.Gradients, checkpointed.Gradients, 1e-6, "plain", "checkpointed");
         Assert.Equal(plain.Loss, checkpointed.Loss, 6);
         Assert.Equal(plain.Accuracy, checkpointed.Accuracy, 10);
     }
