@@ -223,12 +223,13 @@ public class MetaLstmRunTests
         var config = Path.Combine(TestPaths.Configs, "omniglot", "meta-lstm-5w1s-cpu.yaml");
         var dir = TestPaths.NewTempDir("meta-lstm");
         var (straight, resumed) = (Path.Combine(dir, "straight"), Path.Combine(dir, "resumed"));
-        var (code, _, err) = CliRunner.Run(Train(config, straight, 4, resume: false));
+        // Each run in a process of its own, as a user's are (see ModelBasedRunTests).
+        var (code, err) = MetaRun.Tests.Distributed.Metarun.Run(Train(config, straight, 4, resume: false));
         Assert.True(code == 0, err);
-        (code, _, err) = CliRunner.Run(Train(config, resumed, 2, resume: false));
+        (code, err) = MetaRun.Tests.Distributed.Metarun.Run(Train(config, resumed, 2, resume: false));
         Assert.True(code == 0, err);
         var early = Weights(resumed);
-        (code, _, err) = CliRunner.Run(Train(config, resumed, 4, resume: true));
+        (code, err) = MetaRun.Tests.Distributed.Metarun.Run(Train(config, resumed, 4, resume: true));
         Assert.True(code == 0, err);
         Assert.NotEqual(early, Weights(resumed));
         Assert.Equal(Weights(straight), Weights(resumed));
