@@ -53,12 +53,13 @@ public class MldgCliTests
             return [.. c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.ToBytes())];
         }
         var (straight, resumed) = (Path.Combine(dir, "straight"), Path.Combine(dir, "resumed"));
-        var (code, _, err) = CliRunner.Run(Args(straight, 4, resume: false));
+        // Each run in a process of its own, as a user's are (see ModelBasedRunTests).
+        var (code, err) = MetaRun.Tests.Distributed.Metarun.Run(Args(straight, 4, resume: false));
         Assert.True(code == 0, err);
-        (code, _, err) = CliRunner.Run(Args(resumed, 2, resume: false));
+        (code, err) = MetaRun.Tests.Distributed.Metarun.Run(Args(resumed, 2, resume: false));
         Assert.True(code == 0, err);
         var early = Weights(resumed);
-        (code, _, err) = CliRunner.Run(Args(resumed, 4, resume: true));
+        (code, err) = MetaRun.Tests.Distributed.Metarun.Run(Args(resumed, 4, resume: true));
         Assert.True(code == 0, err);
         Assert.NotEqual(early, Weights(resumed));
         Assert.Equal(Weights(straight), Weights(resumed));
