@@ -47,11 +47,8 @@ public static class AdaptationCurve
     public static IReadOnlyList<EvaluationResult> Run(string checkpointPath, Split split, int episodes, IReadOnlyList<int> steps, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
-        Evaluator.CheckChanges(sets);
-        var file = RunDirectory.ResolveCheckpoint(checkpointPath);
-        using var checkpoint = Checkpoint.Load(file);
-        var config = checkpoint.Config;
-        ConfigLoader.Override(config, sets);
+        using var checkpoint = Evaluator.Open(checkpointPath, sets);
+        var (file, config) = (checkpoint.FilePath, checkpoint.Config);
         var clock = Stopwatch.StartNew();
         using var experiment = Experiment.Launch(config, dataRoot, $"eval --inner-steps {Path.GetFullPath(file)}", new DataOptions { Log = log, Splits = TaskFamilies.Needs(config, split) });
         if (experiment.Parallel != null) throw new ConfigException("--inner-steps runs in one process; leave out --nproc");
@@ -74,12 +71,10 @@ public static class AdaptationCurve
     /// </summary>
     public static string? WriteFits(string runDir, string checkpointPath, IReadOnlyList<int> steps, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
     {
-        var file = RunDirectory.ResolveCheckpoint(checkpointPath);
-        using var checkpoint = Checkpoint.Load(file);
-        var config = checkpoint.Config;
+        using var checkpoint = Evaluator.Open(checkpointPath, sets);
+        var (file, config) = (checkpoint.FilePath, checkpoint.Config);
         if (!config.Data.IsRegression) return null;
-        Evaluator.CheckChanges(sets);
-        ConfigLoader.Override(config, [.. sets, $"data.test.queries={FitPoints}"]);
+        ConfigLoader.Override(config, [$"data.test.queries={FitPoints}"]);
         using var experiment = Experiment.Launch(config, dataRoot, $"eval --inner-steps fits {Path.GetFullPath(file)}", new DataOptions { Log = log, Splits = TaskFamilies.Needs(config, Split.Test) });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         if (experiment.Learner is not FastWeightLearner learner) return null;

@@ -36,6 +36,26 @@ public static class Evaluator
     }
 
     /// <summary>
+    /// The checkpoint an eval command names (a file or a run folder), its config overridden by
+    /// <paramref name="sets"/> once they are checked to be keys evaluation may change.
+    /// </summary>
+    public static Checkpoint Open(string checkpointPath, IReadOnlyList<string> sets)
+    {
+        CheckChanges(sets);
+        var checkpoint = Checkpoint.Load(checkpointPath);
+        try
+        {
+            ConfigLoader.Override(checkpoint.Config, sets);
+            return checkpoint;
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Evaluates episodes 0..episodes−1 of <paramref name="split"/>. Sets the process-wide
     /// threads and seed for the checkpoint's config (as a command does before it runs). Launched
     /// as several ranks (torchrun or Slurm variables, or --nproc), each scores its share of the
@@ -47,11 +67,8 @@ public static class Evaluator
         IProgress<(int Done, int Total)>? progress = null, bool ood = false)
     {
         if (episodes < 1) throw new ConfigException("--episodes must be at least 1");
-        CheckChanges(sets);
-        var file = RunDirectory.ResolveCheckpoint(checkpointPath);
-        using var checkpoint = Checkpoint.Load(file);
-        var config = checkpoint.Config;
-        ConfigLoader.Override(config, sets);
+        using var checkpoint = Open(checkpointPath, sets);
+        var (file, config) = (checkpoint.FilePath, checkpoint.Config);
 
         var clock = Stopwatch.StartNew();
         using var experiment = Experiment.Launch(config, dataRoot, $"eval {Path.GetFullPath(file)} {split} {episodes}", new DataOptions { Log = log, Splits = TaskFamilies.Needs(config, split) });

@@ -99,12 +99,9 @@ public static class OptimizerCurves
     public static Result? Write(string runDir, string checkpointPath, int testTasks, IReadOnlyList<string> sets, string? dataRoot, Action<string>? log = null)
     {
         var clock = Stopwatch.StartNew();
-        var file = RunDirectory.ResolveCheckpoint(checkpointPath);
-        using var checkpoint = Checkpoint.Load(file);
-        var config = checkpoint.Config;
+        using var checkpoint = Evaluator.Open(checkpointPath, sets);
+        var (file, config) = (checkpoint.FilePath, checkpoint.Config);
         if (!Applies(config)) return null;
-        Evaluator.CheckChanges(sets);
-        ConfigLoader.Override(config, sets);
         var valTasks = config.Eval.Episodes;
         using var experiment = Experiment.Launch(config, dataRoot, $"eval optimizer curves {Path.GetFullPath(file)}", new DataOptions { Log = log, Splits = TaskFamilies.Needs(config, Split.Val, Split.Test) });
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);

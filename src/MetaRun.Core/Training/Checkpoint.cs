@@ -22,6 +22,8 @@ public sealed class Checkpoint : IDisposable
     public double? ValidationLoss { get; init; }
     public required IReadOnlyDictionary<string, Tensor> Parameters { get; init; }
     public required IReadOnlyDictionary<string, Tensor> OptimizerState { get; init; }
+    /// <summary>The file it was read from (a run folder's "last"/"best" resolved); empty for one not read from a file.</summary>
+    public string FilePath { get; init; } = "";
 
     /// <summary>Writes atomically: a temporary file, flushed to disk, then renamed over the target.</summary>
     public void Save(string path, int metaBatchSize)
@@ -106,6 +108,7 @@ public sealed class Checkpoint : IDisposable
                 ValidationLoss = Number(file, tf.Metadata, "val_loss", 0, double.MaxValue),
                 Parameters = p,
                 OptimizerState = o,
+                FilePath = file,
             };
         }
         catch

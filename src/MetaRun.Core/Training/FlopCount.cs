@@ -1,3 +1,4 @@
+using LibTorch;
 using MetaRun.Config;
 using MetaRun.Models;
 
@@ -134,11 +135,11 @@ public static class FlopCount
 
     public static double PeakGflops(int n = 2048, int repeats = 5)
     {
-        using var scope = LibTorch.Torch.NewScope();
-        using var noGrad = LibTorch.Torch.NoGrad();
-        using var g = new LibTorch.Generator(1);
-        var a = LibTorch.Torch.Randn([n, n], LibTorch.ScalarType.Float32, LibTorch.Device.Cpu, g);
-        var b = LibTorch.Torch.Randn([n, n], LibTorch.ScalarType.Float32, LibTorch.Device.Cpu, g);
+        using var scope = Torch.NewScope();
+        using var noGrad = Torch.NoGrad();
+        using var g = new Generator(1);
+        var a = Torch.Randn([n, n], ScalarType.Float32, Device.Cpu, g);
+        var b = Torch.Randn([n, n], ScalarType.Float32, Device.Cpu, g);
         a.MatMul(b).Dispose();
         var best = double.MaxValue;
         for (var i = 0; i < repeats; i++)
