@@ -34,10 +34,17 @@ public sealed class ConsoleProgress : ITrainingObserver
             return;
         }
         notice = message;
-        // Cut to what fits beside the bar's columns: a line that wraps makes the live display's
-        // redraw climb into the lines above it (the run folder's) and leave half-drawn bars.
+        bar.Description = Fitted(message);
+    }
+
+    /// <summary>
+    /// The bar's description, cut to what fits beside its columns: a line that wraps makes the
+    /// live display's redraw climb into the lines above it (the run folder's) and leave half-drawn bars.
+    /// </summary>
+    private static string Fitted(string text)
+    {
         var room = Math.Max(20, AnsiConsole.Profile.Width - 75);
-        bar.Description = Markup.Escape(message.Length <= room ? message : message[..(room - 1)] + "…");
+        return Markup.Escape(text.Length <= room ? text : text[..(room - 1)] + "…");
     }
 
     /// <summary>Runs <paramref name="work"/> with the progress display active.</summary>
@@ -83,7 +90,7 @@ public sealed class ConsoleProgress : ITrainingObserver
         var text = $"it {row.Iteration}/{total} loss {emaLoss.ToString("0.0000", inv)}{acc}{validation}";
         if (bar != null)
         {
-            bar.Description = Markup.Escape(notice ?? text);
+            bar.Description = Fitted(notice ?? text);
             bar.Value = row.Iteration - start;
             return;
         }
