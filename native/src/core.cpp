@@ -7,8 +7,24 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <link.h>
+#include <malloc.h>
 
 namespace metarun {
+
+// libtorch's CPU tensors come from malloc. glibc serves blocks above its mmap threshold (a few MB
+// at most) with a fresh mmap each time and returns them on free, so every activation of a
+// meta-batch (megabytes when its tasks run side by side) is page-faulted in anew, zeroed by the
+// kernel, on every op: that was over half of a batched MAML iteration's time on the CPU. Such
+// blocks now stay in the heap for reuse, and a heap keeps up to 128 MB of freed memory at its top
+// rather than returning it at once; the next iteration allocates the same sizes again. The price
+// is a higher resident size: each thread's heap keeps what it last used (docs/performance.md).
+#ifdef __GLIBC__
+[[gnu::constructor]] static void keep_large_blocks() {
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
+}
+#endif
 
 static thread_local std::string g_last_error;
 static std::atomic<int64_t> g_live{0};

@@ -135,15 +135,23 @@ MR_EXPORT Handle mr_argmax(Handle h, int64_t d, int keepdim) { MR_TENSOR(T(h).ar
 MR_EXPORT Handle mr_argmin(Handle h, int64_t d, int keepdim) { MR_TENSOR(T(h).argmin(d, keepdim != 0)) }
 
 // ---- neural-network functions ----
+// On the CPU through conv.cpp's op (same forward and backward, a double backward without a loop over groups).
 MR_EXPORT Handle mr_conv2d(Handle x, Handle w, Handle b, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                            int64_t dw, int64_t groups) {
-  MR_TENSOR(at::conv2d(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups))
+  MR_TENSOR(T(x).device().is_cpu()
+                ? metarun::conv2d_grouped(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups)
+                : at::conv2d(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups))
 }
 MR_EXPORT Handle mr_linear(Handle x, Handle w, Handle b) { MR_TENSOR(at::linear(T(x), T(w), opt(b))) }
 // training != 0 normalizes with the batch's statistics (and updates running stats if given).
+// With the batch's statistics, an affine and nothing to update on the CPU, batchnorm.cpp's op (same
+// forward and first backward, a faster double backward).
 MR_EXPORT Handle mr_batch_norm(Handle x, Handle w, Handle b, Handle rm, Handle rv, int training, double momentum,
                                double eps) {
-  MR_TENSOR(at::batch_norm(T(x), opt(w), opt(b), opt(rm), opt(rv), training != 0, momentum, eps, true))
+  MR_TENSOR(training != 0 && rm == nullptr && rv == nullptr && w != nullptr && b != nullptr && T(x).device().is_cpu() &&
+                    T(x).dim() >= 2
+                ? metarun::batch_norm_train(T(x), T(w), T(b), eps)
+                : at::batch_norm(T(x), opt(w), opt(b), opt(rm), opt(rv), training != 0, momentum, eps, true))
 }
 MR_EXPORT Handle mr_max_pool2d(Handle x, int64_t k, int64_t s, int64_t p) { MR_TENSOR(at::max_pool2d(T(x), {k, k}, {s, s}, {p, p})) }
 MR_EXPORT Handle mr_avg_pool2d(Handle x, int64_t k, int64_t s, int64_t p) { MR_TENSOR(at::avg_pool2d(T(x), {k, k}, {s, s}, {p, p})) }

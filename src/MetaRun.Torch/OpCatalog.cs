@@ -215,6 +215,32 @@ public static class OpCatalog
             var adapted = p.Select((w, i) => w - 0.4 * grads[i]!).ToArray();
             return F.CrossEntropy(Net(adapted, c.Float(xq, [6, 1, 4, 4])), c.Long(2, 2, 1, 0, 0, 1));
         }, U(2, 1, 3, 3), U(2), Pos(2), U(2), U(3, 8), U(3));
+        // A meta-batch of two tasks side by side (execution: batched): grouped stride-2 convolution with
+        // per-task kernels, batch norm over both tasks' channels, each task's own support loss.
+        var xb = U(3, 2, 5, 5).Data;
+        var xbq = U(3, 2, 5, 5).Data;
+        Add("second order: batched maml step grouped conv-bn-relu, two tasks", (c, p) =>
+        {
+            Tensor Net(IReadOnlyList<Tensor> w, Tensor x) =>
+                F.BatchNorm(F.Conv2d(x, w[0], w[1], stride: 2, padding: 1, groups: 2), null, null, w[2], w[3], training: true).Relu().Mean([2, 3]);
+            Tensor Loss(Tensor features) => (features * c.Float([0.5, -1.0, 0.25, 0.75], [1, 4])).Sum().Square();
+            var support = Loss(Net(p, c.Float(xb, [3, 2, 5, 5])));
+            var grads = Torch.Grad([support], p, createGraph: true);
+            var adapted = p.Select((w, i) => w - 0.3 * grads[i]!).ToArray();
+            return Loss(Net(adapted, c.Float(xbq, [3, 2, 5, 5])));
+        }, U(4, 1, 3, 3), U(4), Pos(4), U(4));
+        // A third derivative: the gradient of a Hessian-vector product's norm through conv and batch norm.
+        var xt = U(4, 1, 4, 4).Data;
+        Add("third order: hessian-vector product through conv-bn", (c, p) =>
+        {
+            // No convolution bias: batch norm cancels it, so its third derivative is zero and float32's is noise.
+            var y = F.BatchNorm(F.Conv2d(c.Float(xt, [4, 1, 4, 4]), p[0], null, padding: 1), null, null, p[1], p[2], training: true);
+            var loss = (y.Tanh() * c.Float([0.3, -0.6], [1, 2, 1, 1])).Sum();
+            var g = Torch.Grad([loss], p, createGraph: true);
+            var gv = g.Select(t => t!.Sum()).Aggregate((a, b) => a + b);
+            var h = Torch.Grad([gv], p, createGraph: true);
+            return h.Select(t => t!.Square().Sum()).Aggregate((a, b) => a + b);
+        }, U(2, 1, 3, 3), Pos(2), U(2));
         Add("second order: gradient norm of linear-tanh-mse", (c, p) =>
         {
             var loss = F.MseLoss(F.Linear(p[0], p[1], p[2]).Tanh(), c.Float([0.3, -0.2, 0.1, 0.5, -0.4, 0.2], [3, 2]));

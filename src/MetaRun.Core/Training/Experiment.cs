@@ -138,7 +138,7 @@ public sealed class Experiment : IDisposable
             Execution.PerTask => false,
             _ => algorithm.Batched && device.Type != DeviceType.Cpu,
         };
-        var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches || batched;
+        var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches;
         var workers = config.Workers > 0 ? config.Workers : one ? 1 : cores;
         var threads = config.Threads > 0 ? config.Threads : Math.Max(1, cores / workers);
         return new ExecutionPlan(device, workers, threads, batched);

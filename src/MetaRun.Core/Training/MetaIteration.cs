@@ -59,7 +59,7 @@ public static class MetaIteration
         // A rank's tasks are weighted by the whole meta-batch: the all-reduce's sum is then the mean.
         var total = parallel == null ? (int?)null : a.MetaBatchSize;
         using (PhaseClock.Time("task gradients (wall)"))
-            step = plan.Batched ? BatchedGradient(learner, batch, plan.Device, total) : SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
+            step = plan.Batched ? BatchedGradient(learner, batch, plan.Device, plan.Workers, total) : SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
         if (parallel != null)
         {
             // Only when timing (bench): a barrier first, so the all-reduce's own time is apart
@@ -98,12 +98,40 @@ public static class MetaIteration
     public static MetaStep SumTaskGradients(IMetaLearner learner, MetaBatch batch, Device device, int workers, int? metaBatchSize = null)
     {
         var tasks = TaskWorkers.Episodes(batch, device);
-        var n = tasks.Length;
-        var weight = 1.0 / (metaBatchSize ?? n);
+        return Sum(learner, tasks, [.. tasks.Select(_ => 1)], workers, 1.0 / (metaBatchSize ?? tasks.Length));
+    }
+
+    /// <summary>
+    /// The same sum computed batched: the meta-batch cut into one run of consecutive tasks per
+    /// worker, each run one episode with a task dimension that a fast-weight learner computes all
+    /// at once (per-task weights side by side, grouped convolutions), its gradient the sum of its
+    /// tasks' gradients up to summation order; the runs' gradients summed in order. On the CPU each
+    /// worker is one thread, which small kernels keep busier than two threads on one kernel.
+    /// </summary>
+    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int workers, int? metaBatchSize = null)
+    {
+        var n = batch.Tasks;
+        var runs = Math.Clamp(workers, 1, n);
+        var (sx, sy, qx, qy) = (batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
+        var episodes = new Episode[runs];
+        var sizes = new int[runs];
+        for (var r = 0; r < runs; r++)
+        {
+            var (start, end) = ((long)r * n / runs, (long)(r + 1) * n / runs);
+            sizes[r] = (int)(end - start);
+            episodes[r] = new Episode(sx.Narrow(0, start, sizes[r]), sy.Narrow(0, start, sizes[r]), qx.Narrow(0, start, sizes[r]), qy.Narrow(0, start, sizes[r]));
+        }
+        return Sum(learner, episodes, sizes, workers, 1.0 / (metaBatchSize ?? n));
+    }
+
+    /// <summary>The gradients of <paramref name="episodes"/> (holding <paramref name="sizes"/> tasks each) on the workers, summed in order; metrics are the mean over tasks.</summary>
+    private static MetaStep Sum(IMetaLearner learner, Episode[] episodes, int[] sizes, int workers, double weight)
+    {
+        var n = episodes.Length;
         var results = new TaskGradient[n];
         TaskWorkers.ForEach(n, workers, i =>
         {
-            var r = learner.TaskGradient(tasks[i], weight);
+            var r = learner.TaskGradient(episodes[i], weight);
             foreach (var g in r.Gradients) g?.DetachFromScope();
             results[i] = r;
         });
@@ -129,18 +157,9 @@ public static class MetaIteration
                     }
                 }
         }
-        return new MetaStep(sum, results.Average(r => r.Loss), results.Average(r => r.Accuracy));
-    }
-
-    /// <summary>
-    /// The same sum in one batched computation: the whole meta-batch is one episode with a task
-    /// dimension, which a fast-weight learner runs all at once (per-task weights side by side,
-    /// grouped convolutions). Its gradient is the sum of the tasks' gradients, up to summation order.
-    /// </summary>
-    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int? metaBatchSize = null)
-    {
-        var all = new Episode(batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
-        var r = learner.TaskGradient(all, 1.0 / (metaBatchSize ?? batch.Tasks));
-        return new MetaStep(r.Gradients, r.Loss, r.Accuracy);
+        // One task per episode: the plain mean, as always; runs of tasks: weighted by their sizes.
+        double tasks = sizes.Sum(), loss = 0, accuracy = 0;
+        for (var i = 0; i < n; i++) (loss, accuracy) = (loss + sizes[i] * results[i].Loss, accuracy + sizes[i] * results[i].Accuracy);
+        return new MetaStep(sum, loss / tasks, accuracy / tasks);
     }
 }

@@ -41,13 +41,13 @@ public class BatchedExecutionTests
         };
     }
 
-    private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration)
+    private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration, int workers = 1)
     {
         var regression = model == "mlp";
         using var learner = AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
         (learner as IIterationAware)?.SetIteration(iteration);
         using var batch = regression ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
-        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
+        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu, workers) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
         return (step.Gradients.Select(t => t?.Detach().Clone()).ToArray(), step.Loss, step.Accuracy);
     }
 
@@ -82,12 +82,32 @@ public class BatchedExecutionTests
         using var scope = Torch.NewScope();
         var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
         var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
-        var (perTask, batched) = (Gradient(a, model, batched: false, iteration: 2), Gradient(a, model, batched: true, iteration: 2));
-        // To 1e-5 of the gradient's size: some entries are zero in exact arithmetic (a
-        // convolution's bias before batch norm) and only rounding noise of ~1e-7 in either mode.
-        GradientAssert.AgreeToScale(perTask.Gradients, batched.Gradients, 1e-5, "per task", "batched");
-        Assert.Equal(perTask.Loss, batched.Loss, 5);
-        if (model != "mlp") Assert.Equal(perTask.Accuracy, batched.Accuracy, 10);
+        var perTask = Gradient(a, model, batched: false, iteration: 2);
+        // One run of all three tasks, and two workers with runs of one and two tasks.
+        foreach (var workers in new[] { 1, 2 })
+        {
+            var batched = Gradient(a, model, batched: true, iteration: 2, workers);
+            // To 1e-5 of the gradient's size: some entries are zero in exact arithmetic (a
+            // convolution's bias before batch norm) and only rounding noise of ~1e-7 in either mode.
+            GradientAssert.AgreeToScale(perTask.Gradients, batched.Gradients, 1e-5, "per task", $"batched on {workers} worker(s)");
+            Assert.Equal(perTask.Loss, batched.Loss, 5);
+            if (model != "mlp") Assert.Equal(perTask.Accuracy, batched.Accuracy, 10);
+        }
+    }
+
+    [Fact]
+    public void Batched_runs_on_two_workers_give_the_same_bits_every_time()
+    {
+        using var scope = Torch.NewScope();
+        var a = ConfigLoader.Parse("algorithm:\n  name: maml\n  inner_steps: 2\n", "t.yaml").Algorithm;
+        var first = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2);
+        for (var run = 0; run < 3; run++)
+        {
+            var again = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2);
+            for (var k = 0; k < first.Gradients.Length; k++)
+                Assert.Equal(first.Gradients[k]!.ToArray<float>(), again.Gradients[k]!.ToArray<float>());
+            Assert.Equal(first.Loss, again.Loss);
+        }
     }
 
     [Fact]
@@ -105,7 +125,8 @@ public class BatchedExecutionTests
         Assert.False(plan.Batched);
         plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nexecution: batched\n", "t.yaml"));
         Assert.True(plan.Batched);
-        Assert.Equal(1, plan.Workers);
-        Assert.Equal(Environment.ProcessorCount, plan.Threads);
+        // On the CPU each worker takes a run of the meta-batch's tasks, batched, on one thread.
+        Assert.Equal(Environment.ProcessorCount, plan.Workers);
+        Assert.Equal(1, plan.Threads);
     }
 }

@@ -46,7 +46,7 @@ public class UnrolledLearnerTests
         Assert.Equal(checkpoint, ((UnrolledLearner)learner).CheckpointInnerSteps);
         (learner as IIterationAware)?.SetIteration(2);
         using var batch = Images(9);
-        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
+        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu, workers: 1) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
         return (step.Gradients.Select(t => t?.Detach().Clone()).ToArray(), step.Loss, step.Accuracy);
     }
 
