@@ -118,6 +118,14 @@ public abstract class FastWeightLearner : IMetaLearner
         return Objective.Score(output, task.QueryY);
     }
 
+    /// <summary>The score of each task of a meta-batch [T, ...] adapted all at once (execution: batched), each as <see cref="Evaluate"/> scores it alone.</summary>
+    public TaskScore[] EvaluateEach(Episode tasks)
+    {
+        var output = PredictAfter(tasks, TestInnerSteps);
+        using var noGrad = Torch.NoGrad();
+        return [.. Enumerable.Range(0, (int)output.Size(0)).Select(t => Objective.Score(output[t], tasks.QueryY[t]))];
+    }
+
     public TaskScore Evaluate(Episode task)
     {
         var logits = AdaptTo(task).Logits;

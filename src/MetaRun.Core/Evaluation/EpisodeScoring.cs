@@ -14,8 +14,16 @@ public static class EpisodeScoring
 {
     /// <summary>The query loss and accuracy of each episode after the learner adapted to its support set.</summary>
     /// <param name="progress">Told (this rank's episodes scored, this rank's share) after each batch of episodes.</param>
-    public static List<TaskScore> Scores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null) =>
-        [.. ScoreEpisodes(e, split, count, 1, (task, _) => [e.Learner.Evaluate(task)], progress).Select(s => s[0])];
+    /// <remarks>With execution: batched, a fast-weight learner adapts to a run of episodes at once (<see cref="FastWeightLearner.EvaluateEach"/>).</remarks>
+    public static List<TaskScore> Scores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
+    {
+        Func<long, int, List<TaskScore[]>> mine = e.Plan.Batched && e.Learner is FastWeightLearner learner
+            ? (first, n) => ForEachRun<TaskScore[]>(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, e.Plan.TasksPerRun,
+                run => [.. learner.EvaluateEach(run).Select(s => new[] { s })], progress)
+            : (first, n) => ForEachEpisode(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers,
+                (task, _) => new[] { e.Learner.Evaluate(task) }, progress);
+        return [.. ScoreEpisodes(e, split, count, 1, mine).Select(s => s[0])];
+    }
 
     /// <summary>
     /// Each episode scored twice by the same adapted model: on its clean query set, and on the
@@ -167,14 +175,39 @@ public static class EpisodeScoring
     }
 
     /// <summary>
+    /// score(run) for episodes start..start+count−1, in order: each meta-batch of them cut into runs
+    /// of at most <paramref name="tasksPerRun"/> consecutive episodes (<see cref="TaskWorkers.Runs"/>), a run scored at once.
+    /// </summary>
+    public static List<T> ForEachRun<T>(ITaskFamily family, Split split, long start, int count, EpisodeShape shape, int batchSize, Device device, int workers, int tasksPerRun, Func<Episode, T[]> score,
+        IProgress<(int Done, int Total)>? progress = null)
+    {
+        var scores = new List<T>(count);
+        for (long first = 0; first < count; first += batchSize)
+        {
+            using var scope = Torch.NewScope();
+            using var batch = family.Sample(split, start + first, (int)Math.Min(batchSize, count - first), shape);
+            var runs = TaskWorkers.Runs(batch, device, tasksPerRun);
+            var results = new T[runs.Length][];
+            TaskWorkers.ForEach(runs.Length, workers, i => results[i] = score(runs[i].Run));
+            foreach (var r in results) scores.AddRange(r);
+            progress?.Report((scores.Count, count));
+        }
+        return scores;
+    }
+
+    /// <summary>
     /// <paramref name="width"/> scores per episode for episodes 0..count−1: this rank's share on
     /// the workers, then gathered so that every rank holds all of them, in episode order.
     /// </summary>
-    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<Episode, long, TaskScore[]> score, IProgress<(int Done, int Total)>? progress)
+    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<Episode, long, TaskScore[]> score, IProgress<(int Done, int Total)>? progress) =>
+        ScoreEpisodes(e, split, count, width, (first, mine) => ForEachEpisode(e.Family, split, first, mine, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress));
+
+    /// <summary>As above, this rank's share (first episode, count) scored by <paramref name="mine"/>.</summary>
+    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<long, int, List<TaskScore[]>> mine)
     {
         var parallel = e.Parallel;
-        var (first, mine) = parallel?.Share(0, count) ?? (0L, count);
-        var scores = ForEachEpisode(e.Family, split, first, mine, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress);
+        var (first, share) = parallel?.Share(0, count) ?? (0L, count);
+        var scores = mine(first, (int)share);
         if (parallel == null) return scores;
         var all = parallel.Gather(scores.SelectMany(s => s.SelectMany(t => new[] { t.Loss, t.Accuracy })).ToArray(), $"gathering the {split} scores");
         var per = 2 * width;

@@ -11,7 +11,8 @@ namespace MetaRun.Training;
 /// Where and how a config runs: the device, the task workers, the intra-op threads per worker,
 /// and whether a meta-batch's tasks run one by one on the workers or all at once (batched).
 /// </summary>
-public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool Batched);
+/// <param name="TasksPerRun">Batched: at most this many tasks computed at once (a run), 0 for a worker's whole share.</param>
+public sealed record ExecutionPlan(Device Device, int Workers, int Threads, bool Batched, int TasksPerRun = 0);
 
 /// <summary>
 /// Everything a config names, built once: the task family, the model and the meta-learner, and
@@ -118,13 +119,13 @@ public sealed class Experiment : IDisposable
 
     /// <summary>
     /// The device and thread layout a config asks for (0 = pick). Small tasks keep one core busy
-    /// poorly: on CPU, a meta-batch's tasks side by side on single-threaded workers beat one task
-    /// at a time on all cores (docs/performance.md). An algorithm that trains on one ordinary
-    /// batch per step, or a batched meta-batch, is one computation: one worker gets all the cores.
-    /// execution: auto batches on a GPU, where one task at a time leaves it mostly idle, and runs
-    /// per task on CPU, where `metarun bench` measured per-task workers faster (docs/performance.md).
-    /// Processes of a distributed run on one machine share its cores evenly, and each takes the GPU
-    /// of its local rank.
+    /// poorly: on CPU, single-threaded workers each on their own tasks beat one computation on all
+    /// cores (docs/performance.md); an algorithm that trains on one ordinary batch per step is one
+    /// computation, so one worker gets all the cores. execution: auto batches wherever the
+    /// algorithm can: on a GPU one task at a time leaves it mostly idle, and on CPU runs of
+    /// <see cref="CpuTasksPerRun"/> tasks on the workers measured faster than one task at a time
+    /// for every algorithm that batches (docs/performance.md). Processes of a distributed run on one
+    /// machine share its cores evenly, and each takes the GPU of its local rank.
     /// </summary>
     public static ExecutionPlan PlanFor(RunConfig config, Launch? launch = null)
     {
@@ -136,13 +137,19 @@ public sealed class Experiment : IDisposable
         {
             Execution.Batched => true,
             Execution.PerTask => false,
-            _ => algorithm.Batched && device.Type != DeviceType.Cpu,
+            _ => algorithm.Batched,
         };
         var one = device.Type != DeviceType.Cpu || algorithm.Trains == TrainsOn.OwnBatches;
         var workers = config.Workers > 0 ? config.Workers : one ? 1 : cores;
         var threads = config.Threads > 0 ? config.Threads : Math.Max(1, cores / workers);
-        return new ExecutionPlan(device, workers, threads, batched);
+        return new ExecutionPlan(device, workers, threads, batched, batched && device.Type == DeviceType.Cpu ? CpuTasksPerRun : 0);
     }
+
+    /// <summary>
+    /// Batched on CPU, the tasks computed at once. A fixed number rather than a share per worker,
+    /// so that the summation order, and with it every bit of a run, is the same on any core count.
+    /// </summary>
+    public const int CpuTasksPerRun = 8;
 
     /// <summary>
     /// Sets what is process-wide: libtorch's (and OpenBLAS's) intra-op threads from the plan, and

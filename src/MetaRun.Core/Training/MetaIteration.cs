@@ -59,7 +59,7 @@ public static class MetaIteration
         // A rank's tasks are weighted by the whole meta-batch: the all-reduce's sum is then the mean.
         var total = parallel == null ? (int?)null : a.MetaBatchSize;
         using (PhaseClock.Time("task gradients (wall)"))
-            step = plan.Batched ? BatchedGradient(learner, batch, plan.Device, plan.Workers, total) : SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
+            step = plan.Batched ? BatchedGradient(learner, batch, plan.Device, plan.Workers, plan.TasksPerRun, total) : SumTaskGradients(learner, batch, plan.Device, plan.Workers, total);
         if (parallel != null)
         {
             // Only when timing (bench): a barrier first, so the all-reduce's own time is apart
@@ -102,26 +102,17 @@ public static class MetaIteration
     }
 
     /// <summary>
-    /// The same sum computed batched: the meta-batch cut into one run of consecutive tasks per
-    /// worker, each run one episode with a task dimension that a fast-weight learner computes all
-    /// at once (per-task weights side by side, grouped convolutions), its gradient the sum of its
-    /// tasks' gradients up to summation order; the runs' gradients summed in order. On the CPU each
-    /// worker is one thread, which small kernels keep busier than two threads on one kernel.
+    /// The same sum computed batched: the meta-batch cut into runs of at most <paramref name="tasksPerRun"/>
+    /// consecutive tasks (0: one run), each run one episode with a task dimension that a fast-weight
+    /// learner computes all at once (per-task weights side by side, grouped convolutions), its
+    /// gradient the sum of its tasks' gradients up to summation order; the runs go to the workers
+    /// and their gradients are summed in order. On the CPU each worker is one thread: small kernels
+    /// keep two single-threaded workers busier than two threads on one kernel.
     /// </summary>
-    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int workers, int? metaBatchSize = null)
+    public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int workers, int tasksPerRun = 0, int? metaBatchSize = null)
     {
-        var n = batch.Tasks;
-        var runs = Math.Clamp(workers, 1, n);
-        var (sx, sy, qx, qy) = (batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
-        var episodes = new Episode[runs];
-        var sizes = new int[runs];
-        for (var r = 0; r < runs; r++)
-        {
-            var (start, end) = ((long)r * n / runs, (long)(r + 1) * n / runs);
-            sizes[r] = (int)(end - start);
-            episodes[r] = new Episode(sx.Narrow(0, start, sizes[r]), sy.Narrow(0, start, sizes[r]), qx.Narrow(0, start, sizes[r]), qy.Narrow(0, start, sizes[r]));
-        }
-        return Sum(learner, episodes, sizes, workers, 1.0 / (metaBatchSize ?? n));
+        var runs = TaskWorkers.Runs(batch, device, tasksPerRun);
+        return Sum(learner, [.. runs.Select(r => r.Run)], [.. runs.Select(r => (int)r.Run.SupportX.Size(0))], workers, 1.0 / (metaBatchSize ?? batch.Tasks));
     }
 
     /// <summary>The gradients of <paramref name="episodes"/> (holding <paramref name="sizes"/> tasks each) on the workers, summed in order; metrics are the mean over tasks.</summary>

@@ -21,6 +21,24 @@ public static class TaskWorkers
         return Enumerable.Range(0, batch.Tasks).Select(i => new Episode(sx[i], sy[i], qx[i], qy[i])).ToArray();
     }
 
+    /// <summary>
+    /// The meta-batch cut into runs of consecutive tasks, as even as possible, none longer than
+    /// <paramref name="tasksPerRun"/> (0: one run of all), each one episode with a task dimension on
+    /// <paramref name="device"/>, and the index of its first task.
+    /// </summary>
+    public static (Episode Run, int First)[] Runs(MetaBatch batch, Device device, int tasksPerRun)
+    {
+        var n = batch.Tasks;
+        var runs = tasksPerRun <= 0 ? 1 : (n + tasksPerRun - 1) / tasksPerRun;
+        var (sx, sy, qx, qy) = (batch.SupportX.To(device), batch.SupportY.To(device), batch.QueryX.To(device), batch.QueryY.To(device));
+        return [.. Enumerable.Range(0, runs).Select(r =>
+        {
+            var (start, end) = ((long)r * n / runs, (long)(r + 1) * n / runs);
+            var size = end - start;
+            return (new Episode(sx.Narrow(0, start, size), sy.Narrow(0, start, size), qx.Narrow(0, start, size), qy.Narrow(0, start, size)), (int)start);
+        })];
+    }
+
     /// <summary>Runs body(0..n−1) on up to <paramref name="workers"/> threads, each task inside its own dispose scope.</summary>
     public static void ForEach(int n, int workers, Action<int> body)
     {

@@ -41,13 +41,13 @@ public class BatchedExecutionTests
         };
     }
 
-    private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration, int workers = 1)
+    private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration, int workers = 1, int tasksPerRun = 0)
     {
         var regression = model == "mlp";
         using var learner = AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
         (learner as IIterationAware)?.SetIteration(iteration);
         using var batch = regression ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
-        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu, workers) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
+        var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu, workers, tasksPerRun) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
         return (step.Gradients.Select(t => t?.Detach().Clone()).ToArray(), step.Loss, step.Accuracy);
     }
 
@@ -83,27 +83,48 @@ public class BatchedExecutionTests
         var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
         var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
         var perTask = Gradient(a, model, batched: false, iteration: 2);
-        // One run of all three tasks, and two workers with runs of one and two tasks.
-        foreach (var workers in new[] { 1, 2 })
+        // One run of all three tasks, and two workers with runs of two and one task.
+        foreach (var (workers, perRun) in new[] { (1, 0), (2, 2) })
         {
-            var batched = Gradient(a, model, batched: true, iteration: 2, workers);
+            var batched = Gradient(a, model, batched: true, iteration: 2, workers, perRun);
             // To 1e-5 of the gradient's size: some entries are zero in exact arithmetic (a
             // convolution's bias before batch norm) and only rounding noise of ~1e-7 in either mode.
-            GradientAssert.AgreeToScale(perTask.Gradients, batched.Gradients, 1e-5, "per task", $"batched on {workers} worker(s)");
+            GradientAssert.AgreeToScale(perTask.Gradients, batched.Gradients, 1e-5, "per task", $"batched in runs of {perRun} on {workers} worker(s)");
             Assert.Equal(perTask.Loss, batched.Loss, 5);
             if (model != "mlp") Assert.Equal(perTask.Accuracy, batched.Accuracy, 10);
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void A_meta_batch_scored_at_once_scores_each_task_as_alone(string algorithm, string model, string[] keys)
+    {
+        using var scope = Torch.NewScope();
+        var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
+        var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
+        var regression = model == "mlp";
+        using var learner = (FastWeightLearner)AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
+        using var batch = regression ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
+        var tasks = TaskWorkers.Episodes(batch, Device.Cpu);
+        var together = learner.EvaluateEach(new Episode(batch.SupportX, batch.SupportY, batch.QueryX, batch.QueryY));
+        Assert.Equal(Tasks, together.Length);
+        for (var t = 0; t < Tasks; t++)
+        {
+            var alone = learner.Evaluate(tasks[t]);
+            Assert.Equal(alone.Loss, together[t].Loss, 1e-5 * Math.Max(1, Math.Abs(alone.Loss)));
+            if (!regression) Assert.Equal(alone.Accuracy, together[t].Accuracy);
+        }
+    }
+
     [Fact]
-    public void Batched_runs_on_two_workers_give_the_same_bits_every_time()
+    public void Batched_runs_give_the_same_bits_on_one_worker_or_two()
     {
         using var scope = Torch.NewScope();
         var a = ConfigLoader.Parse("algorithm:\n  name: maml\n  inner_steps: 2\n", "t.yaml").Algorithm;
-        var first = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2);
-        for (var run = 0; run < 3; run++)
+        var first = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2, tasksPerRun: 2);
+        foreach (var workers in new[] { 2, 1, 2 })
         {
-            var again = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2);
+            var again = Gradient(a, "conv-stride", batched: true, iteration: 2, workers, tasksPerRun: 2);
             for (var k = 0; k < first.Gradients.Length; k++)
                 Assert.Equal(first.Gradients[k]!.ToArray<float>(), again.Gradients[k]!.ToArray<float>());
             Assert.Equal(first.Loss, again.Loss);
@@ -119,10 +140,13 @@ public class BatchedExecutionTests
     }
 
     [Fact]
-    public void AutoBatchesOnlyOnAGpu()
+    public void Auto_batches_the_algorithms_that_can_in_runs_of_eight_tasks_on_single_threaded_workers()
     {
         var plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\n", "t.yaml"));
-        Assert.False(plan.Batched);
+        Assert.True(plan.Batched);
+        Assert.Equal(Experiment.CpuTasksPerRun, plan.TasksPerRun);
+        Assert.False(Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nalgorithm: {name: reptile}\n", "t.yaml")).Batched);
+        Assert.False(Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nexecution: per_task\n", "t.yaml")).Batched);
         plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nexecution: batched\n", "t.yaml"));
         Assert.True(plan.Batched);
         // On the CPU each worker takes a run of the meta-batch's tasks, batched, on one thread.
