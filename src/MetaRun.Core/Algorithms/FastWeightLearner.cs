@@ -119,9 +119,12 @@ public abstract class FastWeightLearner : IMetaLearner
     }
 
     /// <summary>The score of each task of a meta-batch [T, ...] adapted all at once (execution: batched), each as <see cref="Evaluate"/> scores it alone.</summary>
-    public TaskScore[] EvaluateEach(Episode tasks)
+    public TaskScore[] EvaluateEach(Episode tasks) => ScoreEachAfter(tasks, TestInnerSteps);
+
+    /// <summary>As <see cref="ScoreAfter"/> for each task of a meta-batch [T, ...] adapted all at once.</summary>
+    public TaskScore[] ScoreEachAfter(Episode tasks, int steps)
     {
-        var output = PredictAfter(tasks, TestInnerSteps);
+        var output = PredictAfter(tasks, steps);
         using var noGrad = Torch.NoGrad();
         return [.. Enumerable.Range(0, (int)output.Size(0)).Select(t => Objective.Score(output[t], tasks.QueryY[t]))];
     }

@@ -55,8 +55,16 @@ public static class AdaptationCurve
         checkpoint.LoadInto(experiment.Learner.OuterParameterNames, experiment.Learner.OuterParameters, file);
         var learner = experiment.Learner as FastWeightLearner
             ?? throw new ConfigException($"--inner-steps: {config.Algorithm.Name} does not adapt by inner gradient steps; the curve is for gradient-based learners (maml, fomaml, anil, metasgd, …)");
-        var scores = EpisodeScoring.ForEachEpisode(experiment.Family, split, 0, episodes, experiment.TestShape, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers,
-            (task, _) => steps.Select(k => learner.ScoreAfter(task, k)).ToArray());
+        // Scored as eval scores (batched or one by one), so the point at the trained step count is eval's figure to the bit.
+        var scores = experiment.Plan.Batched
+            ? EpisodeScoring.ForEachRun<TaskScore[]>(experiment.Family, split, 0, episodes, experiment.TestShape, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers, experiment.Plan.TasksPerRun,
+                run =>
+                {
+                    var each = steps.Select(k => learner.ScoreEachAfter(run, k)).ToArray();
+                    return [.. Enumerable.Range(0, each[0].Length).Select(t => each.Select(s => s[t]).ToArray())];
+                })
+            : EpisodeScoring.ForEachEpisode(experiment.Family, split, 0, episodes, experiment.TestShape, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers,
+                (task, _) => steps.Select(k => learner.ScoreAfter(task, k)).ToArray());
         var metric = experiment.Objective.Headline;
         var seconds = clock.Elapsed.TotalSeconds;
         return [.. steps.Select((k, j) => new EvaluationResult(metric, Summary.Of(scores.Select(s => metric.Of(s[j])).ToArray()), split == Split.Val ? "val" : "test",
