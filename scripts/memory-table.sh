@@ -3,7 +3,8 @@
 # with checkpointed inner steps (algorithm.checkpoint_inner_steps) and iMAML, on Omniglot 5-way
 # 1-shot (configs/omniglot/maml-5w1s.yaml with a smaller meta-batch): the table in
 # docs/performance.md, "Memory against inner steps". Each cell is one `metarun bench` run; the
-# per-task mode's figures are printed (bench times the batched mode too and keeps it in the JSON).
+# per-task mode's figures are printed (`execution=per_task`; bench times the batched mode too and keeps it in
+# the JSON).
 #
 #   scripts/memory-table.sh --data-root ../shared/datasets [--model conv4|resnet12] [--filters N]
 #                           [--steps "1 5 10 25 50"] [--variants "maml maml-checkpointed imaml"]
@@ -56,7 +57,7 @@ for k in $steps; do
     json="$out/$model-$variant-k$k.json"
     "${metarun[@]}" bench "$root/configs/omniglot/maml-5w1s.yaml" --data-root "$data_root" \
       --iterations "$iterations" --warmup 1 --out "$json" "${model_keys[@]}" \
-      --set "algorithm.inner_steps=$k" --set "algorithm.meta_batch_size=$meta_batch" --set workers=1 "${keys[@]}" >"$json.log"
+      --set "algorithm.inner_steps=$k" --set "algorithm.meta_batch_size=$meta_batch" --set workers=1 --set execution=per_task "${keys[@]}" >"$json.log"
     echo "| $model | $k | $variant | $(field "$json" peak_growth_mb) | $(field "$json" peak_rss_mb) | $(field "$json" median_seconds) |"
   done
 done

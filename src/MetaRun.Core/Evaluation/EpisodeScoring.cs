@@ -68,19 +68,28 @@ public static class EpisodeScoring
     /// scores): the softmax of the query outputs is the predictive distribution — for a Bayesian
     /// learner the outputs are already its log predictive probabilities.
     /// </summary>
+    /// <remarks>With execution: batched, a fast-weight learner adapts to a run of episodes at once (<see cref="FastWeightLearner.PredictEach"/>).</remarks>
     public static List<(TaskScore Score, EpisodeCalibration Calibration)> CalibratedScores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
     {
-        (TaskScore, EpisodeCalibration) Score(Episode task, long _)
+        (TaskScore, EpisodeCalibration) Score(Tensor logits, Tensor queryY)
         {
-            var logits = e.Learner.AdaptTo(task).Logits;
             using var noGrad = Torch.NoGrad();
-            var (logp, labels, classes) = LogProbabilities(logits, task.QueryY);
-            return (e.Objective.Score(logits, task.QueryY), Calibration.OfLogProbabilities(logp, labels, classes));
+            var (logp, labels, classes) = LogProbabilities(logits, queryY);
+            return (e.Objective.Score(logits, queryY), Calibration.OfLogProbabilities(logp, labels, classes));
         }
+        Func<long, int, List<(TaskScore, EpisodeCalibration)>> mine = e.Plan.Batched && e.Learner is FastWeightLearner learner
+            ? (first, n) => ForEachRun<(TaskScore, EpisodeCalibration)>(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, e.Plan.TasksPerRun,
+                run =>
+                {
+                    var output = learner.PredictEach(run);
+                    return [.. Enumerable.Range(0, (int)output.Size(0)).Select(t => Score(output[t], run.QueryY[t]))];
+                }, progress)
+            : (first, n) => ForEachEpisode(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers,
+                (task, _) => Score(e.Learner.AdaptTo(task).Logits, task.QueryY), progress);
         const int width = 5 + 3 * Calibration.Bins;
-        return Gathered(e, split, count, e.TestShape, Score, width,
+        return Gathered(e, split, count, mine, width,
             s => [s.Item1.Loss, s.Item1.Accuracy, s.Item2.Nll, s.Item2.Brier, s.Item2.Ece, .. s.Item2.Bins.Flatten()],
-            v => (new TaskScore(v[0], v[1]), new EpisodeCalibration(v[2], v[3], v[4], ReliabilityBins.Unflatten(v[5..]))), progress);
+            v => (new TaskScore(v[0], v[1]), new EpisodeCalibration(v[2], v[3], v[4], ReliabilityBins.Unflatten(v[5..]))));
     }
 
     /// <summary>
@@ -146,11 +155,15 @@ public static class EpisodeScoring
     /// <paramref name="width"/> numbers each so that every rank holds all of them, in episode order.
     /// </summary>
     private static List<T> Gathered<T>(Experiment e, Split split, int count, EpisodeShape shape, Func<Episode, long, T> score, int width, Func<T, double[]> encode, Func<double[], T> decode,
-        IProgress<(int Done, int Total)>? progress)
+        IProgress<(int Done, int Total)>? progress) =>
+        Gathered(e, split, count, (first, n) => ForEachEpisode(e.Family, split, first, n, shape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress), width, encode, decode);
+
+    /// <summary>As above, this rank's share (first episode, count) scored by <paramref name="mine"/>.</summary>
+    private static List<T> Gathered<T>(Experiment e, Split split, int count, Func<long, int, List<T>> mine, int width, Func<T, double[]> encode, Func<double[], T> decode)
     {
         var parallel = e.Parallel;
-        var (first, mine) = parallel?.Share(0, count) ?? (0L, count);
-        var scores = ForEachEpisode(e.Family, split, first, mine, shape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress);
+        var (first, share) = parallel?.Share(0, count) ?? (0L, count);
+        var scores = mine(first, share);
         if (parallel == null) return scores;
         var all = parallel.Gather(scores.SelectMany(encode).ToArray(), $"gathering the {split} scores");
         return [.. Enumerable.Range(0, all.Length / width).Select(i => decode(all[(width * i)..(width * (i + 1))]))];
@@ -203,16 +216,9 @@ public static class EpisodeScoring
         ScoreEpisodes(e, split, count, width, (first, mine) => ForEachEpisode(e.Family, split, first, mine, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, score, progress));
 
     /// <summary>As above, this rank's share (first episode, count) scored by <paramref name="mine"/>.</summary>
-    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<long, int, List<TaskScore[]>> mine)
-    {
-        var parallel = e.Parallel;
-        var (first, share) = parallel?.Share(0, count) ?? (0L, count);
-        var scores = mine(first, (int)share);
-        if (parallel == null) return scores;
-        var all = parallel.Gather(scores.SelectMany(s => s.SelectMany(t => new[] { t.Loss, t.Accuracy })).ToArray(), $"gathering the {split} scores");
-        var per = 2 * width;
-        return [.. Enumerable.Range(0, all.Length / per).Select(i => Enumerable.Range(0, width).Select(j => new TaskScore(all[per * i + 2 * j], all[per * i + 2 * j + 1])).ToArray())];
-    }
+    private static List<TaskScore[]> ScoreEpisodes(Experiment e, Split split, int count, int width, Func<long, int, List<TaskScore[]>> mine) =>
+        Gathered(e, split, count, mine, 2 * width, s => [.. s.SelectMany(t => new[] { t.Loss, t.Accuracy })],
+            v => [.. Enumerable.Range(0, width).Select(j => new TaskScore(v[2 * j], v[2 * j + 1]))]);
 }
 
 /// <summary>One episode of the out-of-distribution check: accuracy on its in-episode queries; predictive entropy and top probability of each in-episode and each out-of-episode query.</summary>

@@ -22,7 +22,7 @@ public static class Evaluator
     /// and the work are — never anything that was trained.
     /// </summary>
     public static readonly IReadOnlyList<string> ChangeableKeys =
-        ["data.test.ways", "data.test.shots", "data.test.queries", "data.test.within_alphabet", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads"];
+        ["data.test.ways", "data.test.shots", "data.test.queries", "data.test.within_alphabet", "data.root", "algorithm.inner_lr", "algorithm.test_inner_steps", "device", "threads", "execution"];
 
     /// <summary>Refuses a --set of anything evaluation may not change (<see cref="ChangeableKeys"/>).</summary>
     public static void CheckChanges(IReadOnlyList<string> sets)

@@ -50,7 +50,7 @@ public sealed class DoubleBackwardTests
         }
     }
 
-    // Groups of 2 input channels take the group-by-group path (a meta-batch's first layer), of 16 one grouped call.
+    // Groups of 2 input channels (oneDNN's gemm path) and of 16 (its direct kernels).
     [Theory]
     [InlineData(1, 1, 2)]
     [InlineData(2, 1, 2)]

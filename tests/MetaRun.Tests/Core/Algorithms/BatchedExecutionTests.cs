@@ -140,13 +140,23 @@ public class BatchedExecutionTests
     }
 
     [Fact]
-    public void Auto_batches_the_algorithms_that_can_in_runs_of_eight_tasks_on_single_threaded_workers()
+    public void Auto_batches_small_image_tasks_on_the_cpu_in_runs_of_up_to_eight_on_single_threaded_workers()
     {
-        var plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\n", "t.yaml"));
+        static ExecutionPlan Plan(string yaml) => Experiment.PlanFor(ConfigLoader.Parse("device: cpu\n" + yaml, "t.yaml"));
+        const string omniglot = "data: {dataset: omniglot, train: {ways: 5, shots: 1, queries: 1}}\n";
+        var plan = Plan(omniglot + "algorithm: {meta_batch_size: 32}\n");
         Assert.True(plan.Batched);
-        Assert.Equal(Experiment.CpuTasksPerRun, plan.TasksPerRun);
-        Assert.False(Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nalgorithm: {name: reptile}\n", "t.yaml")).Batched);
-        Assert.False(Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nexecution: per_task\n", "t.yaml")).Batched);
+        Assert.Equal(8, plan.TasksPerRun);
+        // A small meta-batch still gives two workers a run each.
+        Assert.Equal(4, Plan(omniglot + "algorithm: {meta_batch_size: 8}\n").TasksPerRun);
+        Assert.Equal(1, Plan(omniglot + "algorithm: {meta_batch_size: 1}\n").TasksPerRun);
+        // 5-shot and 20-way episodes, or 5 queries per class, ran faster per task; so do the algorithms that cannot batch.
+        Assert.False(Plan("data: {dataset: omniglot, train: {ways: 5, shots: 5, queries: 1}}\n").Batched);
+        Assert.False(Plan("data: {dataset: omniglot, train: {ways: 20, shots: 1, queries: 1}, test: {ways: 20}}\n").Batched);
+        Assert.False(Plan("data: {dataset: omniglot, train: {ways: 5, shots: 1, queries: 5}}\n").Batched);
+        Assert.False(Plan(omniglot + "algorithm: {name: reptile}\n").Batched);
+        Assert.False(Plan(omniglot + "execution: per_task\n").Batched);
+        Assert.False(Plan("data: {dataset: sinusoid}\n").Batched);
         plan = Experiment.PlanFor(ConfigLoader.Parse("device: cpu\nexecution: batched\n", "t.yaml"));
         Assert.True(plan.Batched);
         // On the CPU each worker takes a run of the meta-batch's tasks, batched, on one thread.

@@ -37,6 +37,11 @@ public class CalibrationEvalTests
         var ood = Eval(run, Path.Combine(dir, "ood.json"), "--ood");
         var again = Eval(run, Path.Combine(dir, "again.json"), "--ood");
 
+        // A MAML run evaluates batched by default; one task at a time gives the same figures.
+        var perTask = Eval(run, Path.Combine(dir, "per-task.json"), "--set", "execution=per_task");
+        Assert.Equal(perTask.GetProperty("mean").GetDouble(), plain.GetProperty("mean").GetDouble(), 12);
+        Assert.Equal(perTask.GetProperty("calibration").GetProperty("nll").GetDouble(), plain.GetProperty("calibration").GetProperty("nll").GetDouble(), 5);
+
         // --ood adds to the same episodes' result; it does not change it.
         Assert.Equal(plain.GetProperty("mean").GetDouble(), ood.GetProperty("mean").GetDouble());
         Assert.Equal(plain.GetProperty("calibration").GetProperty("nll").GetDouble(), ood.GetProperty("calibration").GetProperty("nll").GetDouble());
