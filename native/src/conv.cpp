@@ -36,46 +36,12 @@ void remember(AutogradContext* ctx, const Geometry& g) {
   ctx->saved_data["groups"] = g.groups;
 }
 
-// oneDNN runs a grouped convolution whose groups have few input channels (a meta-batch's first
-// layer: one channel per task for Omniglot, three for RGB) through its gemm fallback, with a copy
-// of the input in front: 1.8 ms for 8 tasks' first layer where 8 ungrouped calls take 0.3 ms
-// (DNNL_VERBOSE=1 on `bench --set execution=batched`). Such convolutions run group by group.
-bool apart(const at::Tensor& x, const Geometry& g) {
-  return g.groups > 1 && x.device().is_cpu() && x.size(1) / g.groups < 16;
-}
-
-at::Tensor conv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b, const Geometry& g) {
-  if (!apart(x, g)) return at::conv2d(x, w, b, g.stride, g.padding, g.dilation, g.groups);
-  const int64_t in = x.size(1) / g.groups, out = w.size(0) / g.groups;
-  std::vector<at::Tensor> parts;
-  for (int64_t k = 0; k < g.groups; k++)
-    parts.push_back(at::conv2d(x.narrow(1, k * in, in), w.narrow(0, k * out, out),
-                               b.has_value() ? c10::optional<at::Tensor>(b->narrow(0, k * out, out)) : c10::nullopt,
-                               g.stride, g.padding, g.dilation, 1));
-  return at::cat(parts, 1);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_of(const at::Tensor& gy, const at::Tensor& x,
                                                            const at::Tensor& w, const Geometry& g, bool bias,
                                                            std::array<bool, 3> mask) {
-  if (!apart(x, g)) {
-    const std::vector<int64_t> bias_sizes{w.size(0)};
-    return at::convolution_backward(gy, x, w, bias ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, g.stride,
-                                    g.padding, g.dilation, false, {0, 0}, g.groups, mask);
-  }
-  const int64_t in = x.size(1) / g.groups, out = w.size(0) / g.groups;
-  const std::vector<int64_t> bias_sizes{out};
-  std::vector<at::Tensor> dx, dw, db;
-  for (int64_t k = 0; k < g.groups; k++) {
-    auto r = at::convolution_backward(gy.narrow(1, k * out, out), x.narrow(1, k * in, in), w.narrow(0, k * out, out),
-                                      bias ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, g.stride, g.padding,
-                                      g.dilation, false, {0, 0}, 1, mask);
-    if (mask[0]) dx.push_back(std::get<0>(r));
-    if (mask[1]) dw.push_back(std::get<1>(r));
-    if (mask[2] && bias) db.push_back(std::get<2>(r));
-  }
-  auto join = [](std::vector<at::Tensor>& v, int64_t dim) { return v.empty() ? at::Tensor() : at::cat(v, dim); };
-  return {join(dx, 1), join(dw, 0), join(db, 0)};
+  const std::vector<int64_t> bias_sizes{w.size(0)};
+  return at::convolution_backward(gy, x, w, bias ? c10::OptionalIntArrayRef(bias_sizes) : c10::nullopt, g.stride,
+                                  g.padding, g.dilation, false, {0, 0}, g.groups, mask);
 }
 
 // (gy, x, w) → (gx, gw, gb), differentiable through the formulas above.
@@ -101,11 +67,11 @@ struct ConvolutionBackward : public torch::autograd::Function<ConvolutionBackwar
     at::Tensor dgy, dx, dw;
     auto add = [](at::Tensor& sum, const at::Tensor& t) { sum = sum.defined() ? sum + t : t; };
     if (ggx.defined()) {
-      add(dgy, conv(ggx, w, c10::nullopt, g));
+      add(dgy, at::conv2d(ggx, w, {}, g.stride, g.padding, g.dilation, g.groups));
       dw = std::get<1>(backward_of(gy, ggx, w, g, false, {false, true, false}));
     }
     if (ggw.defined()) {
-      add(dgy, conv(x, ggw, c10::nullopt, g));
+      add(dgy, at::conv2d(x, ggw, {}, g.stride, g.padding, g.dilation, g.groups));
       if (x.requires_grad()) dx = std::get<0>(backward_of(gy, x, ggw, g, false, {true, false, false}));
     }
     if (ggb.defined() && ctx->saved_data["bias"].toBool()) add(dgy, ggb.reshape({1, -1, 1, 1}).expand_as(gy));
@@ -121,7 +87,7 @@ struct Convolution : public torch::autograd::Function<Convolution> {
     remember(ctx, {stride, padding, dilation, groups});
     const bool bias = b.numel() > 0;
     ctx->saved_data["bias"] = bias;
-    return conv(x, w, bias ? c10::optional<at::Tensor>(b) : c10::nullopt, {stride, padding, dilation, groups});
+    return at::conv2d(x, w, bias ? c10::optional<at::Tensor>(b) : c10::nullopt, stride, padding, dilation, groups);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
