@@ -41,12 +41,17 @@ public class BatchedExecutionTests
         };
     }
 
+    private static AlgorithmConfig Settings(string algorithm, string[] keys) =>
+        ConfigLoader.Parse($"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n")), "t.yaml").Algorithm;
+
+    private static MetaBatch Batch(string model) =>
+        model == "mlp" ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
+
     private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration, int workers = 1, int tasksPerRun = 0)
     {
-        var regression = model == "mlp";
-        using var learner = AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
+        using var learner = AlgorithmRegistry.Create(a, Model(model), new Objective(model == "mlp"));
         (learner as IIterationAware)?.SetIteration(iteration);
-        using var batch = regression ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
+        using var batch = Batch(model);
         var step = batched ? MetaIteration.BatchedGradient(learner, batch, Device.Cpu, workers, tasksPerRun) : MetaIteration.SumTaskGradients(learner, batch, Device.Cpu, workers: 1);
         return (step.Gradients.Select(t => t?.Detach().Clone()).ToArray(), step.Loss, step.Accuracy);
     }
@@ -80,8 +85,7 @@ public class BatchedExecutionTests
     public void BatchedOuterGradientEqualsThePerTaskSum(string algorithm, string model, string[] keys)
     {
         using var scope = Torch.NewScope();
-        var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
-        var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
+        var a = Settings(algorithm, keys);
         var perTask = Gradient(a, model, batched: false, iteration: 2);
         // One run of all three tasks, and two workers with runs of two and one task.
         foreach (var (workers, perRun) in new[] { (1, 0), (2, 2) })
@@ -100,11 +104,9 @@ public class BatchedExecutionTests
     public void A_meta_batch_scored_at_once_scores_each_task_as_alone(string algorithm, string model, string[] keys)
     {
         using var scope = Torch.NewScope();
-        var yaml = $"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n"));
-        var a = ConfigLoader.Parse(yaml, "t.yaml").Algorithm;
         var regression = model == "mlp";
-        using var learner = (FastWeightLearner)AlgorithmRegistry.Create(a, Model(model), new Objective(regression));
-        using var batch = regression ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
+        using var learner = (FastWeightLearner)AlgorithmRegistry.Create(Settings(algorithm, keys), Model(model), new Objective(regression));
+        using var batch = Batch(model);
         var tasks = TaskWorkers.Episodes(batch, Device.Cpu);
         var together = learner.EvaluateEach(new Episode(batch.SupportX, batch.SupportY, batch.QueryX, batch.QueryY));
         Assert.Equal(Tasks, together.Length);
@@ -120,7 +122,7 @@ public class BatchedExecutionTests
     public void Batched_runs_give_the_same_bits_on_one_worker_or_two()
     {
         using var scope = Torch.NewScope();
-        var a = ConfigLoader.Parse("algorithm:\n  name: maml\n  inner_steps: 2\n", "t.yaml").Algorithm;
+        var a = Settings("maml", ["inner_steps=2"]);
         var first = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2, tasksPerRun: 2);
         foreach (var workers in new[] { 2, 1, 2 })
         {
