@@ -201,7 +201,7 @@ public static class EpisodeScoring
             using var batch = family.Sample(split, start + first, (int)Math.Min(batchSize, count - first), shape);
             var runs = TaskWorkers.Runs(batch, device, tasksPerRun);
             var results = new T[runs.Length][];
-            TaskWorkers.ForEach(runs.Length, workers, i => results[i] = score(runs[i].Run));
+            TaskWorkers.ForEach(runs.Length, workers, i => results[i] = score(runs[i]));
             foreach (var r in results) scores.AddRange(r);
             progress?.Report((scores.Count, count));
         }

@@ -112,7 +112,7 @@ public static class MetaIteration
     public static MetaStep BatchedGradient(IMetaLearner learner, MetaBatch batch, Device device, int workers, int tasksPerRun = 0, int? metaBatchSize = null)
     {
         var runs = TaskWorkers.Runs(batch, device, tasksPerRun);
-        return Sum(learner, [.. runs.Select(r => r.Run)], [.. runs.Select(r => (int)r.Run.SupportX.Size(0))], workers, 1.0 / (metaBatchSize ?? batch.Tasks));
+        return Sum(learner, runs, [.. runs.Select(r => (int)r.SupportX.Size(0))], workers, 1.0 / (metaBatchSize ?? batch.Tasks));
     }
 
     /// <summary>The gradients of <paramref name="episodes"/> (holding <paramref name="sizes"/> tasks each) on the workers, summed in order; metrics are the mean over tasks.</summary>

@@ -24,9 +24,9 @@ public static class TaskWorkers
     /// <summary>
     /// The meta-batch cut into runs of consecutive tasks, as even as possible, none longer than
     /// <paramref name="tasksPerRun"/> (0: one run of all), each one episode with a task dimension on
-    /// <paramref name="device"/>, and the index of its first task.
+    /// <paramref name="device"/>.
     /// </summary>
-    public static (Episode Run, int First)[] Runs(MetaBatch batch, Device device, int tasksPerRun)
+    public static Episode[] Runs(MetaBatch batch, Device device, int tasksPerRun)
     {
         var n = batch.Tasks;
         var runs = tasksPerRun <= 0 ? 1 : (n + tasksPerRun - 1) / tasksPerRun;
@@ -35,7 +35,7 @@ public static class TaskWorkers
         {
             var (start, end) = ((long)r * n / runs, (long)(r + 1) * n / runs);
             var size = end - start;
-            return (new Episode(sx.Narrow(0, start, size), sy.Narrow(0, start, size), qx.Narrow(0, start, size), qy.Narrow(0, start, size)), (int)start);
+            return new Episode(sx.Narrow(0, start, size), sy.Narrow(0, start, size), qx.Narrow(0, start, size), qy.Narrow(0, start, size));
         })];
     }
 
