@@ -118,9 +118,6 @@ public abstract class FastWeightLearner : IMetaLearner
         return Objective.Score(output, task.QueryY);
     }
 
-    /// <summary>The score of each task of a meta-batch [T, ...] adapted all at once (execution: batched), each as <see cref="Evaluate"/> scores it alone.</summary>
-    public TaskScore[] EvaluateEach(Episode tasks) => ScoreEachAfter(tasks, TestInnerSteps);
-
     /// <summary>The query outputs [T, ...] of a meta-batch's tasks adapted all at once with the test step count: task t's are what <see cref="AdaptTo"/> gives it alone.</summary>
     public Tensor PredictEach(Episode tasks) => PredictAfter(tasks, TestInnerSteps);
 

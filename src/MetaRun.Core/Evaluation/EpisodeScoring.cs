@@ -14,16 +14,24 @@ public static class EpisodeScoring
 {
     /// <summary>The query loss and accuracy of each episode after the learner adapted to its support set.</summary>
     /// <param name="progress">Told (this rank's episodes scored, this rank's share) after each batch of episodes.</param>
-    /// <remarks>With execution: batched, a fast-weight learner adapts to a run of episodes at once (<see cref="FastWeightLearner.EvaluateEach"/>).</remarks>
-    public static List<TaskScore> Scores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
-    {
-        Func<long, int, List<TaskScore[]>> mine = e.Plan.Batched && e.Learner is FastWeightLearner learner
-            ? (first, n) => ForEachRun<TaskScore[]>(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, e.Plan.TasksPerRun,
-                run => [.. learner.EvaluateEach(run).Select(s => new[] { s })], progress)
-            : (first, n) => ForEachEpisode(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers,
-                (task, _) => new[] { e.Learner.Evaluate(task) }, progress);
-        return [.. ScoreEpisodes(e, split, count, 1, mine).Select(s => s[0])];
-    }
+    public static List<TaskScore> Scores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null) =>
+        [.. ScoreEpisodes(e, split, count, 1, Adapted(e, split, (output, queryY) => new[] { e.Objective.Score(output, queryY) }, task => [e.Learner.Evaluate(task)], progress)).Select(s => s[0])];
+
+    /// <summary>
+    /// A scorer of this rank's share of episodes (first, count): each episode's query outputs after
+    /// adapting to its support set, made into a result by <paramref name="fromOutput"/>(outputs,
+    /// query targets); with execution: batched a fast-weight learner adapts to a run of episodes at
+    /// once (<see cref="FastWeightLearner.PredictEach"/>), otherwise each is <paramref name="alone"/>(episode).
+    /// </summary>
+    private static Func<long, int, List<T>> Adapted<T>(Experiment e, Split split, Func<Tensor, Tensor, T> fromOutput, Func<Episode, T> alone, IProgress<(int Done, int Total)>? progress) =>
+        e.Plan.Batched && e.Learner is FastWeightLearner learner
+            ? (first, n) => ForEachRun(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, e.Plan.TasksPerRun, run =>
+            {
+                var output = learner.PredictEach(run);
+                using var noGrad = Torch.NoGrad();
+                return Enumerable.Range(0, (int)output.Size(0)).Select(t => fromOutput(output[t], run.QueryY[t])).ToArray();
+            }, progress)
+            : (first, n) => ForEachEpisode(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, (task, _) => alone(task), progress);
 
     /// <summary>
     /// Each episode scored twice by the same adapted model: on its clean query set, and on the
@@ -68,7 +76,6 @@ public static class EpisodeScoring
     /// scores): the softmax of the query outputs is the predictive distribution — for a Bayesian
     /// learner the outputs are already its log predictive probabilities.
     /// </summary>
-    /// <remarks>With execution: batched, a fast-weight learner adapts to a run of episodes at once (<see cref="FastWeightLearner.PredictEach"/>).</remarks>
     public static List<(TaskScore Score, EpisodeCalibration Calibration)> CalibratedScores(Experiment e, Split split, int count, IProgress<(int Done, int Total)>? progress = null)
     {
         (TaskScore, EpisodeCalibration) Score(Tensor logits, Tensor queryY)
@@ -77,17 +84,8 @@ public static class EpisodeScoring
             var (logp, labels, classes) = LogProbabilities(logits, queryY);
             return (e.Objective.Score(logits, queryY), Calibration.OfLogProbabilities(logp, labels, classes));
         }
-        Func<long, int, List<(TaskScore, EpisodeCalibration)>> mine = e.Plan.Batched && e.Learner is FastWeightLearner learner
-            ? (first, n) => ForEachRun<(TaskScore, EpisodeCalibration)>(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers, e.Plan.TasksPerRun,
-                run =>
-                {
-                    var output = learner.PredictEach(run);
-                    return [.. Enumerable.Range(0, (int)output.Size(0)).Select(t => Score(output[t], run.QueryY[t]))];
-                }, progress)
-            : (first, n) => ForEachEpisode(e.Family, split, first, n, e.TestShape, e.Config.Algorithm.MetaBatchSize, e.Device, e.Workers,
-                (task, _) => Score(e.Learner.AdaptTo(task).Logits, task.QueryY), progress);
         const int width = 5 + 3 * Calibration.Bins;
-        return Gathered(e, split, count, mine, width,
+        return Gathered(e, split, count, Adapted(e, split, Score, task => Score(e.Learner.AdaptTo(task).Logits, task.QueryY), progress), width,
             s => [s.Item1.Loss, s.Item1.Accuracy, s.Item2.Nll, s.Item2.Brier, s.Item2.Ece, .. s.Item2.Bins.Flatten()],
             v => (new TaskScore(v[0], v[1]), new EpisodeCalibration(v[2], v[3], v[4], ReliabilityBins.Unflatten(v[5..]))));
     }
