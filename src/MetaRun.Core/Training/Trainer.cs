@@ -63,8 +63,10 @@ public sealed class Trainer(Experiment experiment, RunDirectory run, ILogger log
         var curves = writes ? new Reports.Plots.CurvesWriter(run, log) : null;
         var clock = Stopwatch.StartNew();
         observer?.Started(start, total);
-        log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads",
-            config.Name, config.Algorithm.Name, config.Data.Dataset.Yaml(), start + 1, total, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers, Torch.Threads);
+        var plan = experiment.Plan;
+        var execution = !plan.Batched ? "tasks one by one" : plan.TasksPerRun > 0 ? $"batched in runs of up to {plan.TasksPerRun} tasks" : "batched";
+        log.Information("Training {Name}: {Algorithm} on {Dataset}, iterations {Start}..{Total}, meta-batch {Batch}, device {Device}, {Workers} workers × {Threads} threads, {Execution:l}",
+            config.Name, config.Algorithm.Name, config.Data.Dataset.Yaml(), start + 1, total, config.Algorithm.MetaBatchSize, experiment.Device, experiment.Workers, Torch.Threads, execution);
         if (parallel != null)
             log.Information("Rank {Rank} of {World} ({Backend:l}, rendezvous {Addr:l}:{Port}, collective timeout {Timeout} s)",
                 parallel.Rank, parallel.WorldSize, parallel.Backend.ToString(), parallel.Launch.MasterAddr, parallel.Launch.MasterPort, parallel.Timeout.TotalSeconds);
