@@ -155,14 +155,8 @@ struct BatchNormTrain : public torch::autograd::Function<BatchNormTrain> {
     const auto saved = ctx->get_saved_variables();
     const double eps = ctx->saved_data["eps"].toDouble();
     if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-    variable_list g;
-    if (at::GradMode::is_enabled()) {
-      g = BatchNormBackward::apply(grads[0], saved[0], saved[1], saved[2], saved[3], eps);
-    } else {
-      auto r = at::native_batch_norm_backward(grads[0], saved[0], saved[1], {}, {}, saved[2], saved[3], true, eps,
-                                              {true, true, true});
-      g = {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
-    }
+    // Without grad mode (no create_graph) apply records nothing: it is libtorch's fused backward.
+    auto g = BatchNormBackward::apply(grads[0], saved[0], saved[1], saved[2], saved[3], eps);
     return {g[0], g[1], g[2], at::Tensor()};
   }
 };
