@@ -24,6 +24,112 @@ using torch::autograd::variable_list;
 //   ∂/∂x  = −γ r² (P x̂ / m + V D + B (u − Ū − x̂ V)) + a r D
 //   ∂/∂γ  = r P
 // (from ∂x̂_j/∂x_i = r(δ_ij − 1/m − x̂_i x̂_j/m) and ∂r/∂x_i = −r² x̂_i / m).
+// The forward and the first backward, per channel. libtorch's own kernels for a [N, C, H, W] tensor
+// take several times a copy's time on the small maps of a meta-learning network (0.79 ms against
+// 0.05 ms for a copy of 5 × 512 × 14 × 14 on one thread: its statistics go through a general
+// reduction over dimensions 0, 2 and 3). A channel's N × H × W values are a few kilobytes, so each
+// channel is read from memory once, its later passes served from cache.
+//
+// Partial sums in kLanes independent lanes, added into a double once per sample: the vector
+// units get independent additions, and the order of every sum is fixed by the shape alone (the
+// same bits on any thread count).
+constexpr int64_t kLanes = 16;
+
+// Σ f(p, q, k) over a channel's values: sample i's run of s values starts at p + i·stride (and q + i·stride).
+template <typename scalar_t, typename F>
+double channel_sum(const scalar_t* p0, const scalar_t* q0, int64_t n, int64_t stride, int64_t s, F f) {
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const scalar_t *p = p0 + i * stride, *q = q0 + i * stride;
+    scalar_t lane[kLanes] = {};
+    int64_t k = 0;
+    for (; k + kLanes <= s; k += kLanes)
+      for (int64_t l = 0; l < kLanes; l++) lane[l] += f(p, q, k + l);
+    for (int64_t l = 0; k < s; k++, l++) lane[l] += f(p, q, k);
+    double part = 0;
+    for (int64_t l = 0; l < kLanes; l++) part += lane[l];
+    total += part;
+  }
+  return total;
+}
+
+// x [N, C, S] contiguous → y = γ (x − μ) r + β, with the batch's mean μ and r = 1/√(σ² + ε) (σ² biased).
+template <typename scalar_t>
+void forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps, at::Tensor& y,
+                 at::Tensor& mean, at::Tensor& invstd) {
+  const int64_t n = x.size(0), c = x.size(1), s = x.numel() / (n * c), m = n * s;
+  const scalar_t* X = x.data_ptr<scalar_t>();
+  const scalar_t* W = w.data_ptr<scalar_t>();
+  const scalar_t* B = b.data_ptr<scalar_t>();
+  scalar_t* Y = y.data_ptr<scalar_t>();
+  scalar_t* MU = mean.data_ptr<scalar_t>();
+  scalar_t* R = invstd.data_ptr<scalar_t>();
+  at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ch++) {
+      const scalar_t* base = X + ch * s;
+      const double mu = channel_sum(base, base, n, c * s, s, [](const scalar_t* p, const scalar_t*, int64_t k) { return p[k]; }) / m;
+      const scalar_t muv = static_cast<scalar_t>(mu);
+      const double var = channel_sum(base, base, n, c * s, s, [muv](const scalar_t* p, const scalar_t*, int64_t k) {
+                           const scalar_t d = p[k] - muv;
+                           return d * d;
+                         }) / m;
+      const double r = 1.0 / std::sqrt(var + eps);
+      MU[ch] = muv;
+      R[ch] = static_cast<scalar_t>(r);
+      const scalar_t scale = static_cast<scalar_t>(W[ch] * r), shift = static_cast<scalar_t>(B[ch] - mu * W[ch] * r);
+      for (int64_t i = 0; i < n; i++) {
+        const scalar_t* p = base + i * c * s;
+        scalar_t* q = Y + (i * c + ch) * s;
+        for (int64_t k = 0; k < s; k++) q[k] = p[k] * scale + shift;
+      }
+    }
+  });
+}
+
+// The first backward: gx = γ r (gy − A − x̂ B), gγ = m B, gβ = m A (A = mean(gy), B = mean(gy x̂)).
+template <typename scalar_t>
+void backward_cpu(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& mean,
+                  const at::Tensor& invstd, at::Tensor& gx, at::Tensor& gw, at::Tensor& gb) {
+  const int64_t n = x.size(0), c = x.size(1), s = x.numel() / (n * c), m = n * s;
+  const scalar_t* GY = gy.data_ptr<scalar_t>();
+  const scalar_t* X = x.data_ptr<scalar_t>();
+  const scalar_t* W = w.data_ptr<scalar_t>();
+  const scalar_t* MU = mean.data_ptr<scalar_t>();
+  const scalar_t* R = invstd.data_ptr<scalar_t>();
+  scalar_t* GX = gx.data_ptr<scalar_t>();
+  scalar_t* GW = gw.data_ptr<scalar_t>();
+  scalar_t* GB = gb.data_ptr<scalar_t>();
+  at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ch++) {
+      const scalar_t mu = MU[ch];
+      const int64_t offset = ch * s;
+      const double sgy = channel_sum(GY + offset, GY + offset, n, c * s, s, [](const scalar_t* g, const scalar_t*, int64_t k) { return g[k]; });
+      const double sgyx = channel_sum(GY + offset, X + offset, n, c * s, s, [mu](const scalar_t* g, const scalar_t* xx, int64_t k) {
+        return g[k] * (xx[k] - mu);
+      });
+      const double r = R[ch], gamma = W[ch];
+      const double A = sgy / m, B = sgyx * r / m;
+      // gx = γ r gy − γ r² B (x − μ) − γ r A, as multiply-adds per value.
+      const scalar_t k1 = static_cast<scalar_t>(gamma * r), k2 = static_cast<scalar_t>(-gamma * r * r * B),
+                     k3 = static_cast<scalar_t>(-gamma * r * A);
+      for (int64_t i = 0; i < n; i++) {
+        const int64_t o = (i * c + ch) * s;
+        for (int64_t k = 0; k < s; k++) GX[o + k] = GY[o + k] * k1 + (X[o + k] - mu) * k2 + k3;
+      }
+      GW[ch] = static_cast<scalar_t>(sgyx * r);
+      GB[ch] = static_cast<scalar_t>(sgy);
+    }
+  });
+}
+
+bool fused_kernels(const at::Tensor& x, std::initializer_list<at::Tensor> others) {
+  if (!x.device().is_cpu() || x.dim() < 3 || (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble))
+    return false;
+  for (const auto& t : others)
+    if (t.scalar_type() != x.scalar_type()) return false;
+  return true;
+}
+
 template <typename scalar_t>
 void double_backward_cpu(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& mean,
                          const at::Tensor& invstd, const at::Tensor& u, const at::Tensor& a, const at::Tensor& b,
@@ -40,37 +146,44 @@ void double_backward_cpu(const at::Tensor& gy, const at::Tensor& x, const at::Te
   scalar_t* GGY = ggy.data_ptr<scalar_t>();
   scalar_t* GX = gx.data_ptr<scalar_t>();
   scalar_t* GW = gw.data_ptr<scalar_t>();
-  // One channel per thread at a time, its sums in one fixed order: the same bits on any thread count.
   at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ch++) {
-      const double mu = MU[ch], r = R[ch], gamma = W[ch];
-      double sgy = 0, sgyx = 0, su = 0, sux = 0, sugy = 0;
-      for (int64_t i = 0; i < n; i++) {
-        const int64_t o = (i * c + ch) * s;
-        for (int64_t k = 0; k < s; k++) {
-          const double xh = (X[o + k] - mu) * r, g = GY[o + k];
-          sgy += g;
-          sgyx += g * xh;
-          if (U) {
-            const double uu = U[o + k];
-            su += uu;
-            sux += uu * xh;
-            sugy += uu * g;
-          }
-        }
+      const scalar_t mu = MU[ch];
+      const int64_t o = ch * s, stride = c * s;
+      const double r = R[ch], gamma = W[ch];
+      const auto centred = [mu](const scalar_t* p, int64_t k) { return p[k] - mu; };
+      const double sgy = channel_sum(GY + o, GY + o, n, stride, s, [](const scalar_t* g, const scalar_t*, int64_t k) { return g[k]; });
+      const double sgyx = channel_sum(GY + o, X + o, n, stride, s, [&](const scalar_t* g, const scalar_t* xx, int64_t k) { return g[k] * centred(xx, k); }) * r;
+      double su = 0, sux = 0, sugy = 0;
+      if (U) {
+        su = channel_sum(U + o, U + o, n, stride, s, [](const scalar_t* uu, const scalar_t*, int64_t k) { return uu[k]; });
+        sux = channel_sum(U + o, X + o, n, stride, s, [&](const scalar_t* uu, const scalar_t* xx, int64_t k) { return uu[k] * centred(xx, k); }) * r;
+        sugy = channel_sum(U + o, GY + o, n, stride, s, [](const scalar_t* uu, const scalar_t* g, int64_t k) { return uu[k] * g[k]; });
       }
       const double A = sgy / m, B = sgyx / m, Ubar = su / m, V = sux / m;
       const double P = sugy - A * su - B * sux;
       const double av = AA ? AA[ch] : 0.0, bv = BB ? BB[ch] : 0.0;
       const double gr = gamma * r, gr2 = gamma * r * r;
+      // The formulas above as multiply-adds of (gy, u, x − μ) per value, their coefficients in double.
+      const scalar_t y_u = static_cast<scalar_t>(gr), y_x = static_cast<scalar_t>(av * r - gr * V * r),
+                     y_1 = static_cast<scalar_t>(bv - gr * Ubar);
+      const scalar_t x_g = static_cast<scalar_t>(av * r - gr2 * V), x_u = static_cast<scalar_t>(-gr2 * B),
+                     x_x = static_cast<scalar_t>(-gr2 * P * r / m + 2 * gr2 * V * B * r - av * r * r * B),
+                     x_1 = static_cast<scalar_t>(gr2 * V * A + gr2 * B * Ubar - av * r * A);
       for (int64_t i = 0; i < n; i++) {
-        const int64_t o = (i * c + ch) * s;
-        for (int64_t k = 0; k < s; k++) {
-          const double xh = (X[o + k] - mu) * r, g = GY[o + k];
-          const double uu = U ? U[o + k] : 0.0;
-          const double d = g - A - xh * B, e = uu - Ubar - xh * V;
-          GGY[o + k] = static_cast<scalar_t>(gr * e + av * xh + bv);
-          GX[o + k] = static_cast<scalar_t>(-gr2 * (P * xh / m + V * d + B * e) + av * r * d);
+        const int64_t q = o + i * stride;
+        if (U) {
+          for (int64_t k = 0; k < s; k++) {
+            const scalar_t xc = X[q + k] - mu;
+            GGY[q + k] = U[q + k] * y_u + xc * y_x + y_1;
+            GX[q + k] = GY[q + k] * x_g + U[q + k] * x_u + xc * x_x + x_1;
+          }
+        } else {
+          for (int64_t k = 0; k < s; k++) {
+            const scalar_t xc = X[q + k] - mu;
+            GGY[q + k] = xc * y_x + y_1;
+            GX[q + k] = GY[q + k] * x_g + xc * x_x + x_1;
+          }
         }
       }
       GW[ch] = static_cast<scalar_t>(r * P);
@@ -112,9 +225,17 @@ variable_list double_backward_composite(const at::Tensor& gy, const at::Tensor& 
 struct BatchNormBackward : public torch::autograd::Function<BatchNormBackward> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w,
                                const at::Tensor& mean, const at::Tensor& invstd, double eps) {
-    auto r = at::native_batch_norm_backward(gy, x, w, {}, {}, mean, invstd, true, eps, {true, true, true});
     ctx->save_for_backward({gy, x, w, mean, invstd});
     ctx->saved_data["eps"] = eps;
+    if (fused_kernels(x, {gy, w, mean, invstd})) {
+      const auto xc = x.contiguous(), gyc = gy.contiguous();
+      auto gx = at::empty_like(xc), gw = at::empty_like(w), gb = at::empty_like(w);
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "metarun_batch_norm_backward", [&] {
+        backward_cpu<scalar_t>(gyc, xc, w.contiguous(), mean.contiguous(), invstd.contiguous(), gx, gw, gb);
+      });
+      return {gx, gw, gb};
+    }
+    auto r = at::native_batch_norm_backward(gy, x, w, {}, {}, mean, invstd, true, eps, {true, true, true});
     return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
   }
 
@@ -145,9 +266,18 @@ struct BatchNormBackward : public torch::autograd::Function<BatchNormBackward> {
 struct BatchNormTrain : public torch::autograd::Function<BatchNormTrain> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                             double eps) {
+    ctx->saved_data["eps"] = eps;
+    if (fused_kernels(x, {w, b})) {
+      const auto xc = x.contiguous();
+      auto y = at::empty_like(xc), mean = at::empty({x.size(1)}, w.options()), invstd = at::empty({x.size(1)}, w.options());
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "metarun_batch_norm", [&] {
+        forward_cpu<scalar_t>(xc, w.contiguous(), b.contiguous(), eps, y, mean, invstd);
+      });
+      ctx->save_for_backward({xc, w, mean, invstd});
+      return y;
+    }
     auto r = at::native_batch_norm(x, w, b, {}, {}, true, 0.0, eps);
     ctx->save_for_backward({x, w, std::get<1>(r), std::get<2>(r)});
-    ctx->saved_data["eps"] = eps;
     return std::get<0>(r);
   }
 

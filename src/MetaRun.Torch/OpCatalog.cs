@@ -145,6 +145,8 @@ public static class OpCatalog
         Add("conv2d groups 3 per-task weights", (c, x) => F.Conv2d(x[0], x[1], x[2], padding: 1, groups: 3), U(2, 3, 4, 4), U(6, 1, 3, 3), U(6));
         Add("conv2d dilation 2", (c, x) => F.Conv2d(x[0], x[1], x[2], padding: 2, dilation: 2), U(1, 2, 5, 5), U(2, 2, 3, 3), U(2));
         Add("batch_norm training", (c, x) => F.BatchNorm(x[0], null, null, x[1], x[2], training: true), U(4, 3, 2, 2), Pos(3), U(3));
+        // Maps of 25 values: the binding's kernels sum a channel in 16 lanes, then a tail.
+        Add("batch_norm training 5x5 maps", (c, x) => F.BatchNorm(x[0], null, null, x[1], x[2], training: true), U(3, 2, 5, 5), Pos(2), U(2));
         Add("batch_norm training running stats", (c, x) =>
                 F.BatchNorm(x[0], c.Zeros(3), c.Ones(3), x[1], x[2], training: true, momentum: 0.3),
             U(4, 3, 2, 2), Pos(3), U(3));

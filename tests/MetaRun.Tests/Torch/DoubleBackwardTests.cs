@@ -50,6 +50,32 @@ public sealed class DoubleBackwardTests
         }
     }
 
+    // The forward and first backward are the binding's own kernels too (a channel's sums in 16 lanes):
+    // maps shorter than a lane block, a block and a tail, several blocks.
+    [Theory]
+    [InlineData(ScalarType.Float64, 1e-12)]
+    [InlineData(ScalarType.Float32, 2e-5)]
+    public void Batch_norm_with_batch_statistics_has_libtorchs_output_and_gradients(ScalarType dtype, double tolerance)
+    {
+        using var scope = Torch.NewScope();
+        using var g = new Generator(3);
+        foreach (long[] shape in new[] { new long[] { 4, 3, 2, 2 }, [5, 12, 5, 5], [2, 5, 14, 14] })
+        {
+            var c = shape[1];
+            var x = (Torch.Randn(shape, dtype, generator: g) * 3 + 2).RequiresGrad_();
+            var gamma = (Torch.Rand([c], dtype, generator: g) + 0.5).RequiresGrad_();
+            var beta = Torch.Randn([c], dtype, generator: g).RequiresGrad_();
+            var weights = Torch.Randn(shape, dtype, generator: g);
+            double[] Run(bool libtorchs)
+            {
+                var y = F.BatchNorm(x, libtorchs ? Torch.Zeros([c], dtype) : null, libtorchs ? Torch.Ones([c], dtype) : null, gamma, beta, training: true);
+                var grads = Torch.Grad([(y.Tanh() * weights).Sum()], [x, gamma, beta]);
+                return [.. new[] { y }.Concat(grads!).SelectMany(t => t!.To(ScalarType.Float64).Flatten().ToArray<double>())];
+            }
+            AssertClose(Run(libtorchs: true), Run(libtorchs: false), tolerance);
+        }
+    }
+
     // Groups of 2 input channels (oneDNN's gemm path) and of 16 (its direct kernels).
     [Theory]
     [InlineData(1, 1, 2)]
