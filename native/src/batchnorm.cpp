@@ -76,11 +76,12 @@ void forward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
       const double r = 1.0 / std::sqrt(var + eps);
       MU[ch] = muv;
       R[ch] = static_cast<scalar_t>(r);
-      const scalar_t scale = static_cast<scalar_t>(W[ch] * r), shift = static_cast<scalar_t>(B[ch] - mu * W[ch] * r);
+      // (x − μ)·γr + β rather than x·γr + (β − μγr): no cancellation where the mean is large against the spread.
+      const scalar_t scale = static_cast<scalar_t>(W[ch] * r), shift = B[ch];
       for (int64_t i = 0; i < n; i++) {
         const scalar_t* p = base + i * c * s;
         scalar_t* q = Y + (i * c + ch) * s;
-        for (int64_t k = 0; k < s; k++) q[k] = p[k] * scale + shift;
+        for (int64_t k = 0; k < s; k++) q[k] = (p[k] - muv) * scale + shift;
       }
     }
   });
