@@ -2,11 +2,11 @@
 // written out per channel. libtorch's own double backward (batchnorm_double_backward) is a
 // composite of some thirty whole-tensor elementwise ops; on the CPU it was about 45% of a
 // second-order MAML iteration, and more when a meta-batch's tasks run side by side (tensors of
-// megabytes streamed from memory thirty times). Here the forward and the first backward are
-// libtorch's fused kernels, and the backward of the backward reads each channel's values twice
-// (its sums, then its outputs) while they are in cache. The formulas are derived in the comment
-// of double_backward_cpu; `check ops` checks them against finite differences, and a test against
-// libtorch's own double backward.
+// megabytes streamed from memory thirty times). Here the forward, the first backward and the
+// backward of the backward each read a channel's values from memory once, then work on them in
+// cache (libtorch's forward and first backward were slow too: see forward_cpu). The formulas are
+// derived in the comment of double_backward_cpu; `check ops` checks them against finite
+// differences, and tests against libtorch's own forward, backward and double backward.
 #include "common.h"
 
 #include <ATen/Parallel.h>
@@ -17,18 +17,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Per channel c of x [N, C, *] (m values): x̂ = (x − μ)·r with the forward's mean μ and r = 1/√(σ² + ε);
-// the first backward is gx = γ r D, D = gy − A − x̂ B, A = mean(gy), B = mean(gy x̂), gγ = m B, gβ = m A.
-// Given the cotangents u of gx, a of gγ and b of gβ, with Ū = mean(u), V = mean(u x̂), P = Σ u D:
-//   ∂/∂gy = γ r (u − Ū − x̂ V) + a x̂ + b
-//   ∂/∂x  = −γ r² (P x̂ / m + V D + B (u − Ū − x̂ V)) + a r D
-//   ∂/∂γ  = r P
-// (from ∂x̂_j/∂x_i = r(δ_ij − 1/m − x̂_i x̂_j/m) and ∂r/∂x_i = −r² x̂_i / m).
 // The forward and the first backward, per channel. libtorch's own kernels for a [N, C, H, W] tensor
-// take several times a copy's time on the small maps of a meta-learning network (0.79 ms against
-// 0.05 ms for a copy of 5 × 512 × 14 × 14 on one thread: its statistics go through a general
-// reduction over dimensions 0, 2 and 3). A channel's N × H × W values are a few kilobytes, so each
-// channel is read from memory once, its later passes served from cache.
+// take several times a copy's time on the small maps of a meta-learning network (the forward
+// 0.79 ms against 0.05 ms for a copy of 5 × 512 × 14 × 14 on one thread, docs/performance.md).
+// A channel's N × H × W values are a few kilobytes, so each channel is read from memory once, its
+// later passes served from cache.
 //
 // Partial sums in kLanes independent lanes, added into a double once per sample: the vector
 // units get independent additions, and the order of every sum is fixed by the shape alone (the
@@ -131,6 +124,13 @@ bool fused_kernels(const at::Tensor& x, std::initializer_list<at::Tensor> others
   return true;
 }
 
+// Per channel c of x [N, C, *] (m values): x̂ = (x − μ)·r with the forward's mean μ and r = 1/√(σ² + ε);
+// the first backward is gx = γ r D, D = gy − A − x̂ B, A = mean(gy), B = mean(gy x̂), gγ = m B, gβ = m A.
+// Given the cotangents u of gx, a of gγ and b of gβ, with Ū = mean(u), V = mean(u x̂), P = Σ u D:
+//   ∂/∂gy = γ r (u − Ū − x̂ V) + a x̂ + b
+//   ∂/∂x  = −γ r² (P x̂ / m + V D + B (u − Ū − x̂ V)) + a r D
+//   ∂/∂γ  = r P
+// (from ∂x̂_j/∂x_i = r(δ_ij − 1/m − x̂_i x̂_j/m) and ∂r/∂x_i = −r² x̂_i / m).
 template <typename scalar_t>
 void double_backward_cpu(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& mean,
                          const at::Tensor& invstd, const at::Tensor& u, const at::Tensor& a, const at::Tensor& b,
