@@ -57,7 +57,7 @@ public static class Catalogue
             catch (MetaRunException) { continue; }
             var published = File.ReadLines(file).TakeWhile(l => l.StartsWith('#'))
                 .Select(l => l.TrimStart('#', ' ')).FirstOrDefault(l => l.StartsWith("Published", StringComparison.Ordinal)) ?? "";
-            var shape = config.Data.Dataset.IsEnvironment() ? $"{config.Algorithm.Trajectories} trajectories" : config.Data.IsRegression ? $"K={config.Data.Train.Shots}" : $"{config.Data.Test.Ways}-way {config.Data.Test.Shots}-shot";
+            var shape = config.Data.Dataset.EpisodeText(config.Data.Test.Ways, config.Data.IsRegression ? config.Data.Train.Shots : config.Data.Test.Shots, config.Algorithm.Trajectories);
             rows.Add([Path.GetRelativePath(root, file), config.Algorithm.Name, config.Data.Dataset.Yaml(), shape, config.Algorithm.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture), published]);
         }
         return rows;

@@ -69,6 +69,18 @@ public static class Settings
     /// </summary>
     public static bool IsRegression(this Dataset dataset) => dataset is Dataset.Sinusoid or Dataset.Linear or Dataset.Navigation2d or Dataset.Quadratic;
 
+    /// <summary>
+    /// A task's examples as the CLI, the catalogue and TensorBoard name them: "5-way 1-shot", "K=10"
+    /// points, "20 trajectories" of an environment, or "one quadratic", which has no points to count.
+    /// </summary>
+    public static string EpisodeText(this Dataset dataset, int ways, int shots, int trajectories) => dataset switch
+    {
+        Dataset.Quadratic => "one quadratic",
+        _ when dataset.IsEnvironment() => $"{trajectories} trajectories",
+        _ when dataset.IsRegression() => $"K={shots}",
+        _ => $"{ways}-way {shots}-shot",
+    };
+
     /// <summary>Whether a task of the data set is an environment to act in rather than labelled examples (meta-reinforcement learning).</summary>
     public static bool IsEnvironment(this Dataset dataset) => dataset is Dataset.Navigation2d;
 

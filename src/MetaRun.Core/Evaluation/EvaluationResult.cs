@@ -17,6 +17,9 @@ public sealed record EvaluationResult(
     /// <summary>Whether this process reports the result: every rank of a data-parallel evaluation holds the same one, and rank 0 alone prints and writes it.</summary>
     public bool Reporter { get; init; } = true;
 
+    /// <summary>The test episodes' shape in words (<see cref="Settings.EpisodeText"/>).</summary>
+    public string Episodes { get; init; } = "";
+
     /// <summary>For a learner with a predictive distribution (CNP on regression): its Gaussian NLL and 90%-interval coverage over the same episodes.</summary>
     public PredictiveSummary? Predictive { get; init; }
 

@@ -122,7 +122,7 @@ public static class Evaluator
         }
         return new EvaluationResult(metric, Summary.Of(scores.Select(metric.Of).ToArray()), split == Split.Val ? "val" : "test", experiment.TestShape,
             experiment.Family.IsRegression, AlgorithmRegistry.Get(config.Algorithm.Name).TestInnerSteps(config.Algorithm), config.Algorithm.InnerLr, checkpoint.Iteration, Path.GetFullPath(file), clock.Elapsed.TotalSeconds,
-            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 }, Predictive = uncertainty, Calibration = calibration, Ood = oodSummary, Intervals = intervals };
+            attack, attacked, config.Seed) { Reporter = experiment.Parallel is not { Rank: > 0 }, Episodes = config.Data.Dataset.EpisodeText(experiment.TestShape.Ways, experiment.TestShape.Shots, config.Algorithm.Trajectories), Predictive = uncertainty, Calibration = calibration, Ood = oodSummary, Intervals = intervals };
     }
 
     /// <summary>

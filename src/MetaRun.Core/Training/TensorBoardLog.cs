@@ -94,7 +94,7 @@ public sealed class TensorBoardLog : IDisposable
         var rows = new List<(string, string)>
         {
             ("algorithm", a.Name), ("dataset", c.Data.Dataset.Yaml()), ("model", c.Model.Name.Yaml()),
-            ("train episodes", c.Data.IsRegression ? $"K={c.Data.Train.Shots}" : $"{c.Data.Train.Ways}-way {c.Data.Train.Shots}-shot"),
+            ("train episodes", c.Data.Dataset.EpisodeText(c.Data.Train.Ways, c.Data.Train.Shots, c.Algorithm.Trajectories)),
             ("inner lr", a.InnerLr.ToString(CultureInfo.InvariantCulture)), ("inner steps", a.InnerSteps.ToString(CultureInfo.InvariantCulture)),
             ("outer lr", a.OuterLr.ToString(CultureInfo.InvariantCulture)), ("meta-batch", a.MetaBatchSize.ToString(CultureInfo.InvariantCulture)),
             ("iterations", a.Iterations.ToString(CultureInfo.InvariantCulture)), ("seed", c.Seed.ToString(CultureInfo.InvariantCulture)),

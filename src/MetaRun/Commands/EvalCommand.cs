@@ -107,8 +107,7 @@ public static class EvalCommand
         var inv = CultureInfo.InvariantCulture;
         var what = r.Regression ? "MSE" : "accuracy";
         Console.WriteLine($"checkpoint: {r.Checkpoint} (iteration {r.Iteration})");
-        var shapeText = r.Regression ? $"K={r.Shape.Shots}" : $"{r.Shape.Ways}-way {r.Shape.Shots}-shot";
-        Console.WriteLine($"{what} {r.Summary.Mean.ToString("0.0000", inv)} ± {r.Summary.Ci95.ToString("0.0000", inv)} (95% CI) over {r.Summary.Count} {r.Split} episodes, {shapeText}, {r.Seconds.ToString("0.0", inv)} s");
+        Console.WriteLine($"{what} {r.Summary.Mean.ToString("0.0000", inv)} ± {r.Summary.Ci95.ToString("0.0000", inv)} (95% CI) over {r.Summary.Count} {r.Split} episodes, {r.Episodes}, {r.Seconds.ToString("0.0", inv)} s");
         if (r.Attacked is { } a)
             Console.WriteLine($"{what} {a.Mean.ToString("0.0000", inv)} ± {a.Ci95.ToString("0.0000", inv)} (95% CI) under {r.Attack} on the query sets, same episodes");
         if (r.Predictive is { } p)

@@ -122,6 +122,8 @@ public class OptimizerCurvesTests
         (code, var stdout, err) = CliRunner.Run("eval", run, "--episodes", "4");
         Assert.True(code == 0, err);
         Assert.Contains("query loss over 5 optimisation steps on 4 test tasks", stdout);
+        // A quadratic has no support points to count: no "K=1" in the headline.
+        Assert.Contains("over 4 test episodes, one quadratic,", stdout);
         var figure = JsonNode.Parse(File.ReadAllText(Path.Combine(run, Figures.Folder, OptimizerCurves.JsonFile)))!;
         var series = figure["panels"]![0]!["series"]!.AsArray();
         Assert.Equal(4, series.Count);
