@@ -116,13 +116,16 @@ void backward_cpu(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w
   });
 }
 
-bool fused_kernels(const at::Tensor& x, std::initializer_list<at::Tensor> others) {
-  if (!x.device().is_cpu() || x.dim() < 3 || (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble))
-    return false;
+// Whether the kernels here take x: on the CPU, float or double, every other tensor of x's type.
+bool kernels_take(const at::Tensor& x, std::initializer_list<at::Tensor> others) {
+  if (!x.device().is_cpu() || (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble)) return false;
   for (const auto& t : others)
     if (t.scalar_type() != x.scalar_type()) return false;
   return true;
 }
+
+// The forward and first backward kernels are for maps ([N, C, H, W, ...]); vectors [N, C] keep libtorch's.
+bool maps(const at::Tensor& x) { return x.dim() >= 3; }
 
 // Per channel c of x [N, C, *] (m values): x̂ = (x − μ)·r with the forward's mean μ and r = 1/√(σ² + ε);
 // the first backward is gx = γ r D, D = gy − A − x̂ B, A = mean(gy), B = mean(gy x̂), gγ = m B, gβ = m A.
@@ -228,7 +231,7 @@ struct BatchNormBackward : public torch::autograd::Function<BatchNormBackward> {
                                const at::Tensor& mean, const at::Tensor& invstd, double eps) {
     ctx->save_for_backward({gy, x, w, mean, invstd});
     ctx->saved_data["eps"] = eps;
-    if (fused_kernels(x, {gy, w, mean, invstd})) {
+    if (maps(x) && kernels_take(x, {gy, w, mean, invstd})) {
       const auto xc = x.contiguous(), gyc = gy.contiguous();
       auto gx = at::empty_like(xc), gw = at::empty_like(w), gb = at::empty_like(w);
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "metarun_batch_norm_backward", [&] {
@@ -245,10 +248,7 @@ struct BatchNormBackward : public torch::autograd::Function<BatchNormBackward> {
     const auto &gy = saved[0], &x = saved[1], &w = saved[2], &mean = saved[3], &invstd = saved[4];
     auto u = grads[0], a = grads[1], b = grads[2];
     variable_list out;
-    const bool fused = !at::GradMode::is_enabled() && x.device().is_cpu() && mean.scalar_type() == x.scalar_type() &&
-                       invstd.scalar_type() == x.scalar_type() && w.scalar_type() == x.scalar_type() &&
-                       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
-    if (fused) {
+    if (!at::GradMode::is_enabled() && kernels_take(x, {w, mean, invstd})) {
       const auto xc = x.contiguous(), gyc = gy.contiguous(), wc = w.contiguous();
       const auto uc = u.defined() ? u.contiguous() : u;
       const auto ac = a.defined() ? a.contiguous() : a, bc = b.defined() ? b.contiguous() : b;
@@ -268,7 +268,7 @@ struct BatchNormTrain : public torch::autograd::Function<BatchNormTrain> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                             double eps) {
     ctx->saved_data["eps"] = eps;
-    if (fused_kernels(x, {w, b})) {
+    if (maps(x) && kernels_take(x, {w, b})) {
       const auto xc = x.contiguous();
       auto y = at::empty_like(xc), mean = at::empty({x.size(1)}, w.options()), invstd = at::empty({x.size(1)}, w.options());
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "metarun_batch_norm", [&] {
@@ -286,7 +286,7 @@ struct BatchNormTrain : public torch::autograd::Function<BatchNormTrain> {
     const auto saved = ctx->get_saved_variables();
     const double eps = ctx->saved_data["eps"].toDouble();
     if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-    // Without grad mode (no create_graph) apply records nothing: it is libtorch's fused backward.
+    // Without grad mode (no create_graph) apply records nothing: it is just the first backward.
     auto g = BatchNormBackward::apply(grads[0], saved[0], saved[1], saved[2], saved[3], eps);
     return {g[0], g[1], g[2], at::Tensor()};
   }
