@@ -23,26 +23,35 @@ using torch::autograd::variable_list;
 // A channel's N × H × W values are a few kilobytes, so each channel is read from memory once, its
 // later passes served from cache.
 //
-// Partial sums in kLanes independent lanes, added into a double once per sample: the vector
-// units get independent additions, and the order of every sum is fixed by the shape alone (the
-// same bits on any thread count).
+// Partial sums in kLanes independent lanes: the vector units get independent additions, and the
+// order of every sum is fixed by the shape alone (the same bits on any thread count). The lanes
+// run on across samples and are added into a double only every kFlush values or so: a horizontal
+// sum per sample cost more than the sums themselves on small maps (4 or 16 values a sample), and
+// a lane then never adds more than kFlush / kLanes values in the tensor's type.
 constexpr int64_t kLanes = 16;
+constexpr int64_t kFlush = 4096;
 
 // Σ f(p, q, k) over a channel's values: sample i's run of s values starts at p + i·stride (and q + i·stride).
 template <typename scalar_t, typename F>
 double channel_sum(const scalar_t* p0, const scalar_t* q0, int64_t n, int64_t stride, int64_t s, F f) {
   double total = 0;
+  scalar_t lane[kLanes] = {};
+  int64_t pending = 0;
+  const auto flush = [&] {
+    double part = 0;
+    for (int64_t l = 0; l < kLanes; l++) part += lane[l], lane[l] = 0;
+    total += part;
+    pending = 0;
+  };
   for (int64_t i = 0; i < n; i++) {
     const scalar_t *p = p0 + i * stride, *q = q0 + i * stride;
-    scalar_t lane[kLanes] = {};
     int64_t k = 0;
     for (; k + kLanes <= s; k += kLanes)
       for (int64_t l = 0; l < kLanes; l++) lane[l] += f(p, q, k + l);
     for (int64_t l = 0; k < s; k++, l++) lane[l] += f(p, q, k);
-    double part = 0;
-    for (int64_t l = 0; l < kLanes; l++) part += lane[l];
-    total += part;
+    if ((pending += s) >= kFlush) flush();
   }
+  flush();
   return total;
 }
 

@@ -24,6 +24,10 @@ Handle wrap(at::Tensor t);
 at::Tensor conv2d_grouped(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
                           std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                           int64_t groups);
+// Per-task kernels w [T, O, C/g, KH, KW] (and bias [T, O]) over x [N, T·C, H, W], groups = T·g.
+at::Tensor conv2d_tasks(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                        std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                        int64_t groups);
 at::Tensor batch_norm_train(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps);
 inline at::Tensor& T(Handle h) {
   if (h == nullptr) throw std::invalid_argument("null tensor handle");

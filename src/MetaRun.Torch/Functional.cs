@@ -26,6 +26,12 @@ public static class F
 {
     private static IntPtr H(Tensor? t) => t?.Handle ?? IntPtr.Zero;
 
+    /// <summary>
+    /// 2-D convolution. <paramref name="weight"/> [T, O, C/g, KH, KW] (bias [T, O]) holds per-task
+    /// kernels for a meta-batch's images [N, T·C, H, W] side by side, with groups = T·g: each task's
+    /// channels convolved with its own kernels; where every task's kernels are one tensor expanded
+    /// (the first inner step), on the CPU that is one ordinary convolution over the tasks' images.
+    /// </summary>
     public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
         new(mr_conv2d(input.Handle, weight.Handle, H(bias), stride, stride, padding, padding, dilation, dilation, groups));
 

@@ -118,14 +118,13 @@ public abstract class ModelBase : IModel
     /// <summary>
     /// Convolution with weight <paramref name="weight"/> (and bias, if any) of <paramref name="w"/>.
     /// For a meta-batch (<see cref="ChannelsOf"/>) it is a grouped convolution, one group per task
-    /// with that task's kernel; for one task, the plain convolution.
+    /// with that task's kernel (one ordinary convolution while the tasks share θ); for one task, the plain convolution.
     /// </summary>
     protected Tensor Conv(Tensor x, IReadOnlyList<Tensor> w, int weight, int? bias, long tasks, int stride, int padding)
     {
         var own = Parameters[weight];
         if (tasks == 1 && w[weight].Dim == own.Dim) return F.Conv2d(x, w[weight], bias is { } b ? w[b] : null, stride: stride, padding: padding);
-        var kernel = PerTask(w[weight], own, tasks).Reshape(tasks * own.Size(0), own.Size(1), own.Size(2), own.Size(3));
-        return F.Conv2d(x, kernel, bias is { } c ? Flat(w, c, tasks) : null, stride: stride, padding: padding, groups: (int)tasks);
+        return F.Conv2d(x, PerTask(w[weight], own, tasks), bias is { } c ? PerTask(w[c], Parameters[c], tasks) : null, stride: stride, padding: padding, groups: (int)tasks);
     }
 
     /// <summary>

@@ -175,8 +175,7 @@ public sealed class LayerNetwork : ModelBase, IDescribedModel
                 var (bias, _) = Get(c, "bias", w);
                 if (!(weight!.Dim == own.Length + 1) && tasks == 1)
                     return F.Conv2d(x, weight, bias, stride: c.Stride, padding: c.Padding, groups: c.Groups);
-                var kernel = Expanded(weight, own, tasks).Reshape(tasks * own[0], own[1], own[2], own[3]);
-                return F.Conv2d(x, kernel, bias is null ? null : Expanded(bias, [own[0]], tasks).Reshape(tasks * own[0]),
+                return F.Conv2d(x, Expanded(weight, own, tasks), bias is null ? null : Expanded(bias, [own[0]], tasks),
                     stride: c.Stride, padding: c.Padding, groups: (int)tasks * c.Groups);
             }
             case BatchNormLayer bn:

@@ -100,4 +100,38 @@ public sealed class DoubleBackwardTests
         using var g2 = new Generator(13);
         AssertClose(HessianVector(apart, [x, w, b], g1), HessianVector(grouped, [x, w, b], g2), 1e-10);
     }
+
+    // One input channel per group (a batched network's first layer: each task's grey image against
+    // its own kernels) runs the binding's own loops: output, first gradients and Hessian-vector
+    // products against one libtorch convolution per group. Non-square images and kernels; the
+    // input as data (the loops' case) and as a variable (its gradient from libtorch).
+    [Theory]
+    [InlineData(1, 1, true, ScalarType.Float64, 1e-10)]
+    [InlineData(2, 1, true, ScalarType.Float64, 1e-10)]
+    [InlineData(2, 0, false, ScalarType.Float64, 1e-10)]
+    [InlineData(2, 1, true, ScalarType.Float32, 1e-4)]
+    public void Grouped_convolution_with_one_input_channel_per_group_matches_one_convolution_per_group(int stride, int padding, bool data, ScalarType dtype, double tolerance)
+    {
+        using var scope = Torch.NewScope();
+        using var g = new Generator(11);
+        const int groups = 3, outPer = 5;
+        var x = Torch.Randn([4, groups, 7, 9], dtype, generator: g);
+        if (!data) x.RequiresGrad_();
+        var w = Torch.Randn([groups * outPer, 1, 3, 2], dtype, generator: g).RequiresGrad_();
+        var b = Torch.Randn([groups * outPer], dtype, generator: g).RequiresGrad_();
+        Tensor[] inputs = data ? [w, b] : [x, w, b];
+        Tensor Grouped(Tensor[] p) => F.Conv2d(x, p[^2], p[^1], stride: stride, padding: padding, groups: groups);
+        Tensor Apart(Tensor[] p) => Torch.Cat([.. Enumerable.Range(0, groups).Select(k =>
+            F.Conv2d(x.Narrow(1, k, 1), p[^2].Narrow(0, k * outPer, outPer), p[^1].Narrow(0, k * outPer, outPer), stride: stride, padding: padding))], 1);
+        double[] Flat(Tensor t) => t.To(ScalarType.Float64).Flatten().ToArray<double>();
+        AssertClose(Flat(Apart(inputs)), Flat(Grouped(inputs)), tolerance);
+
+        var weights = Torch.Randn(Apart(inputs).Shape, dtype, generator: g);
+        Func<Tensor[], Tensor> loss(Func<Tensor[], Tensor> conv) => p => (conv(p).Tanh() * weights).Sum().Square();
+        double[] Gradients(Func<Tensor[], Tensor> f) => [.. Torch.Grad([f(inputs)], inputs).SelectMany(t => Flat(t!))];
+        AssertClose(Gradients(loss(Apart)), Gradients(loss(Grouped)), tolerance);
+        using var g1 = new Generator(13);
+        using var g2 = new Generator(13);
+        AssertClose(HessianVector(loss(Apart), inputs, g1), HessianVector(loss(Grouped), inputs, g2), tolerance);
+    }
 }
