@@ -143,6 +143,11 @@ public static class OpCatalog
         Add("conv2d groups 2 no bias", (c, x) => F.Conv2d(x[0], x[1], null, stride: 2, padding: 1, groups: 2), U(2, 4, 5, 5), U(4, 2, 3, 3));
         // The batched meta-batch's layout: three tasks' weights side by side as groups.
         Add("conv2d groups 3 per-task weights", (c, x) => F.Conv2d(x[0], x[1], x[2], padding: 1, groups: 3), U(2, 3, 4, 4), U(6, 1, 3, 3), U(6));
+        // Per-task kernels [T, O, C, KH, KW] over a meta-batch's images: each task its own, and one θ
+        // expanded over the tasks (the first inner step: one ordinary convolution over the tasks' images).
+        Add("conv2d per-task kernels, three tasks", (c, x) => F.Conv2d(x[0], x[1], x[2], stride: 2, padding: 1, groups: 3), U(2, 6, 5, 5), U(3, 4, 2, 3, 3), U(3, 4));
+        Add("conv2d per-task kernels shared by three tasks", (c, x) =>
+            F.Conv2d(x[0], x[1].Unsqueeze(0).Expand([3, 4, 2, 3, 3]), x[2].Unsqueeze(0).Expand([3, 4]), stride: 2, padding: 1, groups: 3), U(2, 6, 5, 5), U(4, 2, 3, 3), U(4));
         Add("conv2d dilation 2", (c, x) => F.Conv2d(x[0], x[1], x[2], padding: 2, dilation: 2), U(1, 2, 5, 5), U(2, 2, 3, 3), U(2));
         Add("batch_norm training", (c, x) => F.BatchNorm(x[0], null, null, x[1], x[2], training: true), U(4, 3, 2, 2), Pos(3), U(3));
         // Maps of 25 values: the binding's kernels sum a channel in 16 lanes, then a tail.
