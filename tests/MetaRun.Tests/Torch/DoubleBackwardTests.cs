@@ -102,9 +102,9 @@ public sealed class DoubleBackwardTests
     }
 
     // One input channel per group (a batched network's first layer: each task's grey image against
-    // its own kernels) runs the binding's own loops: output, first gradients and Hessian-vector
-    // products against one libtorch convolution per group. Non-square images and kernels; the
-    // input as data (the loops' case) and as a variable (its gradient from libtorch).
+    // its own kernels): output, first gradients and Hessian-vector products against one libtorch
+    // convolution per group. Non-square images and kernels; the input as data (whose gradient the
+    // second-order pass leaves out) and as a variable.
     [Theory]
     [InlineData(1, 1, true, ScalarType.Float64, 1e-10)]
     [InlineData(2, 1, true, ScalarType.Float64, 1e-10)]
