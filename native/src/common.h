@@ -21,6 +21,7 @@ using Handle = at::Tensor*;
 void set_last_error(const std::string& message);
 void clear_last_error();
 Handle wrap(at::Tensor t);
+// A convolution: on the CPU conv.cpp's op, elsewhere libtorch's.
 at::Tensor conv2d_grouped(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
                           std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                           int64_t groups);

@@ -53,11 +53,12 @@ struct ConvolutionBackward : public torch::autograd::Function<ConvolutionBackwar
     // is data (the first layer) its gradient is zeros: nothing reads it, and computing it is a
     // whole backward-data convolution (with one input channel per task, oneDNN's gemm fallback).
     const Geometry g{stride, padding, dilation, groups};
-    auto r = backward_of(gy, x, w, g, true, {x.requires_grad(), true, true});
+    const bool data = !x.requires_grad();
+    auto r = backward_of(gy, x, w, g, true, {!data, true, true});
     ctx->save_for_backward({gy, x, w});
     remember(ctx, g);
     ctx->saved_data["bias"] = bias;
-    return {x.requires_grad() ? std::get<0>(r) : at::zeros_like(x), std::get<1>(r), std::get<2>(r)};
+    return {data ? at::zeros_like(x) : std::get<0>(r), std::get<1>(r), std::get<2>(r)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -169,6 +170,7 @@ at::Tensor conv2d_grouped(const at::Tensor& x, const at::Tensor& w, const c10::o
                           std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                           int64_t groups) {
   // A custom function's inputs may not be undefined: no bias is an empty tensor.
+  if (!x.device().is_cpu()) return at::conv2d(x, w, b, stride, padding, dilation, groups);
   return Convolution::apply(x, w, b.has_value() ? *b : at::empty({0}, w.options()), stride, padding, dilation, groups);
 }
 
@@ -178,7 +180,7 @@ at::Tensor conv2d_tasks(const at::Tensor& x, const at::Tensor& w, const c10::opt
   const int64_t tasks = w.size(0);
   TORCH_CHECK(groups % tasks == 0, "per-task kernels of ", tasks, " tasks need groups a multiple of ", tasks, ", not ", groups);
   const bool shared = w.stride(0) == 0 && (!b.has_value() || b->stride(0) == 0);
-  if (shared) return SharedKernelConvolution::apply(x, w, b.has_value() ? *b : at::empty({0}, w.options()), stride, padding, dilation, groups);
+  if (shared && x.device().is_cpu()) return SharedKernelConvolution::apply(x, w, b.has_value() ? *b : at::empty({0}, w.options()), stride, padding, dilation, groups);
   const std::vector<int64_t> grouped{tasks * w.size(1), w.size(2), w.size(3), w.size(4)};
   return conv2d_grouped(x, w.reshape(grouped), b.has_value() ? c10::optional<at::Tensor>(b->reshape({-1})) : c10::nullopt,
                         stride, padding, dilation, groups);

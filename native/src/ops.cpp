@@ -137,15 +137,11 @@ MR_EXPORT Handle mr_argmin(Handle h, int64_t d, int keepdim) { MR_TENSOR(T(h).ar
 // ---- neural-network functions ----
 // On the CPU through conv.cpp's op (same forward and backward, a double backward without a loop over groups).
 // Weights [T, O, C/g, KH, KW] are per-task kernels (groups = T·g); shared by all tasks (stride 0
-// over T), one ordinary convolution over the tasks' images.
+// over T), on the CPU one ordinary convolution over the tasks' images.
 MR_EXPORT Handle mr_conv2d(Handle x, Handle w, Handle b, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                            int64_t dw, int64_t groups) {
-  MR_TENSOR(!T(x).device().is_cpu() && T(w).dim() == 5
-                ? at::conv2d(T(x), T(w).flatten(0, 1), b ? c10::optional<at::Tensor>(T(b).flatten()) : c10::nullopt,
-                             {sh, sw}, {ph, pw}, {dh, dw}, groups)
-            : !T(x).device().is_cpu() ? at::conv2d(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups)
-            : T(w).dim() == 5         ? metarun::conv2d_tasks(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups)
-                                      : metarun::conv2d_grouped(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups))
+  MR_TENSOR(T(w).dim() == 5 ? metarun::conv2d_tasks(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups)
+                            : metarun::conv2d_grouped(T(x), T(w), opt(b), {sh, sw}, {ph, pw}, {dh, dw}, groups))
 }
 MR_EXPORT Handle mr_linear(Handle x, Handle w, Handle b) { MR_TENSOR(at::linear(T(x), T(w), opt(b))) }
 // training != 0 normalizes with the batch's statistics (and updates running stats if given).

@@ -26,12 +26,12 @@ internal static class FiniteDifferences
                 // the weights it has passed can land on a kink of ReLU or batch norm further on.
                 double LossWith(double delta)
                 {
-                    using (Torch.NoGrad()) Restore(parameters[k], original).Flatten().Narrow(0, e, 1).Add_(Torch.Scalar((float)delta));
+                    using (Torch.NoGrad()) parameters[k].CopyFrom(original).Flatten().Narrow(0, e, 1).Add_(Torch.Scalar((float)delta));
                     using var scope = Torch.NewScope();
                     return loss();
                 }
                 var (plus, minus) = (LossWith(h), LossWith(-h));
-                using (Torch.NoGrad()) Restore(parameters[k], original);
+                using (Torch.NoGrad()) parameters[k].CopyFrom(original);
                 var numeric = (plus - minus) / (2 * h);
                 Assert.True(Math.Abs(numeric - expected[e]) <= absTol + relTol * Math.Abs(numeric), $"{names[k]}[{e}]: finite differences {numeric}, autograd {expected[e]}");
                 if (Math.Abs(expected[e]) > 1e-4) sizeable++;
@@ -39,6 +39,4 @@ internal static class FiniteDifferences
         }
         return sizeable;
     }
-
-    private static Tensor Restore(Tensor parameter, Tensor original) => parameter.Mul_(0).Add_(original);
 }
