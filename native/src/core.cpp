@@ -118,6 +118,13 @@ MR_EXPORT int mr_set_num_threads(int n) {
 /// OpenBLAS's thread count, or -1 where libtorch does not use OpenBLAS.
 MR_EXPORT int mr_blas_threads() { return openblas_threads(); }
 MR_EXPORT int mr_get_num_threads() { return at::get_num_threads(); }
+// at::set_num_threads sets the calling thread's OpenMP count (and the count a thread takes at its
+// first parallel op); a pool thread keeps the count it took first. One that first worked under
+// another setting (an earlier command in the same process) would split its reductions otherwise:
+// other last bits, and more threads than cores. Workers call this with the count they run under.
+MR_EXPORT int mr_set_thread_num_threads(int n) {
+  MR_STATUS(if (at::get_num_threads() != n) at::set_num_threads(n);)
+}
 MR_EXPORT int mr_set_grad_enabled(int enabled) {
   bool previous = at::GradMode::is_enabled();
   at::GradMode::set_enabled(enabled != 0);

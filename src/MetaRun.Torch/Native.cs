@@ -39,6 +39,7 @@ internal static unsafe partial class Native
     [DllImport(Lib)] internal static extern int mr_cuda_device_count();
     [DllImport(Lib)] internal static extern int mr_set_num_threads(int n);
     [DllImport(Lib)] internal static extern int mr_get_num_threads();
+    [DllImport(Lib)] internal static extern int mr_set_thread_num_threads(int n);
     [DllImport(Lib)] internal static extern int mr_blas_threads();
     [DllImport(Lib)] internal static extern int mr_set_grad_enabled(int enabled);
     [DllImport(Lib)] internal static extern int mr_manual_seed(ulong seed);

@@ -34,6 +34,13 @@ public static unsafe class Torch
         set => Check(mr_set_num_threads(value));
     }
 
+    /// <summary>
+    /// Gives the calling thread <paramref name="n"/> intra-op threads. <see cref="Threads"/> reaches
+    /// other threads only at their first parallel op: a pool thread that first worked under another
+    /// setting keeps that count (and splits its sums differently) until told.
+    /// </summary>
+    public static void UseThreadsOnThisThread(int n) => Check(mr_set_thread_num_threads(n));
+
     /// <summary>OpenBLAS's thread count, which <see cref="Threads"/> sets too; null where libtorch uses another BLAS.</summary>
     public static int? BlasThreads => mr_blas_threads() is var n and >= 0 ? n : null;
 

@@ -39,7 +39,7 @@ public static class TaskWorkers
         })];
     }
 
-    /// <summary>Runs body(0..n−1) on up to <paramref name="workers"/> threads, each task inside its own dispose scope.</summary>
+    /// <summary>Runs body(0..n−1) on up to <paramref name="workers"/> threads, each task inside its own dispose scope and with the caller's intra-op thread count.</summary>
     public static void ForEach(int n, int workers, Action<int> body)
     {
         if (workers <= 1 || n <= 1)
@@ -51,8 +51,10 @@ public static class TaskWorkers
             }
             return;
         }
+        var threads = Torch.Threads;
         Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = workers }, i =>
         {
+            Torch.UseThreadsOnThisThread(threads);
             using var scope = Torch.NewScope();
             body(i);
         });

@@ -34,8 +34,9 @@ public class ModelBasedRunTests
     {
         var dir = TestPaths.NewTempDir("modelbased-" + algorithm);
         var (straight, resumed) = (Path.Combine(dir, "straight"), Path.Combine(dir, "resumed"));
-        // Each run in a process of its own, as a user's are: runs one after another inside the
-        // test host have differed in the last bits (not understood yet; separate processes agree).
+        // Each run in a process of its own, as a user's are. (Inside the test host, runs one after
+        // another differed in the last bits while pool threads kept the thread count an earlier
+        // test had given them: TaskWorkersTests.)
         var (code, err) = Metarun.Run(Train(algorithm, straight, 4, resume: false));
         Assert.True(code == 0, err);
         (code, err) = Metarun.Run(Train(algorithm, resumed, 2, resume: false));
