@@ -121,7 +121,9 @@ MR_EXPORT int mr_get_num_threads() { return at::get_num_threads(); }
 // at::set_num_threads sets the calling thread's OpenMP count (and the count a thread takes at its
 // first parallel op); a pool thread keeps the count it took first. One that first worked under
 // another setting (an earlier command in the same process) would split its reductions otherwise:
-// other last bits, and more threads than cores. Workers call this with the count they run under.
+// other last bits, and more threads than cores. Workers call this with the count they run under;
+// only a thread whose count differs is set, as at::set_num_threads also empties this thread's
+// cache of oneDNN convolutions.
 MR_EXPORT int mr_set_thread_num_threads(int n) {
   MR_STATUS(if (at::get_num_threads() != n) at::set_num_threads(n);)
 }
