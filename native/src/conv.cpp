@@ -117,15 +117,24 @@ struct Convolution : public torch::autograd::Function<Convolution> {
 // images, forward and input gradient: 2.0 ms against 2.3 ms grouped). Each task still gets its own
 // weight gradient, from the grouped weight gradient; under create_graph (MAML's second order) the
 // whole backward is the grouped convolution's, differentiable as above.
+// A meta-batch's images [N, T·C, H, W] as one batch [N·T, C, H, W] of the tasks' images: the same memory.
+at::Tensor as_task_batch(const at::Tensor& x, int64_t tasks) {
+  return x.view({x.size(0) * tasks, x.size(1) / tasks, x.size(2), x.size(3)});
+}
+
+// A custom function's inputs may not be undefined: no bias is an empty tensor.
+at::Tensor bias_or_empty(const c10::optional<at::Tensor>& b, const at::Tensor& w) {
+  return b.has_value() ? *b : at::empty({0}, w.options());
+}
+
 struct SharedKernelConvolution : public torch::autograd::Function<SharedKernelConvolution> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                             std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                             int64_t groups) {
     const int64_t tasks = w.size(0);
     const auto xc = x.contiguous();
-    const auto batch = xc.view({x.size(0) * tasks, x.size(1) / tasks, x.size(2), x.size(3)});
     const bool bias = b.numel() > 0;
-    auto y = at::conv2d(batch, w[0], bias ? c10::optional<at::Tensor>(b[0]) : c10::nullopt, stride, padding, dilation,
+    auto y = at::conv2d(as_task_batch(xc, tasks), w[0], bias ? c10::optional<at::Tensor>(b[0]) : c10::nullopt, stride, padding, dilation,
                         groups / tasks);
     ctx->save_for_backward({xc, w});
     remember(ctx, {stride, padding, dilation, groups});
@@ -148,9 +157,8 @@ struct SharedKernelConvolution : public torch::autograd::Function<SharedKernelCo
       gx = r[0], gw = r[1], gb = r[2];
     } else {
       if (ctx->needs_input_grad(0)) {
-        const auto batch = x.view({x.size(0) * tasks, x.size(1) / tasks, x.size(2), x.size(3)});
         const auto gyb = gy.reshape({gy.size(0) * tasks, out, gy.size(2), gy.size(3)});
-        gx = std::get<0>(backward_of(gyb, batch, w[0], {g.stride, g.padding, g.dilation, g.groups / tasks}, false,
+        gx = std::get<0>(backward_of(gyb, as_task_batch(x, tasks), w[0], {g.stride, g.padding, g.dilation, g.groups / tasks}, false,
                                      {true, false, false}))
                  .view(x.sizes());
       }
@@ -169,9 +177,8 @@ namespace metarun {
 at::Tensor conv2d_grouped(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
                           std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                           int64_t groups) {
-  // A custom function's inputs may not be undefined: no bias is an empty tensor.
   if (!x.device().is_cpu()) return at::conv2d(x, w, b, stride, padding, dilation, groups);
-  return Convolution::apply(x, w, b.has_value() ? *b : at::empty({0}, w.options()), stride, padding, dilation, groups);
+  return Convolution::apply(x, w, bias_or_empty(b, w), stride, padding, dilation, groups);
 }
 
 at::Tensor conv2d_tasks(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
@@ -180,7 +187,8 @@ at::Tensor conv2d_tasks(const at::Tensor& x, const at::Tensor& w, const c10::opt
   const int64_t tasks = w.size(0);
   TORCH_CHECK(groups % tasks == 0, "per-task kernels of ", tasks, " tasks need groups a multiple of ", tasks, ", not ", groups);
   const bool shared = w.stride(0) == 0 && (!b.has_value() || b->stride(0) == 0);
-  if (shared && x.device().is_cpu()) return SharedKernelConvolution::apply(x, w, b.has_value() ? *b : at::empty({0}, w.options()), stride, padding, dilation, groups);
+  if (shared && x.device().is_cpu())
+    return SharedKernelConvolution::apply(x, w, bias_or_empty(b, w), stride, padding, dilation, groups);
   const std::vector<int64_t> grouped{tasks * w.size(1), w.size(2), w.size(3), w.size(4)};
   return conv2d_grouped(x, w.reshape(grouped), b.has_value() ? c10::optional<at::Tensor>(b->reshape({-1})) : c10::nullopt,
                         stride, padding, dilation, groups);
