@@ -4,8 +4,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# fonts-dejavu-core: the text of the plots (curves.png, metarun report).
-packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev fonts-dejavu-core)
+# fonts-dejavu-core: the text of the plots (curves.png, metarun report). libdnnl-dev: oneDNN's
+# headers, for the blocked convolution stack (native/src/convstack.cpp) on the library libtorch loads.
+packages=(libtorch-dev libgloo-dev libdnnl-dev libopenblas0-pthread cmake g++ libpng-dev libjpeg62-turbo-dev fonts-dejavu-core)
 # What the tests start for real: a browser that opens the report, a one-node Slurm cluster
 # (scripts/slurm-local.sh), a terminal (tmux) to read what a person sees, Debian's Python with
 # scikit-learn's digits, the onnx checker and torchvision (the features, export and ResNet

@@ -30,6 +30,12 @@ at::Tensor conv2d_tasks(const at::Tensor& x, const at::Tensor& w, const c10::opt
                         std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                         int64_t groups);
 at::Tensor batch_norm_train(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps);
+#ifdef METARUN_HAVE_DNNL
+// Blocks of convolution → batch norm → ReLU over a meta-batch, pooled by the mean over space (convstack.cpp).
+at::Tensor conv_stack(const at::Tensor& x, at::TensorList params, int64_t stride, int64_t pad, double eps);
+// Whether this processor runs it (AVX-512).
+bool conv_stack_available();
+#endif
 inline at::Tensor& T(Handle h) {
   if (h == nullptr) throw std::invalid_argument("null tensor handle");
   return *h;

@@ -154,6 +154,28 @@ MR_EXPORT Handle mr_batch_norm(Handle x, Handle w, Handle b, Handle rm, Handle r
                 ? metarun::batch_norm_train(T(x), T(w), T(b), eps)
                 : at::batch_norm(T(x), opt(w), opt(b), opt(rm), opt(rv), training != 0, momentum, eps, true))
 }
+// A meta-batch's conv → batch norm → ReLU blocks in oneDNN's blocked layout, for a first-order
+// backward only (convstack.cpp): x [N, T·C, H, W]; params per block: kernels [T, O, C, K, K],
+// bias, γ and β [T, O]. 0 from mr_conv_stack_available where the library was built without oneDNN's headers.
+MR_EXPORT int mr_conv_stack_available() {
+#ifdef METARUN_HAVE_DNNL
+  return metarun::conv_stack_available() ? 1 : 0;
+#else
+  return 0;
+#endif
+}
+MR_EXPORT Handle mr_conv_stack(Handle x, Handle* params, int count, int64_t stride, int64_t pad, double eps) {
+#ifdef METARUN_HAVE_DNNL
+  MR_TENSOR(([&] {
+    std::vector<at::Tensor> p;
+    for (int i = 0; i < count; i++) p.push_back(T(params[i]));
+    return metarun::conv_stack(T(x), p, stride, pad, eps);
+  }()))
+#else
+  metarun::set_last_error("this build of the native library has no blocked convolution stack (oneDNN's headers were missing)");
+  return nullptr;
+#endif
+}
 MR_EXPORT Handle mr_max_pool2d(Handle x, int64_t k, int64_t s, int64_t p) { MR_TENSOR(at::max_pool2d(T(x), {k, k}, {s, s}, {p, p})) }
 MR_EXPORT Handle mr_avg_pool2d(Handle x, int64_t k, int64_t s, int64_t p) { MR_TENSOR(at::avg_pool2d(T(x), {k, k}, {s, s}, {p, p})) }
 MR_EXPORT Handle mr_adaptive_avg_pool2d(Handle x, int64_t oh, int64_t ow) { MR_TENSOR(at::adaptive_avg_pool2d(T(x), {oh, ow})) }

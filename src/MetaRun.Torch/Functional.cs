@@ -35,6 +35,25 @@ public static class F
     public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
         new(mr_conv2d(input.Handle, weight.Handle, H(bias), stride, stride, padding, padding, dilation, dilation, groups));
 
+    /// <summary>Whether <see cref="ConvStack"/> exists in this build (it needs oneDNN's headers at build time and a libtorch that links oneDNN).</summary>
+    public static bool ConvStackAvailable { get; } = mr_conv_stack_available() == 1;
+
+    /// <summary>
+    /// A meta-batch's blocks of convolution → batch norm (the batch's statistics) → ReLU, then the
+    /// mean over space: images [N, T·C, H, W] → features [N, T·O]. <paramref name="parameters"/> holds
+    /// four tensors per block: kernels [T, O, C, K, K], bias, γ and β [T, O] (each may be one
+    /// tensor expanded over T). On the CPU in oneDNN's blocked layout throughout, with a backward
+    /// that cannot be differentiated again: for passes whose gradient is taken once.
+    /// </summary>
+    public static Tensor ConvStack(Tensor input, IReadOnlyList<Tensor> parameters, int stride, int padding, double eps = 1e-5)
+    {
+        var handles = parameters.Select(t => t.Handle).ToArray();
+        unsafe
+        {
+            fixed (IntPtr* p = handles) return new(mr_conv_stack(input.Handle, p, handles.Length, stride, padding, eps));
+        }
+    }
+
     public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null) => new(mr_linear(input.Handle, weight.Handle, H(bias)));
 
     /// <summary>

@@ -107,6 +107,8 @@ internal static unsafe partial class Native
     [DllImport(Lib)] internal static extern IntPtr mr_argmax(IntPtr h, long d, int keepdim);
     [DllImport(Lib)] internal static extern IntPtr mr_argmin(IntPtr h, long d, int keepdim);
 
+    [DllImport(Lib)] internal static extern int mr_conv_stack_available();
+    [DllImport(Lib)] internal static extern IntPtr mr_conv_stack(IntPtr x, IntPtr* parameters, int count, long stride, long pad, double eps);
     [DllImport(Lib)] internal static extern IntPtr mr_conv2d(IntPtr x, IntPtr w, IntPtr b, long sh, long sw, long ph, long pw, long dh, long dw, long groups);
     [DllImport(Lib)] internal static extern IntPtr mr_linear(IntPtr x, IntPtr w, IntPtr b);
     [DllImport(Lib)] internal static extern IntPtr mr_batch_norm(IntPtr x, IntPtr w, IntPtr b, IntPtr rm, IntPtr rv, int training, double momentum, double eps);

@@ -47,6 +47,7 @@ public abstract class FastWeightLearner : IMetaLearner
         IReadOnlyList<Tensor> fast = Model.WeightsFor(x);
         for (var s = 0; s < steps; s++)
         {
+            using var once = FirstOrderPasses.Enter(!createGraph);
             var loss = Objective.Loss(Model.Forward(x, fast), y);
             var grads = Torch.Grad([loss], fast, createGraph: createGraph);
             fast = fast.Select((w, i) => update(i, w, grads[i]!)).ToArray();
@@ -71,6 +72,8 @@ public abstract class FastWeightLearner : IMetaLearner
     protected TaskGradient OuterGradient(Episode task, IReadOnlyList<Tensor> fast, double weight, IReadOnlyList<WeightedLoss>? earlier = null, double finalWeight = 1)
     {
         using var phase = PhaseClock.Time("outer gradient");
+        // The query pass's gradient is taken once (below, without create_graph), also in MAML.
+        using var once = FirstOrderPasses.Enter();
         var output = Model.Forward(task.QueryX, fast);
         var loss = Objective.Loss(output, task.QueryY);
         var total = loss;
@@ -93,6 +96,7 @@ public abstract class FastWeightLearner : IMetaLearner
     {
         var fast = Adapt(task.SupportX, task.SupportY, TestInnerSteps, createGraph: false);
         using var noGrad = Torch.NoGrad();
+        using var once = FirstOrderPasses.Enter();
         return new AdaptedTask(Model.Forward(task.QueryX, fast), [.. Model.ParameterNames.Zip(fast, KeyValuePair.Create)]);
     }
 
@@ -107,6 +111,7 @@ public abstract class FastWeightLearner : IMetaLearner
     {
         var fast = Adapt(task.SupportX, task.SupportY, steps, createGraph: false);
         using var noGrad = Torch.NoGrad();
+        using var once = FirstOrderPasses.Enter();
         return Model.Forward(task.QueryX, fast);
     }
 

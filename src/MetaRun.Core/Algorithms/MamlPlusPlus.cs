@@ -119,6 +119,7 @@ public sealed class MamlPlusPlus : UnrolledLearner, IIterationAware
 
     protected override IReadOnlyList<Tensor> Step(InnerData support, int s, IReadOnlyList<Tensor> fast, bool createGraph)
     {
+        using var once = FirstOrderPasses.Enter(!createGraph);
         var loss = Objective.Loss(Model.Forward(support.X, AtStep(fast, s)), support.Y);
         var grads = Torch.Grad([loss], adapted.Select(i => fast[i]).ToArray(), createGraph: createGraph);
         var next = fast.ToArray();

@@ -46,6 +46,7 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
     /// <summary>One plain gradient step on the support loss over all weights, weight i becoming update(i, w, ∇w).</summary>
     protected IReadOnlyList<Tensor> GradientStep(InnerData support, IReadOnlyList<Tensor> fast, bool createGraph, Func<int, Tensor, Tensor, Tensor> update)
     {
+        using var once = FirstOrderPasses.Enter(!createGraph);
         var loss = Objective.Loss(Model.Forward(support.X, fast), support.Y);
         var grads = Torch.Grad([loss], fast, createGraph: createGraph);
         return fast.Select((w, i) => update(i, w, grads[i]!)).ToArray();
@@ -101,6 +102,7 @@ public abstract class UnrolledLearner(IModel model, Objective objective, int inn
         // Its own scope: the query pass's activations are freed before the backward pass through the steps.
         using var scope = Torch.NewScope();
         var leaves = phi.Select(w => w.Detach().RequiresGrad_()).ToArray();
+        using var once = FirstOrderPasses.Enter();
         var output = Model.Forward(task.QueryX, AtStep(leaves, j - 1));
         var all = Torch.Grad([Objective.Loss(output, task.QueryY) * scale], [.. leaves, .. OuterParameters], allowUnused: true);
         var kept = KeepOutside(all);

@@ -30,6 +30,9 @@ public sealed class BatchNormRunningStats(double momentum) : IDisposable
     /// <summary>One forward pass normalized with the averages; dispose it when the pass is done.</summary>
     public IDisposable Apply() => new Pass(this, collect: false);
 
+    /// <summary>Whether a pass is open on this thread.</summary>
+    internal static bool InPass => current is not null;
+
     /// <summary>The batch-norm layer's output inside a pass on this thread; null outside any (use the batch's statistics).</summary>
     internal static Tensor? Normalize(Tensor x, Tensor weight, Tensor bias) => current?.Normalize(x, weight, bias);
 

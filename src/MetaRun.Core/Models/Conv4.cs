@@ -48,10 +48,26 @@ public sealed class Conv4 : ModelBase, IDescribedModel
 
     protected override int ExampleRank => 3;
 
+    /// <summary>
+    /// Whether a meta-batch's blocks run as one blocked convolution stack (<see cref="F.ConvStack"/>):
+    /// the Omniglot form (stride-2 convolutions, features averaged over space) on the CPU, in a pass
+    /// differentiated once (<see cref="FirstOrderPasses"/>), with the batch's statistics and no
+    /// gradient wanted for the images themselves (robustness evaluation's attacks want one).
+    /// </summary>
+    private bool TakesConvStack(Tensor input, long tasks) =>
+        tasks > 1 && !maxPool && FirstOrderPasses.Active && F.ConvStackAvailable && !BatchNormRunningStats.InPass &&
+        input.Device.Type == DeviceType.Cpu && input.DType == ScalarType.Float32 && !input.RequiresGrad && Parameters[0].Size(0) % 16 == 0 &&
+        input.Size(2) <= 3; // the stack's first convolution takes up to 32 values per output (C·3·3)
+
     /// <summary>One task [N, C, H, W] or a meta-batch [T, N, C, H, W] at once (grouped convolutions, batch norm per task).</summary>
     public override Tensor Embed(Tensor input, IReadOnlyList<Tensor> w)
     {
         var (x, tasks) = ChannelsOf(input);
+        if (TakesConvStack(input, tasks))
+        {
+            var perTask = Enumerable.Range(0, 4 * Blocks).Select(i => PerTask(w[i], Parameters[i], tasks)).ToArray();
+            return FeaturesOf(F.ConvStack(x, perTask, stride: 2, padding: 1), input, tasks);
+        }
         for (var b = 0; b < Blocks; b++)
         {
             x = Conv(x, w, 4 * b, 4 * b + 1, tasks, stride: maxPool ? 1 : 2, padding: 1);

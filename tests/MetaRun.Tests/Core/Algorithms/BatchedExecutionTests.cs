@@ -35,6 +35,8 @@ public class BatchedExecutionTests
         return kind switch
         {
             "conv-stride" => new Conv4([1, 12, 12], filters: 4, outputs: Ways, maxPool: false, g, Device.Cpu),
+            // 16 filters: blocks of 16 channels, which first-order passes run as one blocked stack (F.ConvStack).
+            "conv-stride16" => new Conv4([1, 12, 12], filters: 16, outputs: Ways, maxPool: false, g, Device.Cpu),
             "conv-maxpool" => new Conv4([3, 16, 16], filters: 4, outputs: Ways, maxPool: true, g, Device.Cpu),
             "resnet12" => new ResNet12([3, 32, 32], filters: 4, outputs: Ways, g, Device.Cpu),
             _ => new Mlp(1, [8, 8], 1, g, Device.Cpu),
@@ -45,7 +47,7 @@ public class BatchedExecutionTests
         ConfigLoader.Parse($"algorithm:\n  name: {algorithm}\n" + string.Concat(keys.Select(k => $"  {k.Replace("=", ": ")}\n")), "t.yaml").Algorithm;
 
     private static MetaBatch Batch(string model) =>
-        model == "mlp" ? Regression(9) : Images(model switch { "conv-stride" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
+        model == "mlp" ? Regression(9) : Images(model switch { "conv-stride" or "conv-stride16" => [1, 12, 12], "resnet12" => [3, 32, 32], _ => [3, 16, 16] }, 9);
 
     private static (Tensor?[] Gradients, double Loss, double Accuracy) Gradient(AlgorithmConfig a, string model, bool batched, long iteration, int workers = 1, int tasksPerRun = 0)
     {
@@ -62,6 +64,11 @@ public class BatchedExecutionTests
         { "maml", "conv-maxpool", ["inner_steps=2"] },
         { "maml", "mlp", ["inner_steps=3", "inner_lr=0.01"] },
         { "fomaml", "conv-stride", ["inner_steps=3"] },
+        { "fomaml", "conv-stride16", ["inner_steps=3"] },
+        { "maml", "conv-stride16", ["inner_steps=2"] },
+        { "anil", "conv-stride16", ["inner_steps=2"] },
+        { "metasgd", "conv-stride16", ["inner_steps=2"] },
+        { "maml++", "conv-stride16", ["inner_steps=2", "lslr=true", "first_order_iterations=10"] },
         { "fomaml", "mlp", ["inner_steps=2", "inner_lr=0.01"] },
         // ResNet-12's tiny test widths give gradients in the hundreds: a small step keeps the
         // adapted network from amplifying rounding differences chaotically. At 2 filters it
