@@ -61,10 +61,10 @@ struct Geometry {
 
 memory::desc images(int64_t n, int64_t c, int64_t h, int64_t w, tag layout) { return {{n, c, h, w}, f32, layout}; }
 
-// The primitives of one block, made once per shape (oneDNN generates their code on creation).
+// The primitives of a block after the first (FirstConv below is the first's), made once per shape (oneDNN generates their code on creation).
 struct Block {
   dnnl::convolution_forward forward;
-  dnnl::convolution_backward_data backward_data;  // not for the first block (its input is data)
+  dnnl::convolution_backward_data backward_data;
   dnnl::convolution_backward_weights backward_weights;
   // src/dst: the forward's and the input gradient's (shared θ: [N·T, …]); grouped_*: the weight gradient's.
   memory::desc src, dst, bias, grouped_src, grouped_dst, grouped_bias;
@@ -73,9 +73,8 @@ struct Block {
   explicit Block(const Geometry& g) {
     const auto& e = engine();
     const memory::dims strides{g.stride, g.stride}, pad{g.pad, g.pad};
-    const auto in_layout = g.first ? tag::nchw : tag::nChw16c;
     // Per task: one grouped convolution over [N, T·C, H, W]; shared θ: one over [N·T, C, H, W].
-    grouped_src = images(g.n, g.t * g.c, g.h, g.w, in_layout);
+    grouped_src = images(g.n, g.t * g.c, g.h, g.w, tag::nChw16c);
     grouped_dst = images(g.n, g.t * g.o, g.oh(), g.ow(), tag::nChw16c);
     grouped_bias = memory::desc({g.t * g.o}, f32, tag::x);
     user_gradient = memory::desc({g.t, g.o, g.c, g.k, g.k}, f32, tag::goihw);
@@ -87,7 +86,7 @@ struct Block {
     auto fwd = grouped_fwd;
     src = grouped_src, dst = grouped_dst, bias = grouped_bias, user_weights = user_gradient;
     if (g.shared) {
-      src = images(g.n * g.t, g.c, g.h, g.w, in_layout);
+      src = images(g.n * g.t, g.c, g.h, g.w, tag::nChw16c);
       dst = images(g.n * g.t, g.o, g.oh(), g.ow(), tag::nChw16c);
       bias = memory::desc({g.o}, f32, tag::x);
       user_weights = memory::desc({g.o, g.c, g.k, g.k}, f32, tag::oihw);
@@ -98,18 +97,21 @@ struct Block {
     }
     forward = dnnl::convolution_forward(fwd);
     forward_weights = fwd.weights_desc();
-    if (!g.first) {
-      const dnnl::convolution_backward_data::primitive_desc bwd(
-          {dnnl::algorithm::convolution_direct, src, memory::desc(user_weights.dims(), f32, tag::any), dst, strides, pad, pad},
-          e, fwd);
-      backward_data = dnnl::convolution_backward_data(bwd);
-      data_weights = bwd.weights_desc();
-    }
+    const dnnl::convolution_backward_data::primitive_desc bwd(
+        {dnnl::algorithm::convolution_direct, src, memory::desc(user_weights.dims(), f32, tag::any), dst, strides, pad, pad}, e,
+        fwd);
+    backward_data = dnnl::convolution_backward_data(bwd);
+    data_weights = bwd.weights_desc();
     const dnnl::convolution_backward_weights::primitive_desc bww(
         {dnnl::algorithm::convolution_direct, grouped_src, grouped_any, grouped_bias, grouped_dst, strides, pad, pad}, e,
         grouped_fwd);
     backward_weights = dnnl::convolution_backward_weights(bww);
     weight_gradient = bww.diff_weights_desc();
+    // oneDNN's reference kernels are some hundred times slower than its jitted ones (they are what it
+    // picks when a format is forced on it): a loud error rather than a run that crawls.
+    for (const std::string impl : {fwd.impl_info_str(), bwd.impl_info_str(), bww.impl_info_str()})
+      TORCH_CHECK(impl.rfind("ref", 0) != 0, "conv stack: oneDNN has only its reference kernel (", impl, ") for a ", g.c, "→", g.o,
+                  " convolution on ", g.h, "×", g.w, "; set execution: per_task");
   }
 };
 
@@ -270,11 +272,26 @@ void batch_norm_relu_backward(const at::Tensor& gy, const at::Tensor& z, const a
 // The first block's convolution, by hand: its input has few channels per task (one on Omniglot),
 // which oneDNN's fast kernels do not take for a grouped convolution with a blocked output (it
 // falls back to its reference code, or to gemm with plain tensors and reorders). Each output
-// position of a block of 16 channels is K·K·C multiply-adds of one input value into 16 lanes.
+// position of a block of 16 channels is C·K·K multiply-adds of one input value into 16 lanes.
+// An image's planes are first copied into a zero-padded buffer (no bounds checks per tap), and
+// Omniglot's shape (C = 1, K = 3) is compiled on its own, its nine kernel vectors in registers.
 struct FirstConv {
   static constexpr int64_t kMaxTaps = 32;  // C·K·K: Omniglot's 9, RGB's 27
   int64_t n, t, c, o, h, w, k, stride, pad, oh, ow;
   int64_t task_stride;  // of the kernels [T, O, C, K, K]: 0 where the tasks share θ [O, C, K, K]
+
+  int64_t ph() const { return h + 2 * pad; }
+  int64_t pw() const { return w + 2 * pad; }
+
+  // Task `task`'s planes of image i, zero-padded, into out [C, PH, PW].
+  void padded(const float* X, int64_t i, int64_t task, float* out) const {
+    std::fill(out, out + c * ph() * pw(), 0.0f);
+    for (int64_t ch = 0; ch < c; ch++)
+      for (int64_t y = 0; y < h; y++) {
+        const float* row = X + (((i * t + task) * c + ch) * h + y) * w;
+        std::copy(row, row + w, out + (ch * ph() + y + pad) * pw() + pad);
+      }
+  }
 
   // Kernels of task t, output block cb, as [C·K·K][16].
   void gather(const float* W, int64_t task, int64_t cb, float* out) const {
@@ -283,67 +300,64 @@ struct FirstConv {
       for (int64_t q = 0; q < taps; q++) out[q * kBlock + l] = W[task * task_stride + (cb * kBlock + l) * taps + q];
   }
 
-  // Output block cb (of task cb / (O/16)) of image i: x [N, T·C, H, W] plain → z [N, T·O, OH, OW] nChw16c.
-  MR_AVX512 void forward_block(const float* X, const float* wk, const float* bias, int64_t i, int64_t cb, float* Z) const {
-    const int64_t obs = o / kBlock, cbs = t * obs, task = cb / obs;
-    float* out = Z + (i * cbs + cb) * oh * ow * kBlock;
+  // One output block of one image from its padded planes P: z [OH·OW][16]. KS, CS: K and C
+  // fixed at compile time (0: as given at run time).
+  template <int KS, int CS>
+  MR_AVX512 void forward_block(const float* P, const float* wk, const float* bias, float* out) const {
+    const int64_t kk = KS > 0 ? KS : k, cc = CS > 0 ? CS : c, taps = cc * kk * kk, plane = ph() * pw();
+    v16 wv[kMaxTaps];
+    for (int64_t q = 0; q < taps; q++) wv[q] = load(wk + q * kBlock);
     const v16 b = load(bias);
     for (int64_t y = 0; y < oh; y++)
       for (int64_t x = 0; x < ow; x++) {
         v16 acc = b;
-        for (int64_t ch = 0; ch < c; ch++) {
-          const float* plane = X + ((i * t + task) * c + ch) * h * w;
-          for (int64_t ky = 0; ky < k; ky++) {
-            const int64_t iy = y * stride - pad + ky;
-            if (iy < 0 || iy >= h) continue;
-            for (int64_t kx = 0; kx < k; kx++) {
-              const int64_t ix = x * stride - pad + kx;
-              if (ix < 0 || ix >= w) continue;
-              acc += splat(plane[iy * w + ix]) * load(wk + ((ch * k + ky) * k + kx) * kBlock);
-            }
-          }
-        }
+        const float* at = P + y * stride * pw() + x * stride;
+        for (int64_t ch = 0; ch < cc; ch++)
+          for (int64_t ky = 0; ky < kk; ky++)
+            for (int64_t kx = 0; kx < kk; kx++) acc += splat(at[ch * plane + ky * pw() + kx]) * wv[(ch * kk + ky) * kk + kx];
         store(out + (y * ow + x) * kBlock, acc);
       }
   }
 
+  // x [N, T·C, H, W] plain → z [N, T·O, OH, OW] nChw16c.
   void forward(const float* X, const float* W, const float* B, int64_t bias_stride, float* Z) const {
     const int64_t taps = c * k * k, obs = o / kBlock, cbs = t * obs;
-    at::parallel_for(0, n * cbs, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> wk(taps * kBlock);
+    at::parallel_for(0, n * t, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> wk(taps * kBlock), P(c * ph() * pw());
       for (int64_t job = begin; job < end; job++) {
-        const int64_t i = job / cbs, cb = job % cbs, task = cb / obs;
-        gather(W, task, cb % obs, wk.data());
-        forward_block(X, wk.data(), B + task * bias_stride + (cb % obs) * kBlock, i, cb, Z);
+        const int64_t i = job / t, task = job % t;
+        padded(X, i, task, P.data());
+        for (int64_t ob = 0; ob < obs; ob++) {
+          gather(W, task, ob, wk.data());
+          const float* bias = B + task * bias_stride + ob * kBlock;
+          float* out = Z + (i * cbs + task * obs + ob) * oh * ow * kBlock;
+          if (k == 3 && c == 1)
+            forward_block<3, 1>(P.data(), wk.data(), bias, out);
+          else
+            forward_block<0, 0>(P.data(), wk.data(), bias, out);
+        }
       }
     });
   }
 
-  // Block cb's kernel and bias gradients [taps + 1][16] over image i, added into total (doubles):
-  // sums in float over one image's positions.
-  MR_AVX512 void backward_block(const float* X, const float* GZ, int64_t i, int64_t cb, double* total) const {
-    const int64_t taps = c * k * k, obs = o / kBlock, cbs = t * obs, task = cb / obs;
-    v16 part[kMaxTaps + 1];
-    for (int64_t q = 0; q <= taps; q++) part[q] = v16{};
-    const float* g0 = GZ + (i * cbs + cb) * oh * ow * kBlock;
+  // One output block's kernel and bias gradients over one image (padded planes P, gradient g0
+  // [OH·OW][16]), summed in float and added into total [taps + 1][16] (doubles).
+  template <int KS, int CS>
+  MR_AVX512 void backward_block(const float* P, const float* g0, double* total) const {
+    const int64_t kk = KS > 0 ? KS : k, cc = CS > 0 ? CS : c, taps = cc * kk * kk, plane = ph() * pw();
+    v16 part[kMaxTaps], bias{};
+    for (int64_t q = 0; q < taps; q++) part[q] = v16{};
     for (int64_t y = 0; y < oh; y++)
       for (int64_t x = 0; x < ow; x++) {
         const v16 g = load(g0 + (y * ow + x) * kBlock);
-        part[taps] += g;
-        for (int64_t ch = 0; ch < c; ch++) {
-          const float* plane = X + ((i * t + task) * c + ch) * h * w;
-          for (int64_t ky = 0; ky < k; ky++) {
-            const int64_t iy = y * stride - pad + ky;
-            if (iy < 0 || iy >= h) continue;
-            for (int64_t kx = 0; kx < k; kx++) {
-              const int64_t ix = x * stride - pad + kx;
-              if (ix < 0 || ix >= w) continue;
-              part[(ch * k + ky) * k + kx] += splat(plane[iy * w + ix]) * g;
-            }
-          }
-        }
+        bias += g;
+        const float* at = P + y * stride * pw() + x * stride;
+        for (int64_t ch = 0; ch < cc; ch++)
+          for (int64_t ky = 0; ky < kk; ky++)
+            for (int64_t kx = 0; kx < kk; kx++) part[(ch * kk + ky) * kk + kx] += splat(at[ch * plane + ky * pw() + kx]) * g;
       }
-    for (int64_t q = 0; q <= taps; q++) flush(part[q], total + q * kBlock);
+    for (int64_t q = 0; q < taps; q++) flush(part[q], total + q * kBlock);
+    flush(bias, total + taps * kBlock);
   }
 
   // The kernels' and bias's gradients per task, gw [T, O, C, K, K] and gb [T·O], from gz (nChw16c).
@@ -351,11 +365,20 @@ struct FirstConv {
     const int64_t taps = c * k * k, obs = o / kBlock, cbs = t * obs;
     at::parallel_for(0, cbs, 1, [&](int64_t begin, int64_t end) {
       std::vector<double> total((taps + 1) * kBlock);
+      std::vector<float> P(c * ph() * pw());
       for (int64_t cb = begin; cb < end; cb++) {
+        const int64_t task = cb / obs;
         std::fill(total.begin(), total.end(), 0.0);
-        for (int64_t i = 0; i < n; i++) backward_block(X, GZ, i, cb, total.data());
+        for (int64_t i = 0; i < n; i++) {
+          padded(X, i, task, P.data());
+          const float* g0 = GZ + (i * cbs + cb) * oh * ow * kBlock;
+          if (k == 3 && c == 1)
+            backward_block<3, 1>(P.data(), g0, total.data());
+          else
+            backward_block<0, 0>(P.data(), g0, total.data());
+        }
         for (int64_t l = 0; l < kBlock; l++) {
-          const int64_t out = (cb / obs) * o + (cb % obs) * kBlock + l;
+          const int64_t out = task * o + (cb % obs) * kBlock + l;
           for (int64_t q = 0; q < taps; q++) GW[out * taps + q] = static_cast<float>(total[q * kBlock + l]);
           GB[out] = static_cast<float>(total[taps * kBlock + l]);
         }
@@ -473,7 +496,8 @@ struct ConvStack : public torch::autograd::Function<ConvStack> {
       const auto &kernels = v[0], &gamma = v[1], &z = v[2], &y = v[3], &mean = v[4], &invstd = v[5];
       const auto& in = b == 0 ? input : saved[1 + kSavedPerBlock * (b - 1) + 3];
       channels = g.t * g.o, s = g.oh() * g.ow();
-      auto gz = at::empty_like(z), ggamma = at::empty({channels}, input.options()), gbeta = at::empty_like(ggamma);
+      // gz in gy's place (each value is read, then written): gy is this op's own buffer, needed no longer.
+      auto gz = gy, ggamma = at::empty({channels}, input.options()), gbeta = at::empty_like(ggamma);
       batch_norm_relu_backward(gy, z, y, gamma, mean, invstd, n, channels, s, gz, ggamma, gbeta);
       const std::vector<int64_t> shape{g.t, g.o};
       auto gb = at::empty({channels}, input.options());

@@ -215,20 +215,23 @@ public static class OpCatalog
         // gradients checked by finite differences); float32 is the stack, which has no other
         // precision, where this processor runs it. The input is data (the stack gives it no gradient).
         var xc = U(2, 2, 6, 6).Data;
-        Tensor Stack(OpContext c, Tensor[] p)
+        var xc2 = U(2, 4, 5, 5).Data;
+        Tensor Stack(OpContext c, Tensor x, Tensor[] p)
         {
-            var x = c.Float(xc, [2, 2, 6, 6]);
             if (c.DType == ScalarType.Float32 && c.Device.Type == DeviceType.Cpu && F.ConvStackAvailable) return F.ConvStack(x, p, stride: 2, padding: 1);
             for (var b = 0; b < p.Length / 4; b++)
                 x = F.BatchNorm(F.Conv2d(x, p[4 * b], p[4 * b + 1], stride: 2, padding: 1, groups: 2), null, null, p[4 * b + 2].Reshape(-1), p[4 * b + 3].Reshape(-1), training: true).Relu();
             return x.Mean([2, 3]);
         }
-        Add("conv stack: two blocks, per-task kernels", (c, p) => Stack(c, p),
+        Add("conv stack: two blocks, per-task kernels", (c, p) => Stack(c, c.Float(xc, [2, 2, 6, 6]), p),
             U(2, 16, 1, 3, 3), U(2, 16), Pos(2, 16), U(2, 16), U(2, 16, 16, 3, 3), U(2, 16), Pos(2, 16), U(2, 16));
         // While the tasks share θ (the first inner step) every weight is one tensor expanded over the tasks.
         Add("conv stack: two blocks, kernels shared by the tasks", (c, p) =>
-            Stack(c, [.. p.Select(w => w.Unsqueeze(0).Expand([2, .. w.Shape]))]),
+            Stack(c, c.Float(xc, [2, 2, 6, 6]), [.. p.Select(w => w.Unsqueeze(0).Expand([2, .. w.Shape]))]),
             U(16, 1, 3, 3), U(16), Pos(16), U(16), U(16, 16, 3, 3), U(16), Pos(16), U(16));
+        // Two input channels per task and an odd size: the first convolution's general path.
+        Add("conv stack: one block, two input channels per task", (c, p) => Stack(c, c.Float(xc2, [2, 4, 5, 5]), p),
+            U(2, 16, 2, 3, 3), U(2, 16), Pos(2, 16), U(2, 16));
 
         // ---- second order: MAML's meta-gradient through one inner step (createGraph) ----
         // conv → batch norm (training) → relu → max pool → linear, cross-entropy, as the Omniglot model.
