@@ -128,15 +128,18 @@ public class BatchedExecutionTests
         }
     }
 
-    [Fact]
-    public void Batched_runs_give_the_same_bits_on_one_worker_or_two()
+    [Theory]
+    [InlineData("maml", "conv-stride")]
+    [InlineData("maml", "conv-stride16")]
+    [InlineData("fomaml", "conv-stride16")]
+    public void Batched_runs_give_the_same_bits_on_one_worker_or_two(string algorithm, string model)
     {
         using var scope = Torch.NewScope();
-        var a = Settings("maml", ["inner_steps=2"]);
-        var first = Gradient(a, "conv-stride", batched: true, iteration: 2, workers: 2, tasksPerRun: 2);
+        var a = Settings(algorithm, ["inner_steps=2"]);
+        var first = Gradient(a, model, batched: true, iteration: 2, workers: 2, tasksPerRun: 2);
         foreach (var workers in new[] { 2, 1, 2 })
         {
-            var again = Gradient(a, "conv-stride", batched: true, iteration: 2, workers, tasksPerRun: 2);
+            var again = Gradient(a, model, batched: true, iteration: 2, workers, tasksPerRun: 2);
             for (var k = 0; k < first.Gradients.Length; k++)
                 Assert.Equal(first.Gradients[k]!.ToArray<float>(), again.Gradients[k]!.ToArray<float>());
             Assert.Equal(first.Loss, again.Loss);

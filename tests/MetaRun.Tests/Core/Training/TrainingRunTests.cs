@@ -50,6 +50,38 @@ public class TrainingRunTests
         Assert.Equal(Weights(straight), Weights(crashed));
     }
 
+    // Real Omniglot, meta-batches batched: with 16 filters conv4's first-order passes (FOMAML's both
+    // passes, MAML's query pass) take the blocked convolution stack.
+    [Theory]
+    [InlineData("fomaml")]
+    [InlineData("maml")]
+    public void A_batched_omniglot_run_through_the_convolution_stack_resumes_bit_identical(string algorithm)
+    {
+        var dir = TestPaths.NewTempDir("trainingrun");
+        var config = Path.Combine(dir, "c.yaml");
+        File.WriteAllText(config, $$$"""
+            name: stack
+            seed: 3
+            threads: 1
+            workers: 2
+            execution: batched
+            data: {dataset: omniglot, split: vinyals, train: {ways: 5, shots: 1, queries: 1}, test: {ways: 5, shots: 1, queries: 1}}
+            model: {name: conv4, filters: 16, downsample: stride}
+            algorithm: {name: {{{algorithm}}}, inner_lr: 0.4, inner_steps: 1, meta_batch_size: 8, iterations: 6}
+            eval: {interval: 0}
+            checkpoint: {interval: 2}
+            """);
+        TrainingRun Run(string? c, string? outDir, string? resume) =>
+            TrainingRun.Start(new TrainingRequest(c, [], outDir, resume, TestPaths.SharedDatasets, false), _ => { });
+        var straight = Path.Combine(dir, "straight");
+        using (var run = Run(config, straight, null)) run.Train(null, default);
+        var crashed = Path.Combine(dir, "crashed");
+        using (var run = Run(config, crashed, null))
+            Assert.Throws<InvalidOperationException>(() => run.Train(new CrashAfter(3), default));
+        using (var run = Run(null, null, crashed)) run.Train(null, default);
+        Assert.Equal(Weights(straight), Weights(crashed));
+    }
+
     [Fact]
     public void ResumingWithAChangedInnerRateIsRefusedShowingBothValuesAndWritesNothing()
     {
