@@ -6,8 +6,9 @@
 // tenth of a batched FOMAML iteration (docs/performance.md), with batch norm and ReLU as separate
 // passes over memory besides. Here the activations stay blocked from the first convolution to the
 // pooling, batch norm and ReLU are one pass over each block of 16 channels (which are then the 16
-// lanes of a vector: no horizontal sums), and oneDNN's primitives are made once per shape and
-// thread. Called directly: libtorch's own oneDNN (Debian's libdnnl.so.2) is the same library.
+// lanes of a vector: no horizontal sums), oneDNN's primitives are made once per shape and thread,
+// and the first convolution is written out (FirstConv). Called directly: libtorch's own oneDNN
+// (Debian's libdnnl.so.2) is the same library.
 //
 // Layout: a meta-batch's images are [N, T·C, H, W] (the tasks' channels side by side). In nChw16c
 // with C a multiple of 16 that is the same memory as the batch [N·T, C, H, W] of all tasks' images,
@@ -59,9 +60,10 @@ struct Geometry {
   auto key() const { return std::make_tuple(n, t, c, o, h, w, k, stride, pad, first, shared); }
 };
 
-memory::desc images(int64_t n, int64_t c, int64_t h, int64_t w, tag layout) { return {{n, c, h, w}, f32, layout}; }
+memory::desc blocked(int64_t n, int64_t c, int64_t h, int64_t w) { return {{n, c, h, w}, f32, tag::nChw16c}; }
 
-// The primitives of a block after the first (FirstConv below is the first's), made once per shape (oneDNN generates their code on creation).
+// The primitives of a block after the first (FirstConv below is the first's convolution), made once
+// per shape: oneDNN generates their code on creation.
 struct Block {
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data backward_data;
@@ -74,8 +76,8 @@ struct Block {
     const auto& e = engine();
     const memory::dims strides{g.stride, g.stride}, pad{g.pad, g.pad};
     // Per task: one grouped convolution over [N, T·C, H, W]; shared θ: one over [N·T, C, H, W].
-    grouped_src = images(g.n, g.t * g.c, g.h, g.w, tag::nChw16c);
-    grouped_dst = images(g.n, g.t * g.o, g.oh(), g.ow(), tag::nChw16c);
+    grouped_src = blocked(g.n, g.t * g.c, g.h, g.w);
+    grouped_dst = blocked(g.n, g.t * g.o, g.oh(), g.ow());
     grouped_bias = memory::desc({g.t * g.o}, f32, tag::x);
     user_gradient = memory::desc({g.t, g.o, g.c, g.k, g.k}, f32, tag::goihw);
     const memory::desc grouped_any({g.t, g.o, g.c, g.k, g.k}, f32, tag::any);
@@ -86,8 +88,8 @@ struct Block {
     auto fwd = grouped_fwd;
     src = grouped_src, dst = grouped_dst, bias = grouped_bias, user_weights = user_gradient;
     if (g.shared) {
-      src = images(g.n * g.t, g.c, g.h, g.w, tag::nChw16c);
-      dst = images(g.n * g.t, g.o, g.oh(), g.ow(), tag::nChw16c);
+      src = blocked(g.n * g.t, g.c, g.h, g.w);
+      dst = blocked(g.n * g.t, g.o, g.oh(), g.ow());
       bias = memory::desc({g.o}, f32, tag::x);
       user_weights = memory::desc({g.o, g.c, g.k, g.k}, f32, tag::oihw);
       fwd = dnnl::convolution_forward::primitive_desc(

@@ -156,7 +156,8 @@ MR_EXPORT Handle mr_batch_norm(Handle x, Handle w, Handle b, Handle rm, Handle r
 }
 // A meta-batch's conv → batch norm → ReLU blocks in oneDNN's blocked layout, for a first-order
 // backward only (convstack.cpp): x [N, T·C, H, W]; params per block: kernels [T, O, C, K, K],
-// bias, γ and β [T, O]. 0 from mr_conv_stack_available where the library was built without oneDNN's headers.
+// bias, γ and β [T, O]. mr_conv_stack_available: 0 where the library was built without oneDNN's headers
+// or the processor lacks AVX-512.
 MR_EXPORT int mr_conv_stack_available() {
 #ifdef METARUN_HAVE_DNNL
   return metarun::conv_stack_available() ? 1 : 0;

@@ -35,7 +35,7 @@ public static class F
     public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
         new(mr_conv2d(input.Handle, weight.Handle, H(bias), stride, stride, padding, padding, dilation, dilation, groups));
 
-    /// <summary>Whether <see cref="ConvStack"/> exists in this build (it needs oneDNN's headers at build time and a libtorch that links oneDNN).</summary>
+    /// <summary>Whether <see cref="ConvStack"/> runs here: oneDNN's headers at build time, a libtorch that links the shared oneDNN, a processor with AVX-512.</summary>
     public static bool ConvStackAvailable { get; } = mr_conv_stack_available() == 1;
 
     /// <summary>
