@@ -60,6 +60,14 @@ struct Geometry {
   auto key() const { return std::make_tuple(n, t, c, o, h, w, k, stride, pad, first, shared); }
 };
 
+// Block b's geometry over n images of `tasks` tasks from its kernels ([T, O, C, K, K], or θ's
+// [O, C, K, K] while the tasks share it) and its input's size.
+Geometry geometry(int64_t n, int64_t tasks, const at::Tensor& kernels, int64_t h, int64_t w, int64_t stride, int64_t pad,
+                  int64_t b, bool shared) {
+  const int64_t d = kernels.dim();
+  return {n, tasks, kernels.size(d - 3), kernels.size(d - 4), h, w, kernels.size(d - 1), stride, pad, b == 0, shared};
+}
+
 memory::desc blocked(int64_t n, int64_t c, int64_t h, int64_t w) { return {{n, c, h, w}, f32, tag::nChw16c}; }
 
 // The primitives of a block after the first (FirstConv below is the first's convolution), made once
@@ -277,10 +285,11 @@ void batch_norm_relu_backward(const at::Tensor& gy, const at::Tensor& z, const a
 // position of a block of 16 channels is C·K·K multiply-adds of one input value into 16 lanes.
 // An image's planes are first copied into a zero-padded buffer (no bounds checks per tap), and
 // Omniglot's shape (C = 1, K = 3) is compiled on its own, its nine kernel vectors in registers.
-struct FirstConv {
+struct FirstConv : Geometry {
   static constexpr int64_t kMaxTaps = 32;  // C·K·K: Omniglot's 9, RGB's 27
-  int64_t n, t, c, o, h, w, k, stride, pad, oh, ow;
-  int64_t task_stride;  // of the kernels [T, O, C, K, K]: 0 where the tasks share θ [O, C, K, K]
+  explicit FirstConv(const Geometry& g) : Geometry(g) {}
+  // Of the kernels [T, O, C, K, K]: 0 where the tasks share θ [O, C, K, K].
+  int64_t task_stride() const { return shared ? 0 : o * c * k * k; }
 
   int64_t ph() const { return h + 2 * pad; }
   int64_t pw() const { return w + 2 * pad; }
@@ -299,25 +308,25 @@ struct FirstConv {
   void gather(const float* W, int64_t task, int64_t cb, float* out) const {
     const int64_t taps = c * k * k;
     for (int64_t l = 0; l < kBlock; l++)
-      for (int64_t q = 0; q < taps; q++) out[q * kBlock + l] = W[task * task_stride + (cb * kBlock + l) * taps + q];
+      for (int64_t q = 0; q < taps; q++) out[q * kBlock + l] = W[task * task_stride() + (cb * kBlock + l) * taps + q];
   }
 
   // One output block of one image from its padded planes P: z [OH·OW][16]. KS, CS: K and C
   // fixed at compile time (0: as given at run time).
   template <int KS, int CS>
   MR_AVX512 void forward_block(const float* P, const float* wk, const float* bias, float* out) const {
-    const int64_t kk = KS > 0 ? KS : k, cc = CS > 0 ? CS : c, taps = cc * kk * kk, plane = ph() * pw();
+    const int64_t kk = KS > 0 ? KS : k, cc = CS > 0 ? CS : c, taps = cc * kk * kk, plane = ph() * pw(), rows = oh(), cols = ow();
     v16 wv[kMaxTaps];
     for (int64_t q = 0; q < taps; q++) wv[q] = load(wk + q * kBlock);
     const v16 b = load(bias);
-    for (int64_t y = 0; y < oh; y++)
-      for (int64_t x = 0; x < ow; x++) {
+    for (int64_t y = 0; y < rows; y++)
+      for (int64_t x = 0; x < cols; x++) {
         v16 acc = b;
         const float* at = P + y * stride * pw() + x * stride;
         for (int64_t ch = 0; ch < cc; ch++)
           for (int64_t ky = 0; ky < kk; ky++)
             for (int64_t kx = 0; kx < kk; kx++) acc += splat(at[ch * plane + ky * pw() + kx]) * wv[(ch * kk + ky) * kk + kx];
-        store(out + (y * ow + x) * kBlock, acc);
+        store(out + (y * cols + x) * kBlock, acc);
       }
   }
 
@@ -332,7 +341,7 @@ struct FirstConv {
         for (int64_t ob = 0; ob < obs; ob++) {
           gather(W, task, ob, wk.data());
           const float* bias = B + task * bias_stride + ob * kBlock;
-          float* out = Z + (i * cbs + task * obs + ob) * oh * ow * kBlock;
+          float* out = Z + (i * cbs + task * obs + ob) * oh() * ow() * kBlock;
           if (k == 3 && c == 1)
             forward_block<3, 1>(P.data(), wk.data(), bias, out);
           else
@@ -346,12 +355,12 @@ struct FirstConv {
   // [OH·OW][16]), summed in float and added into total [taps + 1][16] (doubles).
   template <int KS, int CS>
   MR_AVX512 void backward_block(const float* P, const float* g0, double* total) const {
-    const int64_t kk = KS > 0 ? KS : k, cc = CS > 0 ? CS : c, taps = cc * kk * kk, plane = ph() * pw();
+    const int64_t kk = KS > 0 ? KS : k, cc = CS > 0 ? CS : c, taps = cc * kk * kk, plane = ph() * pw(), rows = oh(), cols = ow();
     v16 part[kMaxTaps], bias{};
     for (int64_t q = 0; q < taps; q++) part[q] = v16{};
-    for (int64_t y = 0; y < oh; y++)
-      for (int64_t x = 0; x < ow; x++) {
-        const v16 g = load(g0 + (y * ow + x) * kBlock);
+    for (int64_t y = 0; y < rows; y++)
+      for (int64_t x = 0; x < cols; x++) {
+        const v16 g = load(g0 + (y * cols + x) * kBlock);
         bias += g;
         const float* at = P + y * stride * pw() + x * stride;
         for (int64_t ch = 0; ch < cc; ch++)
@@ -373,7 +382,7 @@ struct FirstConv {
         std::fill(total.begin(), total.end(), 0.0);
         for (int64_t i = 0; i < n; i++) {
           padded(X, i, task, P.data());
-          const float* g0 = GZ + (i * cbs + cb) * oh * ow * kBlock;
+          const float* g0 = GZ + (i * cbs + cb) * oh() * ow() * kBlock;
           if (k == 3 && c == 1)
             backward_block<3, 1>(P.data(), g0, total.data());
           else
@@ -397,10 +406,6 @@ bool cpu_has_avx512() {
 constexpr int kPerBlock = 4;  // conv weight [T, O, C, K, K], conv bias [T, O], γ [T, O], β [T, O]
 constexpr int kSavedPerBlock = 6;  // kernels, γ, z, y, μ, r
 
-FirstConv first_conv(const Geometry& g) {
-  return {g.n, g.t, g.c, g.o, g.h, g.w, g.k, g.stride, g.pad, g.oh(), g.ow(), g.shared ? 0 : g.o * g.c * g.k * g.k};
-}
-
 memory mem(const memory::desc& d, const at::Tensor& t) { return memory(d, engine(), data(t)); }
 
 struct ConvStack : public torch::autograd::Function<ConvStack> {
@@ -414,8 +419,7 @@ struct ConvStack : public torch::autograd::Function<ConvStack> {
     std::vector<int64_t> shared;
     for (int64_t b = 0; b < blocks; b++) {
       const auto& k = p[kPerBlock * b];
-      const Geometry g{n, tasks, k.size(2), k.size(1), h, w, k.size(3), stride, pad, b == 0,
-                       k.stride(0) == 0 && p[kPerBlock * b + 1].stride(0) == 0};
+      const auto g = geometry(n, tasks, k, h, w, stride, pad, b, k.stride(0) == 0 && p[kPerBlock * b + 1].stride(0) == 0);
       // While the tasks share θ the kernels are a stride-0 view: θ itself is the ordinary convolution's.
       const auto kernels = (g.shared ? k[0] : k).contiguous();
       const auto bias = (g.shared ? p[kPerBlock * b + 1][0] : p[kPerBlock * b + 1]).contiguous();
@@ -424,7 +428,7 @@ struct ConvStack : public torch::autograd::Function<ConvStack> {
       const int64_t s = g.oh() * g.ow();
       auto z = at::empty({n * channels * s}, input.options());
       if (g.first) {
-        first_conv(g).forward(data(in), data(kernels), data(bias), g.shared ? 0 : g.o, data(z));
+        FirstConv(g).forward(data(in), data(kernels), data(bias), g.shared ? 0 : g.o, data(z));
       } else {
         auto& prim = block(g);
         const auto fw = reorder(kernels, prim.user_weights, prim.forward_weights);
@@ -471,9 +475,7 @@ struct ConvStack : public torch::autograd::Function<ConvStack> {
     std::vector<Geometry> gs;
     int64_t h = input.size(2), w = input.size(3);
     for (int64_t b = 0; b < blocks; b++) {
-      const auto& k = saved[1 + kSavedPerBlock * b];
-      const int64_t o = k.size(k.dim() - 4), c = k.size(k.dim() - 3), kk = k.size(k.dim() - 1);
-      gs.push_back({n, tasks, c, o, h, w, kk, stride, pad, b == 0, shared[b] != 0});
+      gs.push_back(geometry(n, tasks, saved[1 + kSavedPerBlock * b], h, w, stride, pad, b, shared[b] != 0));
       h = gs.back().oh(), w = gs.back().ow();
     }
     variable_list out(1 + kPerBlock * blocks + 3);
@@ -508,7 +510,7 @@ struct ConvStack : public torch::autograd::Function<ConvStack> {
       out[4 + kPerBlock * b] = gbeta.view(shape);
       if (g.first) {
         auto gw = at::empty({g.t, g.o, g.c, g.k, g.k}, input.options());
-        first_conv(g).backward_weights(data(in), data(gz), data(gw), data(gb));
+        FirstConv(g).backward_weights(data(in), data(gz), data(gw), data(gb));
         out[1 + kPerBlock * b] = gw;
         continue;
       }
